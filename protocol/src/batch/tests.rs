@@ -1,0 +1,159 @@
+use super::*;
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
+    TimestampType,
+};
+
+fn record(i: i64) -> Record {
+    Record {
+        transactional: false,
+        control: false,
+        partition_leader_epoch: 0,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset: i,
+        sequence: i as i32,
+        timestamp: 1_000 + i,
+        key: Some(Bytes::from(format!("k{i}"))),
+        value: Some(Bytes::from(format!("value-{i}"))),
+        headers: Default::default(),
+        delete_horizon: false,
+    }
+}
+
+fn encode(n: i64, compression: Compression) -> BytesMut {
+    let records: Vec<Record> = (0..n).map(record).collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression,
+        },
+    )
+    .unwrap();
+    buf
+}
+
+#[test]
+fn parses_header_fields() {
+    let batch = encode(3, Compression::None);
+    let h = validate_produce_batch(&batch).unwrap();
+    assert_eq!(h.records_count, 3);
+    assert_eq!(h.last_offset_delta, 2);
+    assert_eq!(h.max_timestamp, 1_002);
+    assert_eq!(h.size_bytes(), batch.len());
+    assert_eq!(h.compression(), 0);
+}
+
+#[test]
+fn compressed_batch_validates_without_decompressing() {
+    let batch = encode(10, Compression::Zstd);
+    let h = validate_produce_batch(&batch).unwrap();
+    assert_eq!(h.compression(), 4);
+    assert_eq!(h.records_count, 10);
+}
+
+#[test]
+fn wrong_crc_is_corrupt() {
+    let mut batch = encode(2, Compression::None);
+    let last = batch.len() - 1;
+    batch[last] ^= 0xff;
+    assert!(matches!(
+        validate_produce_batch(&batch),
+        Err(Error::CorruptBatch(_))
+    ));
+}
+
+#[test]
+fn old_magic_is_rejected() {
+    let mut batch = encode(1, Compression::None);
+    batch[16] = 1;
+    assert!(matches!(
+        validate_produce_batch(&batch),
+        Err(Error::UnsupportedMagic(1))
+    ));
+}
+
+#[test]
+fn lying_record_count_is_invalid() {
+    let mut batch = encode(1, Compression::None);
+    batch[57..61].copy_from_slice(&5i32.to_be_bytes());
+    batch[23..27].copy_from_slice(&4i32.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[21..]);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+    assert!(matches!(
+        validate_produce_batch(&batch),
+        Err(Error::InvalidRecord(_))
+    ));
+}
+
+#[test]
+fn lying_batch_length_is_corrupt() {
+    let mut batch = encode(1, Compression::None);
+    let len = (batch.len() as i32 - 12) + 100;
+    batch[8..12].copy_from_slice(&len.to_be_bytes());
+    assert!(matches!(
+        validate_produce_batch(&batch),
+        Err(Error::CorruptBatch(_))
+    ));
+}
+
+#[test]
+fn two_batches_in_one_produce_are_invalid() {
+    let mut both = encode(1, Compression::None);
+    both.extend_from_slice(&encode(1, Compression::None));
+    assert!(matches!(
+        validate_produce_batch(&both),
+        Err(Error::InvalidRecord(_))
+    ));
+}
+
+#[test]
+fn patching_offset_and_epoch_keeps_crc_valid() {
+    let mut batch = encode(4, Compression::None);
+    set_base_offset(&mut batch, 1_000);
+    set_partition_leader_epoch(&mut batch, 7);
+    let h = validate_produce_batch(&batch).unwrap();
+    assert_eq!(h.base_offset, 1_000);
+    assert_eq!(h.partition_leader_epoch, 7);
+    let mut bytes = batch.freeze();
+    let set = RecordBatchDecoder::decode(&mut bytes).unwrap();
+    assert_eq!(set.records[3].offset, 1_003);
+}
+
+#[test]
+fn log_append_time_rewrites_crc() {
+    let mut batch = encode(2, Compression::Gzip);
+    set_log_append_time(&mut batch, 55_555);
+    let h = validate_produce_batch(&batch).unwrap();
+    assert!(h.is_log_append_time());
+    assert_eq!(h.max_timestamp, 55_555);
+    let mut bytes = batch.freeze();
+    // The decoder checks the CRC; clients read LogAppendTime from the header.
+    let set = RecordBatchDecoder::decode(&mut bytes).unwrap();
+    assert_eq!(set.records.len(), 2);
+}
+
+#[test]
+fn iterates_concatenated_batches_and_stops_at_partial() {
+    let mut all = encode(2, Compression::None);
+    let second = encode(3, Compression::None);
+    all.extend_from_slice(&second);
+    all.extend_from_slice(&second[..20]);
+    let found: Vec<_> = batches(&all).collect();
+    assert_eq!(found.len(), 2);
+    assert_eq!(found[1].1.records_count, 3);
+}
+
+#[test]
+fn varint_decodes_zigzag() {
+    assert_eq!(read_varint(&[0x00]).unwrap(), (0, 1));
+    assert_eq!(read_varint(&[0x01]).unwrap(), (-1, 1));
+    assert_eq!(read_varint(&[0x02]).unwrap(), (1, 1));
+    assert_eq!(read_varint(&[0xac, 0x02]).unwrap(), (150, 2));
+    assert!(read_varint(&[0x80]).is_err());
+}

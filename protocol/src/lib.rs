@@ -1,0 +1,63 @@
+//! Lightstream's Kafka wire layer: framing, request decode and response
+//! encode over the `kafka-protocol` crate, the one table of supported API
+//! versions, and a zero-copy view of RecordBatch v2 headers.
+//!
+//! Pure code: no I/O, no async, no business rules. The broker decides what a
+//! request means; this crate only says what the bytes are.
+
+pub mod batch;
+pub mod codec;
+pub mod frame;
+pub mod versions;
+
+pub use codec::{Decoded, Request, decode_request, encode_response};
+pub use kafka_protocol;
+
+/// What can be wrong with bytes from the wire.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("frame too large size={size} max={max}")]
+    FrameTooLarge { size: usize, max: usize },
+    #[error("invalid frame size size={size}")]
+    InvalidFrameSize { size: i64 },
+    #[error("truncated request needed={needed} got={got}")]
+    Truncated { needed: usize, got: usize },
+    #[error("unknown api key api_key={0}")]
+    UnknownApiKey(i16),
+    #[error("unsupported version api_key={api_key} api_version={api_version}")]
+    UnsupportedVersion { api_key: i16, api_version: i16 },
+    #[error("malformed request api_key={api_key:?} api_version={api_version} part={part}: {reason}")]
+    Malformed {
+        api_key: kafka_protocol::messages::ApiKey,
+        api_version: i16,
+        part: &'static str,
+        reason: String,
+    },
+    #[error("encode failed: {0}")]
+    Encode(String),
+    /// CRC mismatch or lengths that do not add up: Kafka's CORRUPT_MESSAGE.
+    #[error("corrupt record batch: {0}")]
+    CorruptBatch(String),
+    /// A message format older than v2: Kafka 4 no longer accepts it.
+    #[error("unsupported record batch magic={0}")]
+    UnsupportedMagic(i8),
+    /// Well-formed bytes that break a record rule: Kafka's INVALID_RECORD.
+    #[error("invalid record: {0}")]
+    InvalidRecord(String),
+}
+
+impl Error {
+    pub(crate) fn malformed(
+        api_key: kafka_protocol::messages::ApiKey,
+        api_version: i16,
+        part: &'static str,
+        reason: impl std::fmt::Display,
+    ) -> Self {
+        Error::Malformed {
+            api_key,
+            api_version,
+            part,
+            reason: reason.to_string(),
+        }
+    }
+}
