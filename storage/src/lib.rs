@@ -1,0 +1,68 @@
+//! Lightstream's log: the flush buffer that gathers produced batches of many
+//! partitions, the object format those flushes are written in, the object
+//! stores they are written to, the tail cache, and reads.
+//!
+//! This crate knows Kafka's record batches (through `protocol::batch`) but not
+//! Kafka requests, and it talks to metadata only through the `MetadataStore`
+//! trait, never SQL or CQL.
+
+pub mod clock;
+pub mod contract;
+pub mod log;
+pub mod object_format;
+pub mod object_store;
+mod tail_cache;
+
+pub use clock::{Clock, SystemClock};
+pub use log::{AppendOptions, AppendResult, Log, LogConfig, OffsetSpec, ReadResult, TimestampOffset};
+pub use object_store::{LocalDirStore, MemoryStore, ObjectStore};
+
+use std::ops::Range;
+
+/// What went wrong in the log, in kinds the broker maps to Kafka error codes.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("object already exists key={0}")]
+    AlreadyExists(String),
+    #[error("object not found key={0}")]
+    NotFound(String),
+    #[error("invalid object key key={0}")]
+    InvalidKey(String),
+    #[error("invalid range key={key} range={range:?} size={size}")]
+    InvalidRange {
+        key: String,
+        range: Range<u64>,
+        size: u64,
+    },
+    #[error("io: {0}")]
+    Io(String),
+    #[error("corrupt object: {0}")]
+    CorruptObject(String),
+    /// The partition is not (or no longer) in this log.
+    #[error("unknown topic partition {0}")]
+    UnknownTopicOrPartition(metadata::TopicPartition),
+    #[error("offset out of range offset={offset} log_start_offset={log_start_offset} high_watermark={high_watermark}")]
+    OffsetOutOfRange {
+        offset: i64,
+        log_start_offset: i64,
+        high_watermark: i64,
+    },
+    /// Another writer owns the partition now.
+    #[error("not leader for {0}")]
+    NotLeader(metadata::TopicPartition),
+    /// The write could not be made durable; a retry may succeed.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    #[error("log is shutting down")]
+    ShuttingDown,
+    #[error("metadata: {0}")]
+    Metadata(#[from] metadata::Error),
+}
+
+impl Error {
+    pub(crate) fn io(context: String, e: std::io::Error) -> Self {
+        Error::Io(format!("{context}: {e}"))
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

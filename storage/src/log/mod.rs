@@ -1,0 +1,280 @@
+//! The log of every partition this broker owns.
+//!
+//! Produce path: `append` checks the batch, takes room in the bounded flush
+//! buffer (waiting when it is full: back-pressure, not growth), queues the
+//! batch and waits. The flusher (`flush.rs`) seals the buffer every
+//! `flush_interval_ms` or at `flush_max_bytes`, assigns offsets, writes one
+//! object holding every partition's batches, commits the index entries in one
+//! metadata transaction, and only then answers the waiting appends.
+//!
+//! Read path (`read.rs`): committed index entries (recent ones from memory,
+//! older ones from the metadata store) → bytes from the tail cache or a ranged
+//! read of the object store.
+//!
+//! Guarantee: when `append` returns `Ok`, the batch is in a durable object and
+//! its index entry is committed; after any restart it is readable at the
+//! returned offset.
+
+mod flush;
+mod read;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use bytes::Bytes;
+use metadata::{IndexEntry, MetadataStore, PartitionState, TopicPartition};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::tail_cache::TailCache;
+use crate::{Clock, Error, ObjectStore, Result};
+
+pub use read::{OffsetSpec, ReadResult, TimestampOffset};
+
+/// Settings of the log. Plain data; the components are wired in `Log::open`.
+#[derive(Clone, Debug)]
+pub struct LogConfig {
+    /// Longest a produced batch waits in the flush buffer before the flush
+    /// that carries it starts. Lower: less produce latency; higher: fewer,
+    /// larger objects.
+    pub flush_interval_ms: u64,
+    /// A flush starts as soon as this many bytes are buffered.
+    pub flush_max_bytes: usize,
+    /// Bound on produced bytes held in memory (buffered plus being flushed).
+    /// When reached, `append` waits: back-pressure instead of unbounded growth.
+    pub flush_buffer_max_bytes: usize,
+    /// Bytes of recently flushed objects kept in memory for tail reads.
+    pub tail_cache_max_bytes: usize,
+    /// Index entries kept in memory per partition, so tail reads skip the
+    /// metadata store.
+    pub recent_index_entries: usize,
+    /// Index entries one read looks at, at most.
+    pub read_max_index_entries: usize,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            flush_interval_ms: 2,
+            flush_max_bytes: 8 * 1024 * 1024,
+            flush_buffer_max_bytes: 64 * 1024 * 1024,
+            tail_cache_max_bytes: 256 * 1024 * 1024,
+            recent_index_entries: 64,
+            read_max_index_entries: 32,
+        }
+    }
+}
+
+/// How to append one batch.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AppendOptions {
+    /// Stamp the batch with the broker's time (`message.timestamp.type=LogAppendTime`).
+    pub log_append_time: bool,
+}
+
+/// Where an appended batch landed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppendResult {
+    pub base_offset: i64,
+    /// The broker's timestamp for LogAppendTime topics, else -1.
+    pub log_append_time_ms: i64,
+    pub log_start_offset: i64,
+}
+
+/// One partition's in-memory state; the metadata store holds the truth.
+pub(crate) struct Partition {
+    pub(crate) topic_partition: TopicPartition,
+    pub(crate) state: Mutex<PartitionMem>,
+    /// The high watermark; fetches waiting for data watch it.
+    pub(crate) high_watermark: watch::Sender<i64>,
+}
+
+pub(crate) struct PartitionMem {
+    pub(crate) leader_epoch: i32,
+    pub(crate) log_start_offset: i64,
+    /// One past the last committed offset (= high watermark without transactions).
+    pub(crate) next_offset: i64,
+    /// The newest committed index entries, oldest first.
+    pub(crate) recent: VecDeque<IndexEntry>,
+}
+
+pub(crate) struct PendingBatch {
+    pub(crate) topic_partition: TopicPartition,
+    pub(crate) bytes: Bytes,
+    pub(crate) options: AppendOptions,
+    pub(crate) reply: oneshot::Sender<Result<AppendResult>>,
+    /// Room in the flush buffer, given back when the flush that carries it ends.
+    pub(crate) _permit: OwnedSemaphorePermit,
+}
+
+#[derive(Default)]
+pub(crate) struct Pending {
+    pub(crate) batches: Vec<PendingBatch>,
+    pub(crate) bytes: usize,
+    pub(crate) first_at: Option<Instant>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) config: LogConfig,
+    pub(crate) store: Arc<dyn ObjectStore>,
+    pub(crate) metadata: Arc<dyn MetadataStore>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
+    pub(crate) pending: Mutex<Pending>,
+    pub(crate) pending_changed: Notify,
+    pub(crate) buffer_room: Arc<Semaphore>,
+    pub(crate) tail_cache: Mutex<TailCache>,
+    pub(crate) shutdown: CancellationToken,
+}
+
+impl Inner {
+    pub(crate) fn partition(&self, tp: &TopicPartition) -> Option<Arc<Partition>> {
+        self.partitions
+            .read()
+            .expect("partitions lock")
+            .get(tp)
+            .cloned()
+    }
+}
+
+/// The log. Cheap to share behind an `Arc`.
+pub struct Log {
+    inner: Arc<Inner>,
+    flusher: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Log {
+    /// Loads every partition's committed state and starts the flusher.
+    pub async fn open(
+        config: LogConfig,
+        store: Arc<dyn ObjectStore>,
+        metadata: Arc<dyn MetadataStore>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Log> {
+        let buffer_room = Arc::new(Semaphore::new(config.flush_buffer_max_bytes));
+        let inner = Arc::new(Inner {
+            tail_cache: Mutex::new(TailCache::new(config.tail_cache_max_bytes)),
+            config,
+            store,
+            metadata,
+            clock,
+            partitions: RwLock::new(HashMap::new()),
+            pending: Mutex::new(Pending::default()),
+            pending_changed: Notify::new(),
+            buffer_room,
+            shutdown: CancellationToken::new(),
+        });
+        let log = Log {
+            flusher: Mutex::new(Some(tokio::spawn(flush::run_flusher(inner.clone())))),
+            inner,
+        };
+        log.sync_partitions().await?;
+        Ok(log)
+    }
+
+    /// Brings the set of partitions in line with the metadata store: adds new
+    /// partitions, drops those of deleted topics. Existing partitions keep
+    /// their in-memory state (the flusher keeps it equal to what it committed).
+    pub async fn sync_partitions(&self) -> Result<()> {
+        let states = self.inner.metadata.partition_states().await?;
+        let mut partitions = self.inner.partitions.write().expect("partitions lock");
+        let mut seen = std::collections::HashSet::with_capacity(states.len());
+        for state in states {
+            seen.insert(state.topic_partition);
+            partitions
+                .entry(state.topic_partition)
+                .or_insert_with(|| Arc::new(new_partition(state)));
+        }
+        partitions.retain(|tp, _| seen.contains(tp));
+        Ok(())
+    }
+
+    /// Appends one produced batch (already checked by `protocol::batch::validate_produce_batch`)
+    /// and returns once it is durable and committed. Waits while the flush
+    /// buffer is full.
+    pub async fn append(
+        &self,
+        topic_partition: TopicPartition,
+        batch: Bytes,
+        options: AppendOptions,
+    ) -> Result<AppendResult> {
+        if self.inner.shutdown.is_cancelled() {
+            return Err(Error::ShuttingDown);
+        }
+        protocol::batch::parse_header(&batch)
+            .map_err(|e| Error::Unavailable(format!("append of an unchecked batch: {e}")))?;
+        if self.inner.partition(&topic_partition).is_none() {
+            return Err(Error::UnknownTopicOrPartition(topic_partition));
+        }
+        let room = batch.len().clamp(1, self.inner.config.flush_buffer_max_bytes) as u32;
+        let permit = self
+            .inner
+            .buffer_room
+            .clone()
+            .acquire_many_owned(room)
+            .await
+            .map_err(|_| Error::ShuttingDown)?;
+        let (reply, answer) = oneshot::channel();
+        {
+            let mut pending = self.inner.pending.lock().expect("pending lock");
+            pending.bytes += batch.len();
+            pending.first_at.get_or_insert_with(Instant::now);
+            pending.batches.push(PendingBatch {
+                topic_partition,
+                bytes: batch,
+                options,
+                reply,
+                _permit: permit,
+            });
+        }
+        self.inner.pending_changed.notify_one();
+        answer
+            .await
+            .map_err(|_| Error::Unavailable("flusher stopped before answering".to_string()))?
+    }
+
+    /// (log start offset, high watermark, leader epoch) of a partition.
+    pub fn offsets(&self, topic_partition: &TopicPartition) -> Option<(i64, i64, i32)> {
+        let partition = self.inner.partition(topic_partition)?;
+        let state = partition.state.lock().expect("partition lock");
+        Some((state.log_start_offset, state.next_offset, state.leader_epoch))
+    }
+
+    /// A receiver that changes whenever the partition's high watermark moves.
+    pub fn watch_high_watermark(
+        &self,
+        topic_partition: &TopicPartition,
+    ) -> Option<watch::Receiver<i64>> {
+        Some(self.inner.partition(topic_partition)?.high_watermark.subscribe())
+    }
+
+    /// Stops taking appends, flushes everything buffered, answers every waiting
+    /// append, and stops the flusher.
+    pub async fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+        self.inner.pending_changed.notify_one();
+        let handle = self.flusher.lock().expect("flusher lock").take();
+        if let Some(handle) = handle
+            && let Err(e) = handle.await
+        {
+            tracing::error!(error = %e, "flusher task failed");
+        }
+    }
+}
+
+fn new_partition(state: PartitionState) -> Partition {
+    Partition {
+        topic_partition: state.topic_partition,
+        high_watermark: watch::Sender::new(state.next_offset),
+        state: Mutex::new(PartitionMem {
+            leader_epoch: state.leader_epoch,
+            log_start_offset: state.log_start_offset,
+            next_offset: state.next_offset,
+            recent: VecDeque::new(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,240 @@
+//! Reads: records from an offset, and offsets by time (ListOffsets).
+//!
+//! Only committed index entries are read, so a reader never sees a batch
+//! whose produce has not been answered. Bytes come from the tail cache when
+//! the object is recent, else from a ranged read of the object store.
+
+use bytes::{Bytes, BytesMut};
+use metadata::{IndexEntry, TopicPartition};
+use protocol::batch::{self, BatchHeader};
+use protocol::kafka_protocol::records::RecordBatchDecoder;
+
+use super::Log;
+use crate::{Error, Result};
+
+/// Records read from one partition.
+#[derive(Clone, Debug)]
+pub struct ReadResult {
+    /// Whole batches, starting with the one holding the requested offset. Empty
+    /// when the offset is the high watermark.
+    pub records: Bytes,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+}
+
+/// Which offset ListOffsets asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OffsetSpec {
+    /// -2: the log start offset.
+    Earliest,
+    /// -1: the high watermark.
+    Latest,
+    /// -3: the record with the largest timestamp.
+    MaxTimestamp,
+    /// The first record whose timestamp is at or after this one (ms).
+    Timestamp(i64),
+}
+
+/// An answer to ListOffsets; (-1, -1) when no record matches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimestampOffset {
+    pub offset: i64,
+    pub timestamp: i64,
+}
+
+const NOT_FOUND: TimestampOffset = TimestampOffset {
+    offset: -1,
+    timestamp: -1,
+};
+
+impl Log {
+    /// Reads whole batches from `offset`, up to `max_bytes` — but always at
+    /// least one batch when any exists, as Kafka does so that a batch larger
+    /// than the limit can still be consumed.
+    pub async fn read(
+        &self,
+        topic_partition: TopicPartition,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<ReadResult> {
+        let partition = self
+            .inner
+            .partition(&topic_partition)
+            .ok_or(Error::UnknownTopicOrPartition(topic_partition))?;
+        let (high_watermark, log_start_offset, recent) = {
+            let s = partition.state.lock().expect("partition lock");
+            let recent: Option<Vec<IndexEntry>> = match s.recent.front() {
+                Some(first) if first.base_offset <= offset => Some(
+                    s.recent
+                        .iter()
+                        .filter(|e| e.last_offset >= offset)
+                        .take(self.inner.config.read_max_index_entries)
+                        .cloned()
+                        .collect(),
+                ),
+                _ => None,
+            };
+            (s.next_offset, s.log_start_offset, recent)
+        };
+        if offset < log_start_offset || offset > high_watermark {
+            return Err(Error::OffsetOutOfRange {
+                offset,
+                log_start_offset,
+                high_watermark,
+            });
+        }
+        let empty = ReadResult {
+            records: Bytes::new(),
+            high_watermark,
+            log_start_offset,
+        };
+        if offset == high_watermark {
+            return Ok(empty);
+        }
+        let entries = match recent {
+            Some(entries) => entries,
+            None => {
+                self.inner
+                    .metadata
+                    .index_entries(
+                        topic_partition,
+                        offset,
+                        self.inner.config.read_max_index_entries,
+                    )
+                    .await?
+            }
+        };
+        let mut chunks: Vec<Bytes> = Vec::new();
+        let mut total = 0usize;
+        'entries: for entry in &entries {
+            let bytes = self.entry_bytes(entry).await?;
+            let mut run_start = None;
+            let mut run_end = 0usize;
+            for (start, header) in batch::batches(&bytes) {
+                if header.last_offset() < offset {
+                    continue;
+                }
+                if total > 0 && total + header.size_bytes() > max_bytes {
+                    if let Some(s) = run_start {
+                        chunks.push(bytes.slice(s..run_end));
+                    }
+                    break 'entries;
+                }
+                run_start.get_or_insert(start);
+                run_end = start + header.size_bytes();
+                total += header.size_bytes();
+            }
+            if let Some(s) = run_start {
+                chunks.push(bytes.slice(s..run_end));
+            }
+        }
+        let records = match chunks.len() {
+            0 => Bytes::new(),
+            1 => chunks.pop().expect("one chunk"),
+            _ => {
+                let mut joined = BytesMut::with_capacity(total);
+                for c in &chunks {
+                    joined.extend_from_slice(c);
+                }
+                joined.freeze()
+            }
+        };
+        Ok(ReadResult { records, ..empty })
+    }
+
+    /// The answer to ListOffsets for one partition.
+    pub async fn list_offset(
+        &self,
+        topic_partition: TopicPartition,
+        spec: OffsetSpec,
+    ) -> Result<TimestampOffset> {
+        let (log_start_offset, high_watermark, _) = self
+            .offsets(&topic_partition)
+            .ok_or(Error::UnknownTopicOrPartition(topic_partition))?;
+        let metadata = &self.inner.metadata;
+        match spec {
+            OffsetSpec::Earliest => Ok(TimestampOffset {
+                offset: log_start_offset,
+                timestamp: -1,
+            }),
+            OffsetSpec::Latest => Ok(TimestampOffset {
+                offset: high_watermark,
+                timestamp: -1,
+            }),
+            OffsetSpec::MaxTimestamp => {
+                let Some(entry) = metadata.index_entry_max_timestamp(topic_partition).await? else {
+                    return Ok(NOT_FOUND);
+                };
+                let bytes = self.entry_bytes(&entry).await?;
+                let found = batch::batches(&bytes)
+                    .find(|(_, h)| h.max_timestamp == entry.max_timestamp)
+                    .map(|(start, h)| first_record_at_or_after(&bytes, start, &h, h.max_timestamp));
+                Ok(found.flatten().unwrap_or(NOT_FOUND))
+            }
+            OffsetSpec::Timestamp(timestamp) => {
+                let Some(entry) = metadata
+                    .index_entry_by_timestamp(topic_partition, timestamp)
+                    .await?
+                else {
+                    return Ok(NOT_FOUND);
+                };
+                let bytes = self.entry_bytes(&entry).await?;
+                let found = batch::batches(&bytes)
+                    .filter(|(_, h)| h.max_timestamp >= timestamp && h.last_offset() >= log_start_offset)
+                    .find_map(|(start, h)| first_record_at_or_after(&bytes, start, &h, timestamp));
+                Ok(found.unwrap_or(NOT_FOUND))
+            }
+        }
+    }
+
+    /// The bytes of one index entry: from the tail cache, else the object store.
+    async fn entry_bytes(&self, entry: &IndexEntry) -> Result<Bytes> {
+        let end = entry.position + entry.length;
+        let cached = self
+            .inner
+            .tail_cache
+            .lock()
+            .expect("tail cache lock")
+            .get_range(&entry.object_key, entry.position, end);
+        match cached {
+            Some(bytes) => Ok(bytes),
+            None => {
+                self.inner
+                    .store
+                    .get_range(&entry.object_key, entry.position..end)
+                    .await
+            }
+        }
+    }
+}
+
+/// The first record of the batch at `start` whose timestamp is ≥ `timestamp`.
+/// LogAppendTime batches carry one time for all records: the batch's.
+fn first_record_at_or_after(
+    bytes: &Bytes,
+    start: usize,
+    header: &BatchHeader,
+    timestamp: i64,
+) -> Option<TimestampOffset> {
+    if header.is_log_append_time() {
+        return Some(TimestampOffset {
+            offset: header.base_offset,
+            timestamp: header.max_timestamp,
+        });
+    }
+    let mut one = bytes.slice(start..start + header.size_bytes());
+    match RecordBatchDecoder::decode(&mut one) {
+        Ok(set) => set
+            .records
+            .iter()
+            .find(|r| r.timestamp >= timestamp)
+            .map(|r| TimestampOffset {
+                offset: r.offset,
+                timestamp: r.timestamp,
+            }),
+        Err(e) => {
+            tracing::warn!(error = %e, base_offset = header.base_offset, "stored batch does not decode");
+            None
+        }
+    }
+}

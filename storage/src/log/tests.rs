@@ -1,0 +1,309 @@
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use bytes::{Bytes, BytesMut};
+use metadata::{MetadataStore, SqliteStore, TopicId, TopicPartition};
+use protocol::kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
+    TimestampType,
+};
+
+use super::*;
+use crate::{Clock, MemoryStore, OffsetSpec};
+
+struct FixedClock(AtomicI64);
+impl Clock for FixedClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+fn batch(values: &[&str], first_timestamp: i64) -> Bytes {
+    let records: Vec<Record> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: i as i32,
+            timestamp: first_timestamp + i as i64,
+            key: None,
+            value: Some(Bytes::from(v.to_string())),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .unwrap();
+    buf.freeze()
+}
+
+fn values(records: &Bytes) -> Vec<(i64, String)> {
+    let mut buf = records.clone();
+    let mut out = Vec::new();
+    while !buf.is_empty() {
+        let set = RecordBatchDecoder::decode(&mut buf).unwrap();
+        for r in set.records {
+            out.push((
+                r.offset,
+                String::from_utf8(r.value.unwrap().to_vec()).unwrap(),
+            ));
+        }
+    }
+    out
+}
+
+struct Fixture {
+    log: Arc<Log>,
+    store: Arc<MemoryStore>,
+    metadata: Arc<SqliteStore>,
+    tp: TopicPartition,
+}
+
+async fn fixture(config: LogConfig) -> Fixture {
+    let metadata = Arc::new(SqliteStore::open_in_memory().unwrap());
+    let topic_id = TopicId::new_random();
+    metadata
+        .create_topic("t", topic_id, 2, BTreeMap::new())
+        .await
+        .unwrap();
+    let store = Arc::new(MemoryStore::new());
+    let log = Log::open(
+        config,
+        store.clone(),
+        metadata.clone(),
+        Arc::new(FixedClock(AtomicI64::new(9_999))),
+    )
+    .await
+    .unwrap();
+    Fixture {
+        log: Arc::new(log),
+        store,
+        metadata,
+        tp: TopicPartition::new(topic_id, 0),
+    }
+}
+
+#[tokio::test]
+async fn append_assigns_consecutive_offsets_and_reads_back() {
+    let f = fixture(LogConfig::default()).await;
+    let a = f
+        .log
+        .append(f.tp, batch(&["a", "b"], 100), AppendOptions::default())
+        .await
+        .unwrap();
+    let b = f
+        .log
+        .append(f.tp, batch(&["c"], 200), AppendOptions::default())
+        .await
+        .unwrap();
+    assert_eq!((a.base_offset, b.base_offset), (0, 2));
+    let read = f.log.read(f.tp, 0, 1 << 20).await.unwrap();
+    assert_eq!(read.high_watermark, 3);
+    assert_eq!(
+        values(&read.records),
+        vec![(0, "a".into()), (1, "b".into()), (2, "c".into())]
+    );
+}
+
+#[tokio::test]
+async fn concurrent_appends_share_one_object() {
+    let f = fixture(LogConfig {
+        flush_interval_ms: 50,
+        ..LogConfig::default()
+    })
+    .await;
+    let tp1 = TopicPartition::new(f.tp.topic_id, 1);
+    let (a, b) = tokio::join!(
+        f.log.append(f.tp, batch(&["x"], 1), AppendOptions::default()),
+        f.log.append(tp1, batch(&["y"], 1), AppendOptions::default()),
+    );
+    assert_eq!(a.unwrap().base_offset, 0);
+    assert_eq!(b.unwrap().base_offset, 0);
+    assert_eq!(f.store.list("").await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn read_from_middle_of_batch_returns_whole_batch() {
+    let f = fixture(LogConfig::default()).await;
+    f.log
+        .append(f.tp, batch(&["a", "b", "c"], 1), AppendOptions::default())
+        .await
+        .unwrap();
+    let read = f.log.read(f.tp, 1, 1 << 20).await.unwrap();
+    assert_eq!(values(&read.records).len(), 3);
+}
+
+#[tokio::test]
+async fn read_returns_at_least_one_batch_above_max_bytes() {
+    let f = fixture(LogConfig::default()).await;
+    for v in ["one", "two"] {
+        f.log
+            .append(f.tp, batch(&[v], 1), AppendOptions::default())
+            .await
+            .unwrap();
+    }
+    let read = f.log.read(f.tp, 0, 1).await.unwrap();
+    assert_eq!(values(&read.records), vec![(0, "one".into())]);
+}
+
+#[tokio::test]
+async fn read_outside_log_is_out_of_range_and_at_end_is_empty() {
+    let f = fixture(LogConfig::default()).await;
+    f.log
+        .append(f.tp, batch(&["a"], 1), AppendOptions::default())
+        .await
+        .unwrap();
+    assert!(f.log.read(f.tp, 1, 100).await.unwrap().records.is_empty());
+    assert!(matches!(
+        f.log.read(f.tp, 2, 100).await,
+        Err(Error::OffsetOutOfRange { .. })
+    ));
+    assert!(matches!(
+        f.log.read(f.tp, -1, 100).await,
+        Err(Error::OffsetOutOfRange { .. })
+    ));
+}
+
+#[tokio::test]
+async fn reopened_log_continues_offsets_and_reads_old_data_from_store() {
+    let f = fixture(LogConfig::default()).await;
+    f.log
+        .append(f.tp, batch(&["a", "b"], 1), AppendOptions::default())
+        .await
+        .unwrap();
+    f.log.shutdown().await;
+    let log = Log::open(
+        LogConfig::default(),
+        f.store.clone(),
+        f.metadata.clone(),
+        Arc::new(crate::SystemClock),
+    )
+    .await
+    .unwrap();
+    let next = log
+        .append(f.tp, batch(&["c"], 1), AppendOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(next.base_offset, 2);
+    let read = log.read(f.tp, 0, 1 << 20).await.unwrap();
+    assert_eq!(values(&read.records).len(), 3);
+}
+
+#[tokio::test]
+async fn log_append_time_stamps_broker_time() {
+    let f = fixture(LogConfig::default()).await;
+    let r = f
+        .log
+        .append(
+            f.tp,
+            batch(&["a"], 5),
+            AppendOptions {
+                log_append_time: true,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.log_append_time_ms, 9_999);
+    let at = f
+        .log
+        .list_offset(f.tp, OffsetSpec::Timestamp(9_000))
+        .await
+        .unwrap();
+    assert_eq!((at.offset, at.timestamp), (0, 9_999));
+}
+
+#[tokio::test]
+async fn list_offsets_by_time_and_max_timestamp() {
+    let f = fixture(LogConfig::default()).await;
+    f.log
+        .append(f.tp, batch(&["a", "b", "c"], 100), AppendOptions::default())
+        .await
+        .unwrap();
+    f.log
+        .append(f.tp, batch(&["d"], 50), AppendOptions::default())
+        .await
+        .unwrap();
+    let lookup = |spec| f.log.list_offset(f.tp, spec);
+    let t = lookup(OffsetSpec::Timestamp(101)).await.unwrap();
+    assert_eq!((t.offset, t.timestamp), (1, 101));
+    let none = lookup(OffsetSpec::Timestamp(1_000)).await.unwrap();
+    assert_eq!((none.offset, none.timestamp), (-1, -1));
+    let max = lookup(OffsetSpec::MaxTimestamp).await.unwrap();
+    assert_eq!((max.offset, max.timestamp), (2, 102));
+    assert_eq!(lookup(OffsetSpec::Latest).await.unwrap().offset, 4);
+    assert_eq!(lookup(OffsetSpec::Earliest).await.unwrap().offset, 0);
+}
+
+#[tokio::test]
+async fn high_watermark_watch_wakes_on_append() {
+    let f = fixture(LogConfig::default()).await;
+    let mut hw = f.log.watch_high_watermark(&f.tp).unwrap();
+    let log = f.log.clone();
+    let tp = f.tp;
+    tokio::spawn(async move {
+        log.append(tp, batch(&["a"], 1), AppendOptions::default())
+            .await
+            .unwrap();
+    });
+    hw.changed().await.unwrap();
+    assert_eq!(*hw.borrow(), 1);
+}
+
+#[tokio::test]
+async fn append_to_unknown_partition_fails() {
+    let f = fixture(LogConfig::default()).await;
+    let tp = TopicPartition::new(f.tp.topic_id, 9);
+    assert!(matches!(
+        f.log.append(tp, batch(&["a"], 1), AppendOptions::default()).await,
+        Err(Error::UnknownTopicOrPartition(_))
+    ));
+}
+
+#[tokio::test]
+async fn shutdown_flushes_pending_appends() {
+    let f = fixture(LogConfig {
+        flush_interval_ms: 60_000,
+        ..LogConfig::default()
+    })
+    .await;
+    let log = f.log.clone();
+    let tp = f.tp;
+    let pending =
+        tokio::spawn(async move { log.append(tp, batch(&["a"], 1), AppendOptions::default()).await });
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    f.log.shutdown().await;
+    assert_eq!(pending.await.unwrap().unwrap().base_offset, 0);
+    assert!(matches!(
+        f.log.append(tp, batch(&["b"], 1), AppendOptions::default()).await,
+        Err(Error::ShuttingDown)
+    ));
+}
+
+#[tokio::test]
+async fn objects_carry_a_checkable_footer() {
+    let f = fixture(LogConfig::default()).await;
+    f.log
+        .append(f.tp, batch(&["a"], 1), AppendOptions::default())
+        .await
+        .unwrap();
+    let key = f.store.list("").await.unwrap().pop().unwrap();
+    let object = f.store.get(&key).await.unwrap();
+    let footer = crate::object_format::read_footer(&object).unwrap();
+    assert_eq!(footer.len(), 1);
+    assert_eq!(footer[0].topic_partition, f.tp);
+}

@@ -1,0 +1,252 @@
+//! The `ObjectStore` seam: where the log's objects live.
+//!
+//! Implementations here: a local directory (the embedded default) and memory
+//! (tests). S3 and a fault injector come with the S3 issue. Every
+//! implementation runs `crate::contract` in its tests.
+//!
+//! Keys are relative paths with `/` separators (`ab/0192…​.obj`). Objects are
+//! written once and never overwritten: `put` of an existing key fails with
+//! `AlreadyExists`, the same contract S3's `If-None-Match: *` gives.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::{Error, Result};
+
+#[async_trait]
+pub trait ObjectStore: Send + Sync + 'static {
+    /// Stores `bytes` under `key`. When this returns `Ok` the object is durable
+    /// (fsynced, or acknowledged by the remote store). Never overwrites.
+    async fn put(&self, key: &str, bytes: Bytes) -> Result<()>;
+    /// Reads `range` of the object. Errors with `NotFound` if absent and
+    /// `InvalidRange` if the range goes past its end.
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes>;
+    /// Reads a whole object.
+    async fn get(&self, key: &str) -> Result<Bytes>;
+    /// Deletes an object; deleting an absent key succeeds.
+    async fn delete(&self, key: &str) -> Result<()>;
+    /// Keys starting with `prefix`, sorted.
+    async fn list(&self, prefix: &str) -> Result<Vec<String>>;
+}
+
+/// Objects as files under one directory. `put` writes a temporary file,
+/// fsyncs it, links it into place (failing if the key exists), and fsyncs the
+/// directory, so a crash leaves either no object or the whole object.
+pub struct LocalDirStore {
+    root: PathBuf,
+}
+
+impl LocalDirStore {
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
+        let root = root.into();
+        std::fs::create_dir_all(&root)
+            .map_err(|e| Error::io(format!("create object dir path={}", root.display()), e))?;
+        Ok(LocalDirStore { root })
+    }
+
+    fn path_of(&self, key: &str) -> Result<PathBuf> {
+        if key.is_empty()
+            || key.starts_with('/')
+            || key.split('/').any(|part| part.is_empty() || part == "." || part == "..")
+        {
+            return Err(Error::InvalidKey(key.to_string()));
+        }
+        Ok(self.root.join(key))
+    }
+}
+
+fn fsync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> impl Future<Output = Result<T>> {
+    async move {
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| Error::Io(format!("blocking task failed: {e}")))?
+    }
+}
+
+#[async_trait]
+impl ObjectStore for LocalDirStore {
+    async fn put(&self, key: &str, bytes: Bytes) -> Result<()> {
+        let path = self.path_of(key)?;
+        let key = key.to_string();
+        blocking(move || {
+            let dir = path.parent().expect("object path has a parent").to_path_buf();
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| Error::io(format!("create dir key={key}"), e))?;
+            let tmp = dir.join(format!(".tmp-{}", uuid::Uuid::new_v4()));
+            let write = || -> std::io::Result<()> {
+                let mut file = std::fs::File::create_new(&tmp)?;
+                file.write_all(&bytes)?;
+                file.sync_all()
+            };
+            if let Err(e) = write() {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(Error::io(format!("write object key={key}"), e));
+            }
+            let linked = std::fs::hard_link(&tmp, &path);
+            let _ = std::fs::remove_file(&tmp);
+            match linked {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    return Err(Error::AlreadyExists(key));
+                }
+                Err(e) => return Err(Error::io(format!("link object key={key}"), e)),
+            }
+            fsync_dir(&dir).map_err(|e| Error::io(format!("fsync dir key={key}"), e))
+        })
+        .await
+    }
+
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
+        let path = self.path_of(key)?;
+        let key = key.to_string();
+        blocking(move || {
+            use std::os::unix::fs::FileExt;
+            let file = std::fs::File::open(&path).map_err(|e| not_found_or(key.clone(), e))?;
+            let size = file
+                .metadata()
+                .map_err(|e| Error::io(format!("stat key={key}"), e))?
+                .len();
+            if range.start > range.end || range.end > size {
+                return Err(Error::InvalidRange { key, range, size });
+            }
+            let mut buf = vec![0u8; (range.end - range.start) as usize];
+            file.read_exact_at(&mut buf, range.start)
+                .map_err(|e| Error::io(format!("read key={key}"), e))?;
+            Ok(Bytes::from(buf))
+        })
+        .await
+    }
+
+    async fn get(&self, key: &str) -> Result<Bytes> {
+        let path = self.path_of(key)?;
+        let key = key.to_string();
+        blocking(move || {
+            std::fs::read(&path)
+                .map(Bytes::from)
+                .map_err(|e| not_found_or(key, e))
+        })
+        .await
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        let path = self.path_of(key)?;
+        let key = key.to_string();
+        blocking(move || match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(format!("delete key={key}"), e)),
+        })
+        .await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        let root = self.root.clone();
+        let prefix = prefix.to_string();
+        blocking(move || {
+            let mut keys = Vec::new();
+            let mut dirs = vec![root.clone()];
+            while let Some(dir) = dirs.pop() {
+                let entries = std::fs::read_dir(&dir)
+                    .map_err(|e| Error::io(format!("list dir={}", dir.display()), e))?;
+                for entry in entries {
+                    let entry = entry.map_err(|e| Error::io("list entry".to_string(), e))?;
+                    let path = entry.path();
+                    let name = entry.file_name();
+                    if name.to_string_lossy().starts_with(".tmp-") {
+                        continue;
+                    }
+                    if path.is_dir() {
+                        dirs.push(path);
+                    } else if let Ok(rel) = path.strip_prefix(&root) {
+                        let key = rel.to_string_lossy().replace('\\', "/");
+                        if key.starts_with(&prefix) {
+                            keys.push(key);
+                        }
+                    }
+                }
+            }
+            keys.sort();
+            Ok(keys)
+        })
+        .await
+    }
+}
+
+fn not_found_or(key: String, e: std::io::Error) -> Error {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        Error::NotFound(key)
+    } else {
+        Error::io(format!("open key={key}"), e)
+    }
+}
+
+/// Objects in a map: for tests, and for the contract suite's reference.
+#[derive(Default)]
+pub struct MemoryStore {
+    objects: Mutex<BTreeMap<String, Bytes>>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[async_trait]
+impl ObjectStore for MemoryStore {
+    async fn put(&self, key: &str, bytes: Bytes) -> Result<()> {
+        let mut objects = self.objects.lock().expect("memory store lock");
+        if objects.contains_key(key) {
+            return Err(Error::AlreadyExists(key.to_string()));
+        }
+        objects.insert(key.to_string(), bytes);
+        Ok(())
+    }
+
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
+        let object = self.get(key).await?;
+        let size = object.len() as u64;
+        if range.start > range.end || range.end > size {
+            return Err(Error::InvalidRange {
+                key: key.to_string(),
+                range,
+                size,
+            });
+        }
+        Ok(object.slice(range.start as usize..range.end as usize))
+    }
+
+    async fn get(&self, key: &str) -> Result<Bytes> {
+        let objects = self.objects.lock().expect("memory store lock");
+        objects
+            .get(key)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(key.to_string()))
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        self.objects.lock().expect("memory store lock").remove(key);
+        Ok(())
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        let objects = self.objects.lock().expect("memory store lock");
+        Ok(objects
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect())
+    }
+}
