@@ -177,7 +177,9 @@ pub fn read_varint(bytes: &[u8]) -> Result<(i64, usize), Error> {
             return Ok((value, i + 1));
         }
     }
-    Err(Error::CorruptBatch("truncated or overlong varint".to_string()))
+    Err(Error::CorruptBatch(
+        "truncated or overlong varint".to_string(),
+    ))
 }
 
 /// Validates the records of one partition in a Produce request (v3+): exactly

@@ -38,11 +38,13 @@ impl Request {
 /// What a frame turned out to be.
 #[derive(Debug)]
 pub enum Decoded {
-    Request(Request),
+    Request(Box<Request>),
     /// An ApiVersions request of a version this broker does not know. Kafka
     /// answers it (in the v0 form, error UNSUPPORTED_VERSION) so that the client
     /// can retry with a version from the list.
-    UnsupportedApiVersions { correlation_id: i32 },
+    UnsupportedApiVersions {
+        correlation_id: i32,
+    },
 }
 
 /// The fixed prefix of a request header.
@@ -93,11 +95,11 @@ pub fn decode_request(mut frame: Bytes) -> Result<Decoded, Error> {
         .map_err(|e| Error::malformed(api_key, prefix.api_version, "header", e))?;
     let body = RequestKind::decode(api_key, &mut frame, prefix.api_version)
         .map_err(|e| Error::malformed(api_key, prefix.api_version, "body", e))?;
-    Ok(Decoded::Request(Request {
+    Ok(Decoded::Request(Box::new(Request {
         header,
         api_key,
         body,
-    }))
+    })))
 }
 
 /// Encodes a response with its length prefix and the right header version.
@@ -114,8 +116,11 @@ pub fn encode_response(
     header
         .encode(&mut buf, header_version)
         .map_err(|e| Error::Encode(format!("response header api_key={api_key:?}: {e}")))?;
-    body.encode(&mut buf, api_version)
-        .map_err(|e| Error::Encode(format!("api_key={api_key:?} api_version={api_version}: {e}")))?;
+    body.encode(&mut buf, api_version).map_err(|e| {
+        Error::Encode(format!(
+            "api_key={api_key:?} api_version={api_version}: {e}"
+        ))
+    })?;
     let size = i32::try_from(buf.len() - 4)
         .map_err(|_| Error::Encode(format!("response too large size={}", buf.len())))?;
     buf[..4].copy_from_slice(&size.to_be_bytes());
@@ -192,7 +197,10 @@ mod tests {
     fn short_frames_are_errors_not_panics() {
         for len in 0..HEADER_PREFIX_BYTES {
             let frame = Bytes::from(vec![0u8; len]);
-            assert!(matches!(decode_request(frame), Err(Error::Truncated { .. })));
+            assert!(matches!(
+                decode_request(frame),
+                Err(Error::Truncated { .. })
+            ));
         }
     }
 

@@ -26,7 +26,9 @@ pub enum Error {
     UnknownApiKey(i16),
     #[error("unsupported version api_key={api_key} api_version={api_version}")]
     UnsupportedVersion { api_key: i16, api_version: i16 },
-    #[error("malformed request api_key={api_key:?} api_version={api_version} part={part}: {reason}")]
+    #[error(
+        "malformed request api_key={api_key:?} api_version={api_version} part={part}: {reason}"
+    )]
     Malformed {
         api_key: kafka_protocol::messages::ApiKey,
         api_version: i16,

@@ -42,7 +42,10 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
 
 /// The supported range of `api_key`, if the broker answers it at all.
 pub fn supported(api_key: ApiKey) -> Option<SupportedApi> {
-    SUPPORTED_APIS.iter().copied().find(|a| a.api_key == api_key)
+    SUPPORTED_APIS
+        .iter()
+        .copied()
+        .find(|a| a.api_key == api_key)
 }
 
 /// Whether `version` of `api_key` can be decoded and answered.

@@ -16,13 +16,20 @@ pub async fn run_all(store: &dyn ObjectStore) {
 }
 
 async fn put_then_get_returns_same_bytes(store: &dyn ObjectStore) {
-    let bytes = Bytes::from((0..10_000u32).flat_map(|i| i.to_be_bytes()).collect::<Vec<_>>());
+    let bytes = Bytes::from(
+        (0..10_000u32)
+            .flat_map(|i| i.to_be_bytes())
+            .collect::<Vec<_>>(),
+    );
     store.put("aa/one.obj", bytes.clone()).await.unwrap();
     assert_eq!(store.get("aa/one.obj").await.unwrap(), bytes);
 }
 
 async fn put_never_overwrites(store: &dyn ObjectStore) {
-    store.put("aa/two.obj", Bytes::from_static(b"first")).await.unwrap();
+    store
+        .put("aa/two.obj", Bytes::from_static(b"first"))
+        .await
+        .unwrap();
     let again = store.put("aa/two.obj", Bytes::from_static(b"second")).await;
     assert!(matches!(again, Err(Error::AlreadyExists(_))), "{again:?}");
     assert_eq!(store.get("aa/two.obj").await.unwrap(), &b"first"[..]);
@@ -33,9 +40,18 @@ async fn ranged_reads_are_exact(store: &dyn ObjectStore) {
         .put("bb/range.obj", Bytes::from_static(b"0123456789"))
         .await
         .unwrap();
-    assert_eq!(store.get_range("bb/range.obj", 2..5).await.unwrap(), &b"234"[..]);
-    assert_eq!(store.get_range("bb/range.obj", 0..10).await.unwrap(), &b"0123456789"[..]);
-    assert_eq!(store.get_range("bb/range.obj", 10..10).await.unwrap(), &b""[..]);
+    assert_eq!(
+        store.get_range("bb/range.obj", 2..5).await.unwrap(),
+        &b"234"[..]
+    );
+    assert_eq!(
+        store.get_range("bb/range.obj", 0..10).await.unwrap(),
+        &b"0123456789"[..]
+    );
+    assert_eq!(
+        store.get_range("bb/range.obj", 10..10).await.unwrap(),
+        &b""[..]
+    );
     assert!(matches!(
         store.get_range("bb/range.obj", 5..11).await,
         Err(Error::InvalidRange { .. })
@@ -43,7 +59,10 @@ async fn ranged_reads_are_exact(store: &dyn ObjectStore) {
 }
 
 async fn missing_objects_are_not_found(store: &dyn ObjectStore) {
-    assert!(matches!(store.get("zz/none.obj").await, Err(Error::NotFound(_))));
+    assert!(matches!(
+        store.get("zz/none.obj").await,
+        Err(Error::NotFound(_))
+    ));
     assert!(matches!(
         store.get_range("zz/none.obj", 0..1).await,
         Err(Error::NotFound(_))
@@ -51,8 +70,14 @@ async fn missing_objects_are_not_found(store: &dyn ObjectStore) {
 }
 
 async fn list_filters_by_prefix_and_sorts(store: &dyn ObjectStore) {
-    store.put("cc/b.obj", Bytes::from_static(b"b")).await.unwrap();
-    store.put("cc/a.obj", Bytes::from_static(b"a")).await.unwrap();
+    store
+        .put("cc/b.obj", Bytes::from_static(b"b"))
+        .await
+        .unwrap();
+    store
+        .put("cc/a.obj", Bytes::from_static(b"a"))
+        .await
+        .unwrap();
     assert_eq!(
         store.list("cc/").await.unwrap(),
         vec!["cc/a.obj".to_string(), "cc/b.obj".to_string()]
@@ -60,8 +85,14 @@ async fn list_filters_by_prefix_and_sorts(store: &dyn ObjectStore) {
 }
 
 async fn delete_is_idempotent(store: &dyn ObjectStore) {
-    store.put("dd/x.obj", Bytes::from_static(b"x")).await.unwrap();
+    store
+        .put("dd/x.obj", Bytes::from_static(b"x"))
+        .await
+        .unwrap();
     store.delete("dd/x.obj").await.unwrap();
     store.delete("dd/x.obj").await.unwrap();
-    assert!(matches!(store.get("dd/x.obj").await, Err(Error::NotFound(_))));
+    assert!(matches!(
+        store.get("dd/x.obj").await,
+        Err(Error::NotFound(_))
+    ));
 }

@@ -14,7 +14,10 @@ pub mod object_store;
 mod tail_cache;
 
 pub use clock::{Clock, SystemClock};
-pub use log::{AppendOptions, AppendResult, Log, LogConfig, OffsetSpec, ReadResult, TimestampOffset};
+pub use log::{
+    AppendOptions, AppendResult, Log, LogConfig, OffsetSpec, PendingAppend, ReadResult,
+    TimestampOffset,
+};
 pub use object_store::{LocalDirStore, MemoryStore, ObjectStore};
 
 use std::ops::Range;
@@ -41,7 +44,9 @@ pub enum Error {
     /// The partition is not (or no longer) in this log.
     #[error("unknown topic partition {0}")]
     UnknownTopicOrPartition(metadata::TopicPartition),
-    #[error("offset out of range offset={offset} log_start_offset={log_start_offset} high_watermark={high_watermark}")]
+    #[error(
+        "offset out of range offset={offset} log_start_offset={log_start_offset} high_watermark={high_watermark}"
+    )]
     OffsetOutOfRange {
         offset: i64,
         log_start_offset: i64,

@@ -106,7 +106,9 @@ pub fn read_footer(object: &[u8]) -> Result<Vec<FooterEntry>> {
     }
     let version = u16::from_be_bytes([object[4], object[5]]);
     if version != FORMAT_VERSION {
-        return Err(Error::CorruptObject(format!("unknown format version={version}")));
+        return Err(Error::CorruptObject(format!(
+            "unknown format version={version}"
+        )));
     }
     let trailer = &object[object.len() - TRAILER_BYTES..];
     if &trailer[8..] != MAGIC {

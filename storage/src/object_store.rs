@@ -53,7 +53,9 @@ impl LocalDirStore {
     fn path_of(&self, key: &str) -> Result<PathBuf> {
         if key.is_empty()
             || key.starts_with('/')
-            || key.split('/').any(|part| part.is_empty() || part == "." || part == "..")
+            || key
+                .split('/')
+                .any(|part| part.is_empty() || part == "." || part == "..")
         {
             return Err(Error::InvalidKey(key.to_string()));
         }
@@ -65,14 +67,11 @@ fn fsync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
-fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T> + Send + 'static,
-) -> impl Future<Output = Result<T>> {
-    async move {
-        tokio::task::spawn_blocking(f)
-            .await
-            .map_err(|e| Error::Io(format!("blocking task failed: {e}")))?
-    }
+/// Runs file I/O on tokio's blocking pool, off the async workers.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Io(format!("blocking task failed: {e}")))?
 }
 
 #[async_trait]
@@ -81,7 +80,10 @@ impl ObjectStore for LocalDirStore {
         let path = self.path_of(key)?;
         let key = key.to_string();
         blocking(move || {
-            let dir = path.parent().expect("object path has a parent").to_path_buf();
+            let dir = path
+                .parent()
+                .expect("object path has a parent")
+                .to_path_buf();
             std::fs::create_dir_all(&dir)
                 .map_err(|e| Error::io(format!("create dir key={key}"), e))?;
             let tmp = dir.join(format!(".tmp-{}", uuid::Uuid::new_v4()));

@@ -47,7 +47,8 @@ impl TailCache {
     /// A zero-copy slice of a cached object.
     pub(crate) fn get_range(&self, key: &str, start: u64, end: u64) -> Option<Bytes> {
         let object = self.objects.get(key)?;
-        (end as usize <= object.len() && start <= end).then(|| object.slice(start as usize..end as usize))
+        (end as usize <= object.len() && start <= end)
+            .then(|| object.slice(start as usize..end as usize))
     }
 
     #[cfg(test)]

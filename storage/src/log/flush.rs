@@ -21,7 +21,12 @@ pub(crate) async fn run_flusher(inner: Arc<Inner>) {
     loop {
         // Wait for a first pending batch (or shutdown with nothing left).
         loop {
-            let has_pending = !inner.pending.lock().expect("pending lock").batches.is_empty();
+            let has_pending = !inner
+                .pending
+                .lock()
+                .expect("pending lock")
+                .batches
+                .is_empty();
             if has_pending {
                 break;
             }
@@ -89,7 +94,9 @@ async fn flush(inner: &Inner, batches: Vec<PendingBatch>) {
     let mut builder = ObjectBuilder::with_capacity(total_bytes);
     let mut runs = Vec::with_capacity(order.len());
     for tp in order {
-        let group = groups.remove(&tp).expect("every ordered partition has a group");
+        let group = groups
+            .remove(&tp)
+            .expect("every ordered partition has a group");
         let Some(partition) = inner.partition(&tp) else {
             for b in group {
                 let _ = b.reply.send(Err(Error::UnknownTopicOrPartition(tp)));
@@ -166,7 +173,9 @@ async fn flush(inner: &Inner, batches: Vec<PendingBatch>) {
     }
     if let Err(e) = inner.store.put(&object_key, object.clone()).await {
         tracing::warn!(object_key, error = %e, "object write failed; failing the flush");
-        fail_all(runs, || Error::Unavailable(format!("object write failed: {e}")));
+        fail_all(runs, || {
+            Error::Unavailable(format!("object write failed: {e}"))
+        });
         return;
     }
     let commit = FlushCommit {
@@ -185,13 +194,17 @@ async fn flush(inner: &Inner, batches: Vec<PendingBatch>) {
             }
             let fenced = matches!(
                 e,
-                Error::Metadata(metadata::Error::Fenced { .. } | metadata::Error::OffsetMismatch { .. })
+                Error::Metadata(
+                    metadata::Error::Fenced { .. } | metadata::Error::OffsetMismatch { .. }
+                )
             );
             if fenced {
                 reload_states(inner, &runs).await;
             }
             let message = e.to_string();
-            fail_all(runs, move || Error::Unavailable(format!("index commit failed: {message}")));
+            fail_all(runs, move || {
+                Error::Unavailable(format!("index commit failed: {message}"))
+            });
             return;
         }
     }
@@ -209,7 +222,9 @@ async fn flush(inner: &Inner, batches: Vec<PendingBatch>) {
                 s.recent.pop_front();
             }
         }
-        run.partition.high_watermark.send_replace(run.entry.last_offset + 1);
+        run.partition
+            .high_watermark
+            .send_replace(run.entry.last_offset + 1);
         for (reply, result) in run.replies {
             let _ = reply.send(Ok(result));
         }
@@ -254,7 +269,9 @@ async fn reload_states(inner: &Inner, runs: &[PlacedRun]) {
                 }
             }
         }
-        Err(e) => tracing::warn!(error = %e, "could not reload partition states after a refused commit"),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not reload partition states after a refused commit")
+        }
     }
 }
 

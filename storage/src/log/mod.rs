@@ -82,6 +82,19 @@ pub struct AppendResult {
     pub log_start_offset: i64,
 }
 
+/// A queued append; `wait` returns when its flush is committed (or failed).
+pub struct PendingAppend {
+    answer: oneshot::Receiver<Result<AppendResult>>,
+}
+
+impl PendingAppend {
+    pub async fn wait(self) -> Result<AppendResult> {
+        self.answer
+            .await
+            .map_err(|_| Error::Unavailable("flusher stopped before answering".to_string()))?
+    }
+}
+
 /// One partition's in-memory state; the metadata store holds the truth.
 pub(crate) struct Partition {
     pub(crate) topic_partition: TopicPartition,
@@ -190,15 +203,31 @@ impl Log {
         Ok(())
     }
 
-    /// Appends one produced batch (already checked by `protocol::batch::validate_produce_batch`)
-    /// and returns once it is durable and committed. Waits while the flush
-    /// buffer is full.
+    /// Appends one produced batch (already checked by
+    /// `protocol::batch::validate_produce_batch`) and returns once it is
+    /// durable and committed. Waits while the flush buffer is full.
     pub async fn append(
         &self,
         topic_partition: TopicPartition,
         batch: Bytes,
         options: AppendOptions,
     ) -> Result<AppendResult> {
+        self.enqueue(topic_partition, batch, options)
+            .await?
+            .wait()
+            .await
+    }
+
+    /// First half of `append`: takes room in the flush buffer (waiting while it
+    /// is full) and queues the batch. Batches enqueued one after another are
+    /// stored in that order, so a connection that enqueues its produces in
+    /// request order keeps them in order while waiting for them concurrently.
+    pub async fn enqueue(
+        &self,
+        topic_partition: TopicPartition,
+        batch: Bytes,
+        options: AppendOptions,
+    ) -> Result<PendingAppend> {
         if self.inner.shutdown.is_cancelled() {
             return Err(Error::ShuttingDown);
         }
@@ -207,7 +236,9 @@ impl Log {
         if self.inner.partition(&topic_partition).is_none() {
             return Err(Error::UnknownTopicOrPartition(topic_partition));
         }
-        let room = batch.len().clamp(1, self.inner.config.flush_buffer_max_bytes) as u32;
+        let room = batch
+            .len()
+            .clamp(1, self.inner.config.flush_buffer_max_bytes) as u32;
         let permit = self
             .inner
             .buffer_room
@@ -229,16 +260,18 @@ impl Log {
             });
         }
         self.inner.pending_changed.notify_one();
-        answer
-            .await
-            .map_err(|_| Error::Unavailable("flusher stopped before answering".to_string()))?
+        Ok(PendingAppend { answer })
     }
 
     /// (log start offset, high watermark, leader epoch) of a partition.
     pub fn offsets(&self, topic_partition: &TopicPartition) -> Option<(i64, i64, i32)> {
         let partition = self.inner.partition(topic_partition)?;
         let state = partition.state.lock().expect("partition lock");
-        Some((state.log_start_offset, state.next_offset, state.leader_epoch))
+        Some((
+            state.log_start_offset,
+            state.next_offset,
+            state.leader_epoch,
+        ))
     }
 
     /// A receiver that changes whenever the partition's high watermark moves.
@@ -246,7 +279,12 @@ impl Log {
         &self,
         topic_partition: &TopicPartition,
     ) -> Option<watch::Receiver<i64>> {
-        Some(self.inner.partition(topic_partition)?.high_watermark.subscribe())
+        Some(
+            self.inner
+                .partition(topic_partition)?
+                .high_watermark
+                .subscribe(),
+        )
     }
 
     /// Stops taking appends, flushes everything buffered, answers every waiting

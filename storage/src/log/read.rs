@@ -180,7 +180,9 @@ impl Log {
                 };
                 let bytes = self.entry_bytes(&entry).await?;
                 let found = batch::batches(&bytes)
-                    .filter(|(_, h)| h.max_timestamp >= timestamp && h.last_offset() >= log_start_offset)
+                    .filter(|(_, h)| {
+                        h.max_timestamp >= timestamp && h.last_offset() >= log_start_offset
+                    })
                     .find_map(|(start, h)| first_record_at_or_after(&bytes, start, &h, timestamp));
                 Ok(found.unwrap_or(NOT_FOUND))
             }

@@ -5,8 +5,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use bytes::{Bytes, BytesMut};
 use metadata::{MetadataStore, SqliteStore, TopicId, TopicPartition};
 use protocol::kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
-    TimestampType,
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 
 use super::*;
@@ -129,8 +128,10 @@ async fn concurrent_appends_share_one_object() {
     .await;
     let tp1 = TopicPartition::new(f.tp.topic_id, 1);
     let (a, b) = tokio::join!(
-        f.log.append(f.tp, batch(&["x"], 1), AppendOptions::default()),
-        f.log.append(tp1, batch(&["y"], 1), AppendOptions::default()),
+        f.log
+            .append(f.tp, batch(&["x"], 1), AppendOptions::default()),
+        f.log
+            .append(tp1, batch(&["y"], 1), AppendOptions::default()),
     );
     assert_eq!(a.unwrap().base_offset, 0);
     assert_eq!(b.unwrap().base_offset, 0);
@@ -269,7 +270,9 @@ async fn append_to_unknown_partition_fails() {
     let f = fixture(LogConfig::default()).await;
     let tp = TopicPartition::new(f.tp.topic_id, 9);
     assert!(matches!(
-        f.log.append(tp, batch(&["a"], 1), AppendOptions::default()).await,
+        f.log
+            .append(tp, batch(&["a"], 1), AppendOptions::default())
+            .await,
         Err(Error::UnknownTopicOrPartition(_))
     ));
 }
@@ -283,13 +286,17 @@ async fn shutdown_flushes_pending_appends() {
     .await;
     let log = f.log.clone();
     let tp = f.tp;
-    let pending =
-        tokio::spawn(async move { log.append(tp, batch(&["a"], 1), AppendOptions::default()).await });
+    let pending = tokio::spawn(async move {
+        log.append(tp, batch(&["a"], 1), AppendOptions::default())
+            .await
+    });
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     f.log.shutdown().await;
     assert_eq!(pending.await.unwrap().unwrap().base_offset, 0);
     assert!(matches!(
-        f.log.append(tp, batch(&["b"], 1), AppendOptions::default()).await,
+        f.log
+            .append(tp, batch(&["b"], 1), AppendOptions::default())
+            .await,
         Err(Error::ShuttingDown)
     ));
 }
