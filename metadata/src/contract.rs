@@ -1,0 +1,772 @@
+//! The contract every `MetadataStore` backend keeps, written once and run
+//! against each backend (SQLite now, ScyllaDB later) so they cannot drift.
+//!
+//! Each check is a `pub async fn` taking a fresh, empty store and panicking
+//! with a message on the first broken promise. A backend's test file runs them
+//! all with one line, which makes one `#[tokio::test]` per check, named after it:
+//!
+//! ```no_run
+//! mod in_memory {
+//!     metadata::metadata_store_contract_tests!(|| async {
+//!         metadata::SqliteStore::open_in_memory().expect("open in-memory store")
+//!     });
+//! }
+//! ```
+//!
+//! The factory may return the store itself or any `StoreFixture` that also
+//! owns what must outlive it (a temporary directory, a keyspace to drop).
+//!
+//! This suite checks behaviour seen through the trait only. Durability across
+//! a restart, connection sharing and timeouts depend on the backend and are
+//! tested in its own test file.
+
+use std::collections::BTreeMap;
+
+use crate::model::{FlushCommit, IndexEntry, PartitionState, Topic, TopicId, TopicPartition};
+use crate::store::{Error, MetadataStore};
+
+/// What a backend's factory hands the suite: a fresh, empty store, plus
+/// whatever must live as long as it.
+pub trait StoreFixture: Send + Sync + 'static {
+    fn store(&self) -> &dyn MetadataStore;
+}
+
+impl<S: MetadataStore> StoreFixture for S {
+    fn store(&self) -> &dyn MetadataStore {
+        self
+    }
+}
+
+/// Expands to one `#[tokio::test]` per contract check. The argument is a
+/// closure returning a future of a fresh `StoreFixture`; it is called once per test.
+#[macro_export]
+macro_rules! metadata_store_contract_tests {
+    ($make_fixture:expr) => {
+        $crate::metadata_store_contract_tests!(@checks $make_fixture;
+            cluster_id_is_stable_and_in_kafka_form,
+            created_topic_is_listed_with_partitions_at_epoch_zero,
+            topics_are_listed_by_name,
+            create_topic_with_taken_name_returns_topic_already_exists,
+            create_topic_without_partitions_returns_invalid_partitions,
+            set_topic_configs_replaces_all_configs,
+            create_partitions_adds_empty_partitions_and_keeps_existing_ones,
+            create_partitions_refuses_shrink_and_equal_count,
+            operations_on_unknown_topic_return_unknown_topic,
+            commit_flush_advances_next_offset_and_appends_index,
+            commit_flush_across_partitions_is_all_or_nothing,
+            commit_flush_with_wrong_leader_epoch_is_fenced,
+            commit_flush_with_gap_returns_offset_mismatch,
+            commit_flush_overlapping_committed_offsets_returns_offset_mismatch,
+            commit_flush_to_deleted_topic_returns_unknown_topic,
+            commit_flush_with_one_epoch_per_entry_missing_is_refused_whole,
+            index_entries_from_inside_an_entry_start_at_that_entry,
+            index_entries_are_in_offset_order_and_honour_max_entries,
+            index_entries_past_the_end_or_of_unknown_partition_are_empty,
+            index_entry_by_timestamp_returns_lowest_offset_reaching_timestamp,
+            index_entry_max_timestamp_returns_lowest_offset_among_ties,
+            delete_topic_removes_partitions_and_index,
+            topic_name_is_reusable_after_delete_with_a_new_id,
+        );
+    };
+    (@checks $make_fixture:expr; $($check:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $check() {
+                let fixture = ($make_fixture)().await;
+                $crate::contract::$check($crate::contract::StoreFixture::store(&fixture)).await;
+            }
+        )*
+    };
+}
+
+/// Fails the check unless `$result` is an `Err` matching `$pattern`.
+macro_rules! assert_err {
+    ($result:expr, $pattern:pat $(if $guard:expr)?) => {
+        match $result {
+            Err($pattern) $(if $guard)? => {}
+            other => panic!("expected Err({}), got {other:?}", stringify!($pattern)),
+        }
+    };
+}
+
+/// Byte length every test entry gets inside its object.
+const ENTRY_LENGTH_BYTES: u64 = 100;
+
+fn configs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .collect()
+}
+
+/// Creates a topic with a random id and no configs.
+async fn create(store: &dyn MetadataStore, name: &str, partition_count: i32) -> Topic {
+    store
+        .create_topic(
+            name,
+            TopicId::new_random(),
+            partition_count,
+            BTreeMap::new(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("create_topic name={name}: {e}"))
+}
+
+/// An index entry; `flush` fills in its object key and byte range.
+fn entry(
+    topic_partition: TopicPartition,
+    base_offset: i64,
+    last_offset: i64,
+    max_timestamp: i64,
+) -> IndexEntry {
+    IndexEntry {
+        topic_partition,
+        base_offset,
+        last_offset,
+        object_key: String::new(),
+        position: 0,
+        length: ENTRY_LENGTH_BYTES,
+        max_timestamp,
+    }
+}
+
+/// A flush of `entries` into object `object_key`, laid out back to back, every
+/// partition at leader epoch 0.
+fn flush(object_key: &str, entries: Vec<IndexEntry>) -> FlushCommit {
+    let entries: Vec<IndexEntry> = entries
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| IndexEntry {
+            object_key: object_key.to_string(),
+            position: i as u64 * ENTRY_LENGTH_BYTES,
+            ..e
+        })
+        .collect();
+    FlushCommit {
+        object_key: object_key.to_string(),
+        object_size: entries.len() as u64 * ENTRY_LENGTH_BYTES,
+        leader_epochs: vec![0; entries.len()],
+        entries,
+    }
+}
+
+async fn commit_ok(store: &dyn MetadataStore, commit: &FlushCommit) {
+    store
+        .commit_flush(commit)
+        .await
+        .unwrap_or_else(|e| panic!("commit_flush object_key={}: {e}", commit.object_key));
+}
+
+async fn states(store: &dyn MetadataStore) -> Vec<PartitionState> {
+    store.partition_states().await.expect("partition_states")
+}
+
+async fn state(store: &dyn MetadataStore, tp: TopicPartition) -> Option<PartitionState> {
+    states(store)
+        .await
+        .into_iter()
+        .find(|s| s.topic_partition == tp)
+}
+
+async fn next_offset(store: &dyn MetadataStore, tp: TopicPartition) -> i64 {
+    state(store, tp)
+        .await
+        .unwrap_or_else(|| panic!("no partition state topic_partition={tp}"))
+        .next_offset
+}
+
+async fn all_entries(store: &dyn MetadataStore, tp: TopicPartition) -> Vec<IndexEntry> {
+    store
+        .index_entries(tp, 0, usize::MAX)
+        .await
+        .expect("index_entries")
+}
+
+fn base_offsets(entries: &[IndexEntry]) -> Vec<i64> {
+    entries.iter().map(|e| e.base_offset).collect()
+}
+
+pub async fn cluster_id_is_stable_and_in_kafka_form(store: &dyn MetadataStore) {
+    let first = store.cluster_id().await.expect("cluster_id");
+    let second = store.cluster_id().await.expect("cluster_id");
+    assert_eq!(first, second, "cluster id changed between calls");
+    assert_eq!(first.len(), 22, "cluster id {first:?} is not 22 characters");
+    assert!(
+        first
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+        "cluster id {first:?} is not URL-safe base64"
+    );
+}
+
+pub async fn created_topic_is_listed_with_partitions_at_epoch_zero(store: &dyn MetadataStore) {
+    let topic_id = TopicId::new_random();
+    let cfg = configs(&[("cleanup.policy", "delete"), ("retention.ms", "60000")]);
+    let created = store
+        .create_topic("orders", topic_id, 3, cfg.clone())
+        .await
+        .expect("create_topic");
+    let expected = Topic {
+        name: "orders".into(),
+        topic_id,
+        partition_count: 3,
+        configs: cfg,
+    };
+    assert_eq!(created, expected);
+    assert_eq!(store.topics().await.expect("topics"), vec![expected]);
+
+    let mut states = states(store).await;
+    states.sort_by_key(|s| s.topic_partition);
+    let expected: Vec<PartitionState> = (0..3)
+        .map(|partition| PartitionState {
+            topic_partition: TopicPartition::new(topic_id, partition),
+            leader_epoch: 0,
+            log_start_offset: 0,
+            next_offset: 0,
+        })
+        .collect();
+    assert_eq!(states, expected);
+}
+
+pub async fn topics_are_listed_by_name(store: &dyn MetadataStore) {
+    for name in ["payments", "audit", "orders"] {
+        create(store, name, 1).await;
+    }
+    let names: Vec<String> = store
+        .topics()
+        .await
+        .expect("topics")
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(names, ["audit", "orders", "payments"]);
+}
+
+pub async fn create_topic_with_taken_name_returns_topic_already_exists(store: &dyn MetadataStore) {
+    let original = create(store, "orders", 2).await;
+    let result = store
+        .create_topic("orders", TopicId::new_random(), 5, configs(&[("a", "b")]))
+        .await;
+    assert_err!(result, Error::TopicAlreadyExists(_));
+    assert_eq!(store.topics().await.expect("topics"), vec![original]);
+    assert_eq!(
+        states(store).await.len(),
+        2,
+        "the refused create added partitions"
+    );
+}
+
+pub async fn create_topic_without_partitions_returns_invalid_partitions(store: &dyn MetadataStore) {
+    for partition_count in [0, -1] {
+        let result = store
+            .create_topic(
+                "orders",
+                TopicId::new_random(),
+                partition_count,
+                BTreeMap::new(),
+            )
+            .await;
+        assert_err!(result, Error::InvalidPartitions(_));
+    }
+    assert!(store.topics().await.expect("topics").is_empty());
+}
+
+pub async fn set_topic_configs_replaces_all_configs(store: &dyn MetadataStore) {
+    let topic_id = TopicId::new_random();
+    store
+        .create_topic("orders", topic_id, 1, configs(&[("retention.ms", "1000")]))
+        .await
+        .expect("create_topic");
+    let stored_configs = || async {
+        let topics = store.topics().await.expect("topics");
+        assert_eq!(topics.len(), 1);
+        topics[0].configs.clone()
+    };
+
+    let replaced = configs(&[("cleanup.policy", "delete"), ("max.message.bytes", "2048")]);
+    store
+        .set_topic_configs(topic_id, replaced.clone())
+        .await
+        .expect("set_topic_configs");
+    assert_eq!(
+        stored_configs().await,
+        replaced,
+        "old config kept or new one lost"
+    );
+
+    let changed = configs(&[("cleanup.policy", "compact")]);
+    store
+        .set_topic_configs(topic_id, changed.clone())
+        .await
+        .expect("set_topic_configs");
+    assert_eq!(stored_configs().await, changed);
+
+    store
+        .set_topic_configs(topic_id, BTreeMap::new())
+        .await
+        .expect("set_topic_configs");
+    assert!(stored_configs().await.is_empty());
+}
+
+pub async fn create_partitions_adds_empty_partitions_and_keeps_existing_ones(
+    store: &dyn MetadataStore,
+) {
+    let topic = create(store, "orders", 2).await;
+    let tp0 = TopicPartition::new(topic.topic_id, 0);
+    commit_ok(store, &flush("o1", vec![entry(tp0, 0, 9, 100)])).await;
+
+    store
+        .create_partitions(topic.topic_id, 5)
+        .await
+        .expect("create_partitions");
+
+    let topics = store.topics().await.expect("topics");
+    assert_eq!(topics[0].partition_count, 5);
+    let mut states = states(store).await;
+    states.sort_by_key(|s| s.topic_partition);
+    let partitions: Vec<i32> = states.iter().map(|s| s.topic_partition.partition).collect();
+    assert_eq!(partitions, [0, 1, 2, 3, 4]);
+    assert_eq!(
+        states[0].next_offset, 10,
+        "growing reset an existing partition"
+    );
+    for s in &states[1..] {
+        assert_eq!(
+            (s.leader_epoch, s.log_start_offset, s.next_offset),
+            (0, 0, 0)
+        );
+    }
+    assert_eq!(base_offsets(&all_entries(store, tp0).await), [0]);
+}
+
+pub async fn create_partitions_refuses_shrink_and_equal_count(store: &dyn MetadataStore) {
+    let topic = create(store, "orders", 3).await;
+    for partition_count in [3, 2, 0] {
+        let result = store
+            .create_partitions(topic.topic_id, partition_count)
+            .await;
+        assert_err!(result, Error::InvalidPartitions(_));
+    }
+    assert_eq!(store.topics().await.expect("topics")[0].partition_count, 3);
+    assert_eq!(states(store).await.len(), 3);
+}
+
+pub async fn operations_on_unknown_topic_return_unknown_topic(store: &dyn MetadataStore) {
+    create(store, "orders", 1).await;
+    let unknown = TopicId::new_random();
+    assert_err!(store.delete_topic(unknown).await, Error::UnknownTopic(_));
+    assert_err!(
+        store
+            .set_topic_configs(unknown, configs(&[("a", "b")]))
+            .await,
+        Error::UnknownTopic(_)
+    );
+    assert_err!(
+        store.create_partitions(unknown, 4).await,
+        Error::UnknownTopic(_)
+    );
+    let commit = flush("o1", vec![entry(TopicPartition::new(unknown, 0), 0, 0, 0)]);
+    assert_err!(store.commit_flush(&commit).await, Error::UnknownTopic(_));
+    assert_eq!(store.topics().await.expect("topics").len(), 1);
+}
+
+pub async fn commit_flush_advances_next_offset_and_appends_index(store: &dyn MetadataStore) {
+    let topic = create(store, "orders", 2).await;
+    let tp0 = TopicPartition::new(topic.topic_id, 0);
+    let tp1 = TopicPartition::new(topic.topic_id, 1);
+
+    let first = flush("o1", vec![entry(tp0, 0, 9, 1_000), entry(tp1, 0, 4, 1_001)]);
+    commit_ok(store, &first).await;
+    assert_eq!(next_offset(store, tp0).await, 10);
+    assert_eq!(next_offset(store, tp1).await, 5);
+
+    let second = flush("o2", vec![entry(tp0, 10, 10, 2_000)]);
+    commit_ok(store, &second).await;
+    assert_eq!(next_offset(store, tp0).await, 11);
+    assert_eq!(
+        next_offset(store, tp1).await,
+        5,
+        "an absent partition moved"
+    );
+
+    let tp0_entries = all_entries(store, tp0).await;
+    assert_eq!(
+        tp0_entries,
+        vec![first.entries[0].clone(), second.entries[0].clone()]
+    );
+    assert_eq!(
+        all_entries(store, tp1).await,
+        vec![first.entries[1].clone()]
+    );
+    let s = state(store, tp0).await.expect("state");
+    assert_eq!((s.leader_epoch, s.log_start_offset), (0, 0));
+}
+
+pub async fn commit_flush_across_partitions_is_all_or_nothing(store: &dyn MetadataStore) {
+    let orders = create(store, "orders", 1).await;
+    let audit = create(store, "audit", 1).await;
+    let good = TopicPartition::new(orders.topic_id, 0);
+    let other = TopicPartition::new(audit.topic_id, 0);
+    commit_ok(store, &flush("o0", vec![entry(other, 0, 4, 10)])).await;
+
+    // Second entry wrong in each way the store checks; the first is always valid.
+    let bad_offset = flush("o1", vec![entry(good, 0, 9, 10), entry(other, 7, 9, 10)]);
+    assert_err!(
+        store.commit_flush(&bad_offset).await,
+        Error::OffsetMismatch { .. }
+    );
+    let mut bad_epoch = flush("o1", vec![entry(good, 0, 9, 10), entry(other, 5, 9, 10)]);
+    bad_epoch.leader_epochs[1] = 3;
+    assert_err!(store.commit_flush(&bad_epoch).await, Error::Fenced { .. });
+    let unknown = TopicPartition::new(orders.topic_id, 1);
+    let bad_partition = flush("o1", vec![entry(good, 0, 9, 10), entry(unknown, 0, 9, 10)]);
+    assert_err!(
+        store.commit_flush(&bad_partition).await,
+        Error::UnknownTopic(_)
+    );
+
+    assert_eq!(
+        next_offset(store, good).await,
+        0,
+        "refused commit moved next_offset"
+    );
+    assert!(
+        all_entries(store, good).await.is_empty(),
+        "refused commit left index rows"
+    );
+    assert_eq!(next_offset(store, other).await, 5);
+    assert_eq!(base_offsets(&all_entries(store, other).await), [0]);
+
+    // Nothing of the refused commits remains, not even the object: the same
+    // object key commits cleanly once the entries are right.
+    let fixed = flush("o1", vec![entry(good, 0, 9, 10), entry(other, 5, 9, 10)]);
+    commit_ok(store, &fixed).await;
+    assert_eq!(next_offset(store, good).await, 10);
+    assert_eq!(next_offset(store, other).await, 10);
+}
+
+pub async fn commit_flush_with_wrong_leader_epoch_is_fenced(store: &dyn MetadataStore) {
+    let topic = create(store, "orders", 1).await;
+    let tp = TopicPartition::new(topic.topic_id, 0);
+    for claimed_epoch in [1, -1] {
+        let mut commit = flush("o1", vec![entry(tp, 0, 9, 10)]);
+        commit.leader_epochs[0] = claimed_epoch;
+        let result = store.commit_flush(&commit).await;
+        assert_err!(
+            result,
+            Error::Fenced { topic_partition, expected, current }
+                if topic_partition == tp && expected == claimed_epoch && current == 0
+        );
+    }
+    assert_eq!(next_offset(store, tp).await, 0);
+    assert!(all_entries(store, tp).await.is_empty());
+}
+
+pub async fn commit_flush_with_gap_returns_offset_mismatch(store: &dyn MetadataStore) {
+    let topic = create(store, "orders", 1).await;
+    let tp = TopicPartition::new(topic.topic_id, 0);
+    let result = store
+        .commit_flush(&flush("o1", vec![entry(tp, 1, 9, 10)]))
+        .await;
+    assert_err!(
+        result,
+        Error::OffsetMismatch { topic_partition, base_offset: 1, next_offset: 0 }
+            if topic_partition == tp
+    );
+    commit_ok(store, &flush("o2", vec![entry(tp, 0, 9, 10)])).await;
+    let result = store
+        .commit_flush(&flush("o3", vec![entry(tp, 11, 19, 10)]))
+        .await;
+    assert_err!(
+        result,
+        Error::OffsetMismatch {
+            base_offset: 11,
+            next_offset: 10,
+            ..
+        }
+    );
+    assert_eq!(next_offset(store, tp).await, 10);
+    assert_eq!(base_offsets(&all_entries(store, tp).await), [0]);
+}
+
+pub async fn commit_flush_overlapping_committed_offsets_returns_offset_mismatch(
+    store: &dyn MetadataStore,
+) {
+    let topic = create(store, "orders", 1).await;
+    let tp = TopicPartition::new(topic.topic_id, 0);
+    commit_ok(store, &flush("o1", vec![entry(tp, 0, 9, 10)])).await;
+    // A replay of the same range, and a range straddling the committed end.
+    for (base_offset, last_offset) in [(0, 9), (5, 14), (9, 9)] {
+        let result = store
+            .commit_flush(&flush("o2", vec![entry(tp, base_offset, last_offset, 10)]))
+            .await;
+        assert_err!(
+            result,
+            Error::OffsetMismatch { base_offset: b, next_offset: 10, .. } if b == base_offset
+        );
+    }
+    assert_eq!(next_offset(store, tp).await, 10);
+    assert_eq!(all_entries(store, tp).await.len(), 1);
+}
+
+pub async fn commit_flush_to_deleted_topic_returns_unknown_topic(store: &dyn MetadataStore) {
+    let topic = create(store, "orders", 1).await;
+    let tp = TopicPartition::new(topic.topic_id, 0);
+    commit_ok(store, &flush("o1", vec![entry(tp, 0, 9, 10)])).await;
+    store
+        .delete_topic(topic.topic_id)
+        .await
+        .expect("delete_topic");
+    let result = store
+        .commit_flush(&flush("o2", vec![entry(tp, 10, 19, 10)]))
+        .await;
+    assert_err!(result, Error::UnknownTopic(_));
+    assert!(state(store, tp).await.is_none());
+    assert!(all_entries(store, tp).await.is_empty());
+}
+
+pub async fn commit_flush_with_one_epoch_per_entry_missing_is_refused_whole(
+    store: &dyn MetadataStore,
+) {
+    let topic = create(store, "orders", 2).await;
+    let tp0 = TopicPartition::new(topic.topic_id, 0);
+    let tp1 = TopicPartition::new(topic.topic_id, 1);
+    let mut commit = flush("o1", vec![entry(tp0, 0, 9, 10), entry(tp1, 0, 9, 10)]);
+    commit.leader_epochs.pop();
+    assert!(store.commit_flush(&commit).await.is_err());
+    assert_eq!(next_offset(store, tp0).await, 0);
+    assert!(all_entries(store, tp0).await.is_empty());
+}
+
+/// Commits entries [0..=9], [10..=19], [20..=29] with timestamps 100, 200, 300.
+async fn three_entries(store: &dyn MetadataStore) -> TopicPartition {
+    let topic = create(store, "orders", 2).await;
+    let tp = TopicPartition::new(topic.topic_id, 0);
+    for (i, base_offset) in [0, 10, 20].into_iter().enumerate() {
+        let key = format!("o{i}");
+        let max_timestamp = (i as i64 + 1) * 100;
+        let entries = vec![entry(tp, base_offset, base_offset + 9, max_timestamp)];
+        commit_ok(store, &flush(&key, entries)).await;
+    }
+    tp
+}
+
+pub async fn index_entries_from_inside_an_entry_start_at_that_entry(store: &dyn MetadataStore) {
+    let tp = three_entries(store).await;
+    for (from_offset, expected) in [
+        (0, vec![0, 10, 20]),
+        (5, vec![0, 10, 20]),
+        (9, vec![0, 10, 20]),
+        (10, vec![10, 20]),
+        (15, vec![10, 20]),
+        (29, vec![20]),
+    ] {
+        let entries = store
+            .index_entries(tp, from_offset, 10)
+            .await
+            .expect("index_entries");
+        assert_eq!(
+            base_offsets(&entries),
+            expected,
+            "from_offset={from_offset}"
+        );
+    }
+}
+
+pub async fn index_entries_are_in_offset_order_and_honour_max_entries(store: &dyn MetadataStore) {
+    let tp = three_entries(store).await;
+    // Another partition's entries never appear.
+    let tp1 = TopicPartition::new(tp.topic_id, 1);
+    commit_ok(store, &flush("other", vec![entry(tp1, 0, 99, 999)])).await;
+
+    let all = store
+        .index_entries(tp, 0, 100)
+        .await
+        .expect("index_entries");
+    assert_eq!(base_offsets(&all), [0, 10, 20]);
+    assert!(all.iter().all(|e| e.topic_partition == tp));
+    assert_eq!((all[1].object_key.as_str(), all[1].last_offset), ("o1", 19));
+    let entries = store.index_entries(tp, 0, 2).await.expect("index_entries");
+    assert_eq!(base_offsets(&entries), [0, 10]);
+    let entries = store.index_entries(tp, 12, 1).await.expect("index_entries");
+    assert_eq!(base_offsets(&entries), [10]);
+    let entries = store.index_entries(tp, 0, 0).await.expect("index_entries");
+    assert!(entries.is_empty(), "max_entries=0 returned {entries:?}");
+}
+
+pub async fn index_entries_past_the_end_or_of_unknown_partition_are_empty(
+    store: &dyn MetadataStore,
+) {
+    let tp = three_entries(store).await;
+    for from_offset in [30, 1_000] {
+        let entries = store
+            .index_entries(tp, from_offset, 10)
+            .await
+            .expect("index_entries");
+        assert!(
+            entries.is_empty(),
+            "from_offset={from_offset} returned {entries:?}"
+        );
+    }
+    let empty = TopicPartition::new(tp.topic_id, 1);
+    let unknown = TopicPartition::new(TopicId::new_random(), 0);
+    for tp in [empty, unknown] {
+        assert!(
+            store
+                .index_entries(tp, 0, 10)
+                .await
+                .expect("index_entries")
+                .is_empty()
+        );
+        assert!(
+            store
+                .index_entry_by_timestamp(tp, 0)
+                .await
+                .expect("by timestamp")
+                .is_none()
+        );
+        assert!(
+            store
+                .index_entry_max_timestamp(tp)
+                .await
+                .expect("max timestamp")
+                .is_none()
+        );
+    }
+}
+
+pub async fn index_entry_by_timestamp_returns_lowest_offset_reaching_timestamp(
+    store: &dyn MetadataStore,
+) {
+    let topic = create(store, "orders", 1).await;
+    let tp = TopicPartition::new(topic.topic_id, 0);
+    // Timestamps are not monotonic: producers set them.
+    let timestamps = [500, 300, 500, 900, 700];
+    for (i, max_timestamp) in timestamps.into_iter().enumerate() {
+        let base_offset = i as i64 * 10;
+        let entries = vec![entry(tp, base_offset, base_offset + 9, max_timestamp)];
+        commit_ok(store, &flush(&format!("o{i}"), entries)).await;
+    }
+    for (timestamp, expected_base_offset) in [
+        (i64::MIN, Some(0)),
+        (0, Some(0)),
+        (300, Some(0)),
+        (500, Some(0)),
+        (501, Some(30)),
+        (700, Some(30)),
+        (900, Some(30)),
+        (901, None),
+    ] {
+        let found = store
+            .index_entry_by_timestamp(tp, timestamp)
+            .await
+            .expect("index_entry_by_timestamp");
+        assert_eq!(
+            found.as_ref().map(|e| e.base_offset),
+            expected_base_offset,
+            "timestamp={timestamp}"
+        );
+        if let Some(e) = found {
+            assert_eq!(e.max_timestamp, timestamps[(e.base_offset / 10) as usize]);
+        }
+    }
+}
+
+pub async fn index_entry_max_timestamp_returns_lowest_offset_among_ties(store: &dyn MetadataStore) {
+    let topic = create(store, "orders", 1).await;
+    let tp = TopicPartition::new(topic.topic_id, 0);
+    assert!(
+        store
+            .index_entry_max_timestamp(tp)
+            .await
+            .expect("max")
+            .is_none()
+    );
+
+    for (i, max_timestamp) in [100, 900, 400, 900, 200].into_iter().enumerate() {
+        let base_offset = i as i64 * 10;
+        let entries = vec![entry(tp, base_offset, base_offset + 9, max_timestamp)];
+        commit_ok(store, &flush(&format!("o{i}"), entries)).await;
+    }
+    let found = store
+        .index_entry_max_timestamp(tp)
+        .await
+        .expect("index_entry_max_timestamp")
+        .expect("an entry");
+    assert_eq!((found.base_offset, found.max_timestamp), (10, 900));
+    assert_eq!(found.last_offset, 19);
+    assert_eq!(found.object_key, "o1");
+}
+
+pub async fn delete_topic_removes_partitions_and_index(store: &dyn MetadataStore) {
+    let topic_id = TopicId::new_random();
+    let cfg = configs(&[("retention.ms", "1000")]);
+    store
+        .create_topic("orders", topic_id, 2, cfg.clone())
+        .await
+        .expect("create_topic");
+    let kept = create(store, "audit", 1).await;
+    let tp = TopicPartition::new(topic_id, 0);
+    let kept_tp = TopicPartition::new(kept.topic_id, 0);
+    commit_ok(
+        store,
+        &flush("o1", vec![entry(tp, 0, 9, 10), entry(kept_tp, 0, 4, 10)]),
+    )
+    .await;
+
+    let deleted = store.delete_topic(topic_id).await.expect("delete_topic");
+    assert_eq!(
+        deleted,
+        Topic {
+            name: "orders".into(),
+            topic_id,
+            partition_count: 2,
+            configs: cfg,
+        }
+    );
+    assert_eq!(store.topics().await.expect("topics"), vec![kept.clone()]);
+    let remaining: Vec<TopicPartition> = states(store)
+        .await
+        .into_iter()
+        .map(|s| s.topic_partition)
+        .collect();
+    assert_eq!(remaining, [kept_tp]);
+    assert!(all_entries(store, tp).await.is_empty());
+    assert!(
+        store
+            .index_entry_max_timestamp(tp)
+            .await
+            .expect("max")
+            .is_none()
+    );
+    assert_eq!(base_offsets(&all_entries(store, kept_tp).await), [0]);
+    assert_err!(store.delete_topic(topic_id).await, Error::UnknownTopic(_));
+}
+
+pub async fn topic_name_is_reusable_after_delete_with_a_new_id(store: &dyn MetadataStore) {
+    let old = store
+        .create_topic("orders", TopicId::new_random(), 1, configs(&[("a", "1")]))
+        .await
+        .expect("create_topic");
+    let old_tp = TopicPartition::new(old.topic_id, 0);
+    commit_ok(store, &flush("o1", vec![entry(old_tp, 0, 9, 10)])).await;
+    store
+        .delete_topic(old.topic_id)
+        .await
+        .expect("delete_topic");
+
+    let new_id = TopicId::new_random();
+    let new = store
+        .create_topic("orders", new_id, 2, BTreeMap::new())
+        .await
+        .expect("create_topic with a reused name");
+    assert_ne!(new.topic_id, old.topic_id);
+    assert_eq!(store.topics().await.expect("topics"), vec![new]);
+    let new_tp = TopicPartition::new(new_id, 0);
+    assert_eq!(next_offset(store, new_tp).await, 0);
+    assert!(all_entries(store, new_tp).await.is_empty());
+    assert!(all_entries(store, old_tp).await.is_empty());
+    // The new topic's log starts afresh at offset 0.
+    commit_ok(store, &flush("o2", vec![entry(new_tp, 0, 4, 10)])).await;
+    assert_eq!(next_offset(store, new_tp).await, 5);
+}

@@ -1,0 +1,952 @@
+//! The embedded SQLite backend of `MetadataStore`: one database file holds the
+//! cluster id, the topics with their configs, each partition's committed state,
+//! the offset index and the list of objects.
+//!
+//! It exists so a single node (or a few brokers on one host sharing the file)
+//! runs with no external service. Durability comes from SQLite itself: WAL
+//! journal with `synchronous=FULL`, so a commit that returned `Ok` survives
+//! power loss. Every call runs its SQL on tokio's blocking pool, never on the
+//! runtime's worker threads; calls are serialised on one connection per store.
+//!
+//! It deliberately does not cache anything (every read goes to the database,
+//! so several brokers sharing the file see each other's commits), does not
+//! delete objects (the `objects` rows are for garbage collection elsewhere), and
+//! does not decide Kafka error codes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
+
+use crate::model::{FlushCommit, IndexEntry, PartitionState, Topic, TopicId, TopicPartition, Uuid};
+use crate::store::{Error, MetadataStore, Result};
+
+/// How long a write waits for another connection (another broker sharing the
+/// file) to release its lock before giving up. Commits are short (a few rows),
+/// so waiting longer than this means the other side is stuck, not busy.
+const BUSY_TIMEOUT_MS: u64 = 5_000;
+
+/// The schema this code reads and writes, kept in `PRAGMA user_version`.
+/// A file with another non-zero version is refused rather than guessed at.
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS cluster (
+    singleton   INTEGER PRIMARY KEY CHECK (singleton = 0),
+    cluster_id  TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS topics (
+    topic_id         BLOB PRIMARY KEY,
+    name             TEXT NOT NULL UNIQUE,
+    partition_count  INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS topic_configs (
+    topic_id  BLOB NOT NULL,
+    name      TEXT NOT NULL,
+    value     TEXT NOT NULL,
+    PRIMARY KEY (topic_id, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS partition_state (
+    topic_id          BLOB NOT NULL,
+    partition         INTEGER NOT NULL,
+    leader_epoch      INTEGER NOT NULL,
+    log_start_offset  INTEGER NOT NULL,
+    next_offset       INTEGER NOT NULL,
+    PRIMARY KEY (topic_id, partition)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS partition_index (
+    topic_id       BLOB NOT NULL,
+    partition      INTEGER NOT NULL,
+    base_offset    INTEGER NOT NULL,
+    last_offset    INTEGER NOT NULL,
+    object_key     TEXT NOT NULL,
+    position       INTEGER NOT NULL,
+    length         INTEGER NOT NULL,
+    max_timestamp  INTEGER NOT NULL,
+    PRIMARY KEY (topic_id, partition, base_offset)
+) WITHOUT ROWID;
+-- Serves ListOffsets by timestamp: the max-timestamp lookup reads the first row
+-- of this order, the by-timestamp lookup a range of it.
+CREATE INDEX IF NOT EXISTS partition_index_by_max_timestamp
+    ON partition_index (topic_id, partition, max_timestamp DESC, base_offset);
+CREATE TABLE IF NOT EXISTS objects (
+    object_key     TEXT PRIMARY KEY,
+    size           INTEGER NOT NULL,
+    created_at_ms  INTEGER NOT NULL
+);
+";
+
+/// Index entries of `(?1, ?2)` with `last_offset >= ?3`, at most `?4`.
+///
+/// Entries of a partition never overlap (commit_flush only appends at
+/// next_offset), so the entry holding `?3` is the one with the greatest
+/// `base_offset <= ?3`. Seeking to it on the primary key keeps a fetch near the
+/// end of a long partition from scanning the partition from its start.
+const INDEX_ENTRIES_SQL: &str = "
+SELECT base_offset, last_offset, object_key, position, length, max_timestamp
+FROM partition_index
+WHERE topic_id = ?1 AND partition = ?2 AND last_offset >= ?3
+  AND base_offset >= COALESCE(
+    (SELECT base_offset FROM partition_index
+     WHERE topic_id = ?1 AND partition = ?2 AND base_offset <= ?3
+     ORDER BY base_offset DESC LIMIT 1),
+    ?3)
+ORDER BY base_offset
+LIMIT ?4";
+
+/// The lowest-offset entry of `(?1, ?2)` with `max_timestamp >= ?3`.
+///
+/// Left to itself SQLite walks the primary key from offset 0 until an entry
+/// qualifies, which reads nearly the whole partition for the usual lookup
+/// (a recent timestamp) and all of it when none qualifies. The timestamp index
+/// reads only the entries at or after the timestamp, so it is forced.
+const INDEX_ENTRY_BY_TIMESTAMP_SQL: &str = "
+SELECT base_offset, last_offset, object_key, position, length, max_timestamp
+FROM partition_index
+WHERE topic_id = ?1 AND partition = ?2 AND base_offset = (
+    SELECT MIN(base_offset)
+    FROM partition_index INDEXED BY partition_index_by_max_timestamp
+    WHERE topic_id = ?1 AND partition = ?2 AND max_timestamp >= ?3)";
+
+/// The entry of `(?1, ?2)` with the greatest `max_timestamp`, the lowest offset
+/// among ties: the first row of the timestamp index.
+const INDEX_ENTRY_MAX_TIMESTAMP_SQL: &str = "
+SELECT base_offset, last_offset, object_key, position, length, max_timestamp
+FROM partition_index
+WHERE topic_id = ?1 AND partition = ?2
+ORDER BY max_timestamp DESC, base_offset ASC
+LIMIT 1";
+
+/// `MetadataStore` on an embedded SQLite database.
+///
+/// Cloning is cheap and shares the connection.
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens the database at `path`, creating the file, the schema and the
+    /// cluster id when missing. Several stores (in one or several processes)
+    /// may open the same file; writes wait up to `BUSY_TIMEOUT_MS` for each other.
+    ///
+    /// This call blocks on file I/O; call it before serving, or from
+    /// `spawn_blocking`.
+    pub fn open(path: &Path) -> Result<SqliteStore> {
+        let conn = Connection::open(path)
+            .map_err(|e| backend(format!("open path={}", path.display()), e))?;
+        conn.busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS))
+            .or_backend(|| "set busy_timeout".into())?;
+        let journal_mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+            .or_backend(|| "set journal_mode=wal".into())?;
+        if !journal_mode.eq_ignore_ascii_case("wal") {
+            return Err(Error::Backend(format!(
+                "journal_mode=wal refused path={} journal_mode={journal_mode}",
+                path.display()
+            )));
+        }
+        Self::init(conn)
+    }
+
+    /// Opens a private database in memory, gone when the store is dropped. For tests.
+    pub fn open_in_memory() -> Result<SqliteStore> {
+        let conn = Connection::open_in_memory().or_backend(|| "open in memory".into())?;
+        Self::init(conn)
+    }
+
+    /// Sets the durability pragma, creates the schema if absent and makes the
+    /// cluster id on first open. Safe when several processes open a new file
+    /// at once: the immediate transaction lets exactly one create it.
+    fn init(mut conn: Connection) -> Result<SqliteStore> {
+        // An acknowledged produce must survive power loss: fsync the WAL on every commit.
+        conn.pragma_update(None, "synchronous", "FULL")
+            .or_backend(|| "set synchronous=full".into())?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .or_backend(|| "begin schema transaction".into())?;
+        let version: i64 = tx
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .or_backend(|| "read user_version".into())?;
+        match version {
+            // A new file (or one whose creation was interrupted: the schema
+            // statements are idempotent and the cluster id is kept if present).
+            0 => {
+                tx.execute_batch(SCHEMA)
+                    .or_backend(|| "create schema".into())?;
+                tx.execute(
+                    "INSERT OR IGNORE INTO cluster (singleton, cluster_id) VALUES (0, ?1)",
+                    params![new_cluster_id()],
+                )
+                .or_backend(|| "insert cluster_id".into())?;
+                tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+                    .or_backend(|| "set user_version".into())?;
+            }
+            SCHEMA_VERSION => {}
+            _ => {
+                return Err(Error::Backend(format!(
+                    "unsupported schema user_version={version} supported={SCHEMA_VERSION}"
+                )));
+            }
+        }
+        tx.commit().or_backend(|| "commit schema".into())?;
+        Ok(SqliteStore {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `op` with the connection on the blocking pool.
+    ///
+    /// If the caller's future is dropped, `op` still runs to its end: each
+    /// method is one transaction, so it is applied whole or not at all.
+    async fn with_conn<T, F>(&self, op: F) -> Result<T>
+    where
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        let task = tokio::task::spawn_blocking(move || {
+            // A panic while the lock was held happened either outside a
+            // transaction or inside one that rusqlite rolled back on unwind,
+            // so the connection is still consistent.
+            let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+            op(&mut conn)
+        });
+        match task.await {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(Error::Backend(format!("sqlite task cancelled: {e}"))),
+        }
+    }
+}
+
+#[async_trait]
+impl MetadataStore for SqliteStore {
+    async fn cluster_id(&self) -> Result<String> {
+        self.with_conn(|conn| {
+            conn.query_row(
+                "SELECT cluster_id FROM cluster WHERE singleton = 0",
+                [],
+                |row| row.get(0),
+            )
+            .or_backend(|| "read cluster_id".into())
+        })
+        .await
+    }
+
+    async fn create_topic(
+        &self,
+        name: &str,
+        topic_id: TopicId,
+        partition_count: i32,
+        configs: BTreeMap<String, String>,
+    ) -> Result<Topic> {
+        if partition_count < 1 {
+            return Err(Error::InvalidPartitions(format!(
+                "partition_count={partition_count} must be at least 1 name={name}"
+            )));
+        }
+        let topic = Topic {
+            name: name.to_owned(),
+            topic_id,
+            partition_count,
+            configs,
+        };
+        self.with_conn(move |conn| {
+            let tx = begin_write(conn)?;
+            let taken: Option<[u8; 16]> = tx
+                .query_row(
+                    "SELECT topic_id FROM topics WHERE name = ?1",
+                    params![topic.name],
+                    |row| row.get(0),
+                )
+                .optional()
+                .or_backend(|| format!("read topic name={}", topic.name))?;
+            if taken.is_some() {
+                return Err(Error::TopicAlreadyExists(topic.name));
+            }
+            tx.execute(
+                "INSERT INTO topics (topic_id, name, partition_count) VALUES (?1, ?2, ?3)",
+                params![id_bytes(topic_id), topic.name, partition_count],
+            )
+            .or_backend(|| format!("insert topic name={} topic_id={topic_id}", topic.name))?;
+            insert_configs(&tx, topic_id, &topic.configs)?;
+            insert_partitions(&tx, topic_id, 0..partition_count)?;
+            commit(tx)?;
+            Ok(topic)
+        })
+        .await
+    }
+
+    async fn delete_topic(&self, topic_id: TopicId) -> Result<Topic> {
+        self.with_conn(move |conn| {
+            let tx = begin_write(conn)?;
+            let topic = read_topic(&tx, topic_id)?;
+            let id = id_bytes(topic_id);
+            for table in [
+                "topics",
+                "topic_configs",
+                "partition_state",
+                "partition_index",
+            ] {
+                tx.execute(
+                    &format!("DELETE FROM {table} WHERE topic_id = ?1"),
+                    params![id],
+                )
+                .or_backend(|| format!("delete from {table} topic_id={topic_id}"))?;
+            }
+            commit(tx)?;
+            Ok(topic)
+        })
+        .await
+    }
+
+    async fn topics(&self) -> Result<Vec<Topic>> {
+        self.with_conn(|conn| {
+            // One read transaction, so topics and configs come from the same snapshot.
+            let tx = conn.transaction().or_backend(|| "begin read".into())?;
+            let mut configs: HashMap<TopicId, BTreeMap<String, String>> = HashMap::new();
+            {
+                let mut stmt = tx
+                    .prepare("SELECT topic_id, name, value FROM topic_configs")
+                    .or_backend(|| "prepare read topic_configs".into())?;
+                let rows = stmt
+                    .query_map([], |row| {
+                        Ok((
+                            TopicId(Uuid::from_bytes(row.get(0)?)),
+                            row.get(1)?,
+                            row.get(2)?,
+                        ))
+                    })
+                    .or_backend(|| "read topic_configs".into())?;
+                for row in rows {
+                    let (topic_id, name, value) =
+                        row.or_backend(|| "read topic_configs row".into())?;
+                    configs.entry(topic_id).or_default().insert(name, value);
+                }
+            }
+            let mut stmt = tx
+                .prepare("SELECT topic_id, name, partition_count FROM topics ORDER BY name")
+                .or_backend(|| "prepare read topics".into())?;
+            let rows = stmt
+                .query_map([], |row| {
+                    let topic_id = TopicId(Uuid::from_bytes(row.get(0)?));
+                    Ok(Topic {
+                        name: row.get(1)?,
+                        topic_id,
+                        partition_count: row.get(2)?,
+                        configs: BTreeMap::new(),
+                    })
+                })
+                .or_backend(|| "read topics".into())?;
+            let mut topics = Vec::new();
+            for row in rows {
+                let mut topic = row.or_backend(|| "read topics row".into())?;
+                topic.configs = configs.remove(&topic.topic_id).unwrap_or_default();
+                topics.push(topic);
+            }
+            Ok(topics)
+        })
+        .await
+    }
+
+    async fn set_topic_configs(
+        &self,
+        topic_id: TopicId,
+        configs: BTreeMap<String, String>,
+    ) -> Result<()> {
+        self.with_conn(move |conn| {
+            let tx = begin_write(conn)?;
+            read_partition_count(&tx, topic_id)?;
+            tx.execute(
+                "DELETE FROM topic_configs WHERE topic_id = ?1",
+                params![id_bytes(topic_id)],
+            )
+            .or_backend(|| format!("delete topic_configs topic_id={topic_id}"))?;
+            insert_configs(&tx, topic_id, &configs)?;
+            commit(tx)
+        })
+        .await
+    }
+
+    async fn create_partitions(&self, topic_id: TopicId, partition_count: i32) -> Result<()> {
+        self.with_conn(move |conn| {
+            let tx = begin_write(conn)?;
+            let current = read_partition_count(&tx, topic_id)?;
+            if partition_count <= current {
+                return Err(Error::InvalidPartitions(format!(
+                    "partition_count={partition_count} must exceed current={current} topic_id={topic_id}"
+                )));
+            }
+            tx.execute(
+                "UPDATE topics SET partition_count = ?2 WHERE topic_id = ?1",
+                params![id_bytes(topic_id), partition_count],
+            )
+            .or_backend(|| format!("update partition_count topic_id={topic_id}"))?;
+            insert_partitions(&tx, topic_id, current..partition_count)?;
+            commit(tx)
+        })
+        .await
+    }
+
+    async fn partition_states(&self) -> Result<Vec<PartitionState>> {
+        self.with_conn(|conn| {
+            let mut stmt = conn
+                .prepare(
+                    "SELECT topic_id, partition, leader_epoch, log_start_offset, next_offset \
+                     FROM partition_state ORDER BY topic_id, partition",
+                )
+                .or_backend(|| "prepare read partition_state".into())?;
+            let rows = stmt
+                .query_map([], |row| {
+                    let topic_id = TopicId(Uuid::from_bytes(row.get(0)?));
+                    Ok(PartitionState {
+                        topic_partition: TopicPartition::new(topic_id, row.get(1)?),
+                        leader_epoch: row.get(2)?,
+                        log_start_offset: row.get(3)?,
+                        next_offset: row.get(4)?,
+                    })
+                })
+                .or_backend(|| "read partition_state".into())?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+                .or_backend(|| "read partition_state row".into())
+        })
+        .await
+    }
+
+    async fn commit_flush(&self, flush: &FlushCommit) -> Result<()> {
+        let rows = IndexRow::from_commit(flush)?;
+        let object_key = flush.object_key.clone();
+        let object_size = to_i64(flush.object_size, "object_size", &object_key)?;
+        let created_at_ms = now_ms();
+        self.with_conn(move |conn| {
+            let tx = begin_write(conn)?;
+            for row in &rows {
+                append_entry(&tx, row, &object_key)?;
+            }
+            tx.execute(
+                "INSERT INTO objects (object_key, size, created_at_ms) VALUES (?1, ?2, ?3)",
+                params![object_key, object_size, created_at_ms],
+            )
+            .or_backend(|| format!("insert objects object_key={object_key}"))?;
+            commit(tx)
+        })
+        .await
+    }
+
+    async fn index_entries(
+        &self,
+        topic_partition: TopicPartition,
+        from_offset: i64,
+        max_entries: usize,
+    ) -> Result<Vec<IndexEntry>> {
+        let limit = i64::try_from(max_entries).unwrap_or(i64::MAX);
+        self.with_conn(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(INDEX_ENTRIES_SQL)
+                .or_backend(|| "prepare read partition_index".into())?;
+            let rows = stmt
+                .query_map(
+                    params![
+                        id_bytes(topic_partition.topic_id),
+                        topic_partition.partition,
+                        from_offset,
+                        limit
+                    ],
+                    |row| index_entry(topic_partition, row),
+                )
+                .or_backend(|| format!("read partition_index topic_partition={topic_partition}"))?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().or_backend(|| {
+                format!("read partition_index row topic_partition={topic_partition}")
+            })
+        })
+        .await
+    }
+
+    async fn index_entry_by_timestamp(
+        &self,
+        topic_partition: TopicPartition,
+        timestamp: i64,
+    ) -> Result<Option<IndexEntry>> {
+        self.with_conn(move |conn| {
+            let params = params![
+                id_bytes(topic_partition.topic_id),
+                topic_partition.partition,
+                timestamp
+            ];
+            conn.prepare_cached(INDEX_ENTRY_BY_TIMESTAMP_SQL)
+                .and_then(|mut stmt| {
+                    stmt.query_row(params, |row| index_entry(topic_partition, row))
+                        .optional()
+                })
+                .or_backend(|| {
+                    format!(
+                        "read by timestamp topic_partition={topic_partition} timestamp={timestamp}"
+                    )
+                })
+        })
+        .await
+    }
+
+    async fn index_entry_max_timestamp(
+        &self,
+        topic_partition: TopicPartition,
+    ) -> Result<Option<IndexEntry>> {
+        self.with_conn(move |conn| {
+            conn.prepare_cached(INDEX_ENTRY_MAX_TIMESTAMP_SQL)
+                .and_then(|mut stmt| {
+                    stmt.query_row(
+                        params![
+                            id_bytes(topic_partition.topic_id),
+                            topic_partition.partition
+                        ],
+                        |row| index_entry(topic_partition, row),
+                    )
+                    .optional()
+                })
+                .or_backend(|| format!("read max timestamp topic_partition={topic_partition}"))
+        })
+        .await
+    }
+}
+
+/// One index entry of a commit, checked and converted to SQLite's integers
+/// before any SQL runs.
+struct IndexRow {
+    topic_partition: TopicPartition,
+    leader_epoch: i32,
+    base_offset: i64,
+    last_offset: i64,
+    position: i64,
+    length: i64,
+    max_timestamp: i64,
+}
+
+impl IndexRow {
+    /// Refuses a malformed commit whole: epochs not one per entry, a partition
+    /// twice, an empty or inverted offset range, a byte range beyond `i64`.
+    fn from_commit(commit: &FlushCommit) -> Result<Vec<IndexRow>> {
+        let key = &commit.object_key;
+        if commit.entries.len() != commit.leader_epochs.len() {
+            return Err(Error::Backend(format!(
+                "invalid flush commit object_key={key} entries={} leader_epochs={}",
+                commit.entries.len(),
+                commit.leader_epochs.len()
+            )));
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut rows = Vec::with_capacity(commit.entries.len());
+        for (entry, &leader_epoch) in commit.entries.iter().zip(&commit.leader_epochs) {
+            let tp = entry.topic_partition;
+            if !seen.insert(tp) {
+                return Err(Error::Backend(format!(
+                    "invalid flush commit object_key={key} duplicate topic_partition={tp}"
+                )));
+            }
+            if entry.last_offset < entry.base_offset || entry.last_offset == i64::MAX {
+                return Err(Error::Backend(format!(
+                    "invalid flush commit object_key={key} topic_partition={tp} base_offset={} last_offset={}",
+                    entry.base_offset, entry.last_offset
+                )));
+            }
+            if entry.object_key != commit.object_key {
+                return Err(Error::Backend(format!(
+                    "invalid flush commit object_key={key} topic_partition={tp} entry_object_key={}",
+                    entry.object_key
+                )));
+            }
+            rows.push(IndexRow {
+                topic_partition: tp,
+                leader_epoch,
+                base_offset: entry.base_offset,
+                last_offset: entry.last_offset,
+                position: to_i64(entry.position, "position", key)?,
+                length: to_i64(entry.length, "length", key)?,
+                max_timestamp: entry.max_timestamp,
+            });
+        }
+        Ok(rows)
+    }
+}
+
+/// Adds context to a rusqlite error and makes it a `Backend` error.
+trait OrBackend<T> {
+    fn or_backend(self, context: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> OrBackend<T> for rusqlite::Result<T> {
+    fn or_backend(self, context: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|e| backend(context(), e))
+    }
+}
+
+fn backend(context: String, e: rusqlite::Error) -> Error {
+    Error::Backend(format!("sqlite {context}: {e}"))
+}
+
+/// Starts a write transaction holding the write lock from the start, so two
+/// connections never both read and then deadlock upgrading to write.
+fn begin_write(conn: &mut Connection) -> Result<Transaction<'_>> {
+    conn.transaction_with_behavior(TransactionBehavior::Immediate)
+        .or_backend(|| "begin write".into())
+}
+
+/// Commits; when this returns `Ok` the change is on disk (`synchronous=FULL`).
+fn commit(tx: Transaction<'_>) -> Result<()> {
+    tx.commit().or_backend(|| "commit".into())
+}
+
+fn id_bytes(topic_id: TopicId) -> [u8; 16] {
+    *topic_id.0.as_bytes()
+}
+
+fn to_i64(value: u64, name: &str, object_key: &str) -> Result<i64> {
+    i64::try_from(value).map_err(|_| {
+        Error::Backend(format!(
+            "invalid flush commit object_key={object_key} {name}={value} exceeds i64"
+        ))
+    })
+}
+
+fn read_topic(tx: &Transaction<'_>, topic_id: TopicId) -> Result<Topic> {
+    let (name, partition_count) = tx
+        .query_row(
+            "SELECT name, partition_count FROM topics WHERE topic_id = ?1",
+            params![id_bytes(topic_id)],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()
+        .or_backend(|| format!("read topic topic_id={topic_id}"))?
+        .ok_or_else(|| Error::UnknownTopic(format!("topic_id={topic_id}")))?;
+    let mut stmt = tx
+        .prepare("SELECT name, value FROM topic_configs WHERE topic_id = ?1")
+        .or_backend(|| "prepare read topic_configs".into())?;
+    let configs = stmt
+        .query_map(params![id_bytes(topic_id)], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+        .and_then(|rows| rows.collect::<rusqlite::Result<BTreeMap<String, String>>>())
+        .or_backend(|| format!("read topic_configs topic_id={topic_id}"))?;
+    Ok(Topic {
+        name,
+        topic_id,
+        partition_count,
+        configs,
+    })
+}
+
+fn read_partition_count(tx: &Transaction<'_>, topic_id: TopicId) -> Result<i32> {
+    tx.query_row(
+        "SELECT partition_count FROM topics WHERE topic_id = ?1",
+        params![id_bytes(topic_id)],
+        |row| row.get(0),
+    )
+    .optional()
+    .or_backend(|| format!("read topic topic_id={topic_id}"))?
+    .ok_or_else(|| Error::UnknownTopic(format!("topic_id={topic_id}")))
+}
+
+fn insert_configs(
+    tx: &Transaction<'_>,
+    topic_id: TopicId,
+    configs: &BTreeMap<String, String>,
+) -> Result<()> {
+    let mut stmt = tx
+        .prepare("INSERT INTO topic_configs (topic_id, name, value) VALUES (?1, ?2, ?3)")
+        .or_backend(|| "prepare insert topic_configs".into())?;
+    for (name, value) in configs {
+        stmt.execute(params![id_bytes(topic_id), name, value])
+            .or_backend(|| format!("insert topic_configs topic_id={topic_id} name={name}"))?;
+    }
+    Ok(())
+}
+
+/// New partitions start at leader epoch 0 with an empty log.
+fn insert_partitions(
+    tx: &Transaction<'_>,
+    topic_id: TopicId,
+    partitions: std::ops::Range<i32>,
+) -> Result<()> {
+    let mut stmt = tx
+        .prepare(
+            "INSERT INTO partition_state
+                 (topic_id, partition, leader_epoch, log_start_offset, next_offset)
+             VALUES (?1, ?2, 0, 0, 0)",
+        )
+        .or_backend(|| "prepare insert partition_state".into())?;
+    for partition in partitions {
+        stmt.execute(params![id_bytes(topic_id), partition])
+            .or_backend(|| {
+                format!("insert partition_state topic_id={topic_id} partition={partition}")
+            })?;
+    }
+    Ok(())
+}
+
+/// Checks one entry against its partition's committed state and appends it:
+/// the partition must exist, be at the entry's leader epoch and have
+/// `next_offset == base_offset`. Runs inside the commit's transaction, so a
+/// refusal of any entry undoes the entries appended before it.
+fn append_entry(tx: &Transaction<'_>, row: &IndexRow, object_key: &str) -> Result<()> {
+    let tp = row.topic_partition;
+    let id = id_bytes(tp.topic_id);
+    // Statements are cached: this runs once per partition of every flush.
+    let state: Option<(i32, i64)> = tx
+        .prepare_cached(
+            "SELECT leader_epoch, next_offset FROM partition_state
+             WHERE topic_id = ?1 AND partition = ?2",
+        )
+        .and_then(|mut stmt| {
+            stmt.query_row(params![id, tp.partition], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })
+        .or_backend(|| format!("read partition_state topic_partition={tp}"))?;
+    let Some((current_epoch, next_offset)) = state else {
+        return Err(Error::UnknownTopic(format!("topic_partition={tp}")));
+    };
+    if row.leader_epoch != current_epoch {
+        return Err(Error::Fenced {
+            topic_partition: tp,
+            expected: row.leader_epoch,
+            current: current_epoch,
+        });
+    }
+    if row.base_offset != next_offset {
+        return Err(Error::OffsetMismatch {
+            topic_partition: tp,
+            base_offset: row.base_offset,
+            next_offset,
+        });
+    }
+    tx.prepare_cached(
+        "INSERT INTO partition_index (topic_id, partition, base_offset, last_offset,
+             object_key, position, length, max_timestamp)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )
+    .and_then(|mut stmt| {
+        stmt.execute(params![
+            id,
+            tp.partition,
+            row.base_offset,
+            row.last_offset,
+            object_key,
+            row.position,
+            row.length,
+            row.max_timestamp,
+        ])
+    })
+    .or_backend(|| format!("insert partition_index topic_partition={tp}"))?;
+    // Cannot overflow: `IndexRow::from_commit` refused last_offset == i64::MAX.
+    tx.prepare_cached(
+        "UPDATE partition_state SET next_offset = ?3 WHERE topic_id = ?1 AND partition = ?2",
+    )
+    .and_then(|mut stmt| stmt.execute(params![id, tp.partition, row.last_offset + 1]))
+    .or_backend(|| format!("update next_offset topic_partition={tp}"))?;
+    Ok(())
+}
+
+/// Reads the columns `base_offset, last_offset, object_key, position, length,
+/// max_timestamp`, in that order. A negative position or length (a corrupt
+/// file) is an error, not a wrap-around.
+fn index_entry(topic_partition: TopicPartition, row: &Row<'_>) -> rusqlite::Result<IndexEntry> {
+    Ok(IndexEntry {
+        topic_partition,
+        base_offset: row.get(0)?,
+        last_offset: row.get(1)?,
+        object_key: row.get(2)?,
+        position: row.get(3)?,
+        length: row.get(4)?,
+        max_timestamp: row.get(5)?,
+    })
+}
+
+/// Wall-clock time for `objects.created_at_ms`, which only ages objects for
+/// garbage collection; no log decision reads it.
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// A new cluster id in Kafka's form: the 16 bytes of a random UUID in URL-safe
+/// base64 without padding (22 characters). Like Kafka's `Uuid.randomUuid`, an
+/// id starting with `-` is drawn again, since tools would read it as a flag.
+fn new_cluster_id() -> String {
+    loop {
+        let id = base64url_no_pad(Uuid::new_v4().as_bytes());
+        if !id.starts_with('-') {
+            return id;
+        }
+    }
+}
+
+/// URL-safe base64 (RFC 4648 §5) without padding.
+fn base64url_no_pad(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b0 = chunk[0];
+        let b1 = chunk.get(1).copied().unwrap_or(0);
+        let b2 = chunk.get(2).copied().unwrap_or(0);
+        let group = u32::from(b0) << 16 | u32::from(b1) << 8 | u32::from(b2);
+        // n input bytes carry 8n bits: n + 1 characters of 6 bits each.
+        for i in 0..=chunk.len() {
+            let sextet = (group >> (18 - 6 * i)) & 0x3f;
+            out.push(char::from(ALPHABET[sextet as usize]));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64url_matches_rfc_4648_vectors() {
+        let cases: [(&[u8], &str); 7] = [
+            (b"", ""),
+            (b"f", "Zg"),
+            (b"fo", "Zm8"),
+            (b"foo", "Zm9v"),
+            (b"foob", "Zm9vYg"),
+            (b"fooba", "Zm9vYmE"),
+            (b"foobar", "Zm9vYmFy"),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(base64url_no_pad(input), expected);
+        }
+    }
+
+    #[test]
+    fn base64url_uses_url_safe_alphabet() {
+        // Standard base64 of these bytes is "+/8=".
+        assert_eq!(base64url_no_pad(&[0xfb, 0xff]), "-_8");
+    }
+
+    #[test]
+    fn cluster_id_is_kafka_form_of_a_uuid() {
+        let id = new_cluster_id();
+        assert_eq!(id.len(), 22);
+        assert!(!id.starts_with('-'));
+        // Kafka's encoding of the nil UUID, as `Uuid.ZERO_UUID.toString()` prints it.
+        assert_eq!(
+            base64url_no_pad(Uuid::nil().as_bytes()),
+            "AAAAAAAAAAAAAAAAAAAAAA"
+        );
+    }
+
+    #[tokio::test]
+    async fn commit_with_position_beyond_i64_is_refused_before_any_sql() {
+        let store = SqliteStore::open_in_memory().expect("open in memory");
+        let topic_id = TopicId::new_random();
+        store
+            .create_topic("t", topic_id, 1, BTreeMap::new())
+            .await
+            .expect("create topic");
+        let tp = TopicPartition::new(topic_id, 0);
+        let commit = FlushCommit {
+            object_key: "o".into(),
+            object_size: 10,
+            entries: vec![IndexEntry {
+                topic_partition: tp,
+                base_offset: 0,
+                last_offset: 0,
+                object_key: "o".into(),
+                position: u64::MAX,
+                length: 10,
+                max_timestamp: 0,
+            }],
+            leader_epochs: vec![0],
+        };
+        let err = store
+            .commit_flush(&commit)
+            .await
+            .expect_err("position beyond i64");
+        assert!(matches!(err, Error::Backend(_)), "got {err:?}");
+        let states = store.partition_states().await.expect("partition states");
+        assert_eq!(states[0].next_offset, 0);
+    }
+
+    #[test]
+    fn file_store_syncs_every_commit_to_a_wal() {
+        let dir = tempfile::tempdir().expect("create temp dir");
+        let store = SqliteStore::open(&dir.path().join("metadata.db")).expect("open");
+        let conn = store.conn.lock().expect("lock");
+        let journal_mode: String = conn
+            .pragma_query_value(None, "journal_mode", |row| row.get(0))
+            .expect("journal_mode");
+        assert_eq!(journal_mode, "wal");
+        // 2 is FULL.
+        let synchronous: i64 = conn
+            .pragma_query_value(None, "synchronous", |row| row.get(0))
+            .expect("synchronous");
+        assert_eq!(synchronous, 2);
+        let busy_timeout_ms: u64 = conn
+            .pragma_query_value(None, "busy_timeout", |row| row.get(0))
+            .expect("busy_timeout");
+        assert_eq!(busy_timeout_ms, BUSY_TIMEOUT_MS);
+    }
+
+    #[test]
+    fn open_refuses_a_newer_schema() {
+        let dir = tempfile::tempdir().expect("create temp dir");
+        let path = dir.path().join("metadata.db");
+        drop(SqliteStore::open(&path).expect("open"));
+        let conn = Connection::open(&path).expect("open raw");
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .expect("set user_version");
+        drop(conn);
+        let err = SqliteStore::open(&path).expect_err("newer schema");
+        assert!(err.to_string().contains("unsupported schema"), "{err}");
+    }
+
+    #[test]
+    fn index_lookups_seek_with_the_indexes() {
+        let store = SqliteStore::open_in_memory().expect("open in memory");
+        let conn = store.conn.lock().expect("lock");
+        let plan = |sql: &str| -> String {
+            let mut stmt = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .expect("prepare");
+            let nulls = std::iter::repeat_n(rusqlite::types::Null, stmt.parameter_count());
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(nulls), |row| {
+                    row.get::<_, String>(3)
+                })
+                .expect("query plan");
+            rows.map(|r| r.expect("plan row"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        for sql in [
+            INDEX_ENTRIES_SQL,
+            INDEX_ENTRY_BY_TIMESTAMP_SQL,
+            INDEX_ENTRY_MAX_TIMESTAMP_SQL,
+        ] {
+            let plan = plan(sql);
+            assert!(!plan.contains("SCAN"), "full scan in {plan}");
+            assert!(!plan.contains("TEMP B-TREE"), "sort in {plan}");
+        }
+        let entries = plan(INDEX_ENTRIES_SQL);
+        assert!(entries.contains("base_offset>"), "{entries}");
+        assert!(entries.contains("base_offset<"), "{entries}");
+        let by_timestamp = plan(INDEX_ENTRY_BY_TIMESTAMP_SQL);
+        assert!(by_timestamp.contains("max_timestamp>"), "{by_timestamp}");
+        let max_timestamp = plan(INDEX_ENTRY_MAX_TIMESTAMP_SQL);
+        assert!(
+            max_timestamp.contains("partition_index_by_max_timestamp"),
+            "{max_timestamp}"
+        );
+    }
+}
