@@ -1,0 +1,181 @@
+//! The broker's shared state, handed to every handler: settings, identity,
+//! the metadata store, the log and the topic cache.
+//!
+//! Components are built in `Broker::open` from settings (the embedded
+//! defaults: a local object directory and a SQLite file under `data_dir`), or
+//! wired in by tests through `Broker::with_components`.
+
+use std::sync::Arc;
+
+use metadata::{MetadataStore, SqliteStore, Topic, TopicId};
+use storage::{Clock, LocalDirStore, Log, LogConfig, ObjectStore, SystemClock};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use crate::configs::BrokerDefaults;
+use crate::topics::TopicCache;
+
+pub struct Broker {
+    pub settings: Settings,
+    pub cluster_id: String,
+    /// Host and port in Metadata answers.
+    pub advertised_host: String,
+    pub advertised_port: i32,
+    pub metadata: Arc<dyn MetadataStore>,
+    pub log: Log,
+    pub topics: TopicCache,
+    pub defaults: BrokerDefaults,
+    /// Serialises topic changes (create, delete, grow, configs) made by this
+    /// broker, so a check-then-act in a handler cannot interleave with another.
+    pub admin_lock: tokio::sync::Mutex<()>,
+    /// Cancelled when the broker starts shutting down; long polls end early.
+    pub shutdown: CancellationToken,
+}
+
+/// What stopped the broker from opening.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("metadata store: {0}")]
+    Metadata(#[from] metadata::Error),
+    #[error("object store: {0}")]
+    Storage(#[from] storage::Error),
+    #[error("broker settings: {0}")]
+    Settings(#[from] crate::configs::ConfigError),
+}
+
+impl Broker {
+    /// Opens the embedded components under `settings.data_dir`.
+    pub async fn open(settings: Settings, bound_port: u16) -> Result<Broker, OpenError> {
+        std::fs::create_dir_all(&settings.data_dir).map_err(|e| {
+            storage::Error::Io(format!(
+                "create data dir path={}: {e}",
+                settings.data_dir.display()
+            ))
+        })?;
+        let metadata = Arc::new(SqliteStore::open(
+            &settings.data_dir.join("metadata.sqlite"),
+        )?);
+        let objects = Arc::new(LocalDirStore::open(settings.data_dir.join("objects"))?);
+        Self::with_components(
+            settings,
+            bound_port,
+            metadata,
+            objects,
+            Arc::new(SystemClock),
+        )
+        .await
+    }
+
+    pub async fn with_components(
+        settings: Settings,
+        bound_port: u16,
+        metadata: Arc<dyn MetadataStore>,
+        objects: Arc<dyn ObjectStore>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Broker, OpenError> {
+        let log_config = LogConfig {
+            flush_interval_ms: settings.flush_interval_ms,
+            flush_max_bytes: settings.flush_max_bytes,
+            flush_buffer_max_bytes: settings.flush_buffer_max_bytes,
+            tail_cache_max_bytes: settings.tail_cache_max_bytes,
+            ..LogConfig::default()
+        };
+        let log = Log::open(log_config, objects, metadata.clone(), clock).await?;
+        let cluster_id = metadata.cluster_id().await?;
+        let listen_host = settings
+            .listen
+            .rsplit_once(':')
+            .map(|(h, _)| h.trim_matches(['[', ']']).to_string())
+            .unwrap_or_default();
+        let advertised_host = settings.advertised_host.clone().unwrap_or_else(|| {
+            if listen_host == "0.0.0.0" || listen_host == "::" {
+                "localhost".to_string()
+            } else {
+                listen_host
+            }
+        });
+        let advertised_port = settings.advertised_port.unwrap_or(bound_port) as i32;
+        let defaults = broker_defaults(&settings, &advertised_host, advertised_port);
+        defaults.validate()?;
+        let broker = Broker {
+            cluster_id,
+            advertised_host,
+            advertised_port,
+            metadata,
+            log,
+            topics: TopicCache::new(),
+            defaults,
+            settings,
+            admin_lock: tokio::sync::Mutex::new(()),
+            shutdown: CancellationToken::new(),
+        };
+        broker.refresh_topics().await?;
+        Ok(broker)
+    }
+
+    pub fn node_id(&self) -> i32 {
+        self.settings.node_id
+    }
+
+    /// Re-reads topics and partitions after a change to them.
+    pub async fn refresh_topics(&self) -> Result<(), OpenError> {
+        self.topics
+            .refresh(self.metadata.as_ref(), &self.defaults)
+            .await?;
+        self.log.sync_partitions().await?;
+        Ok(())
+    }
+
+    /// Creates a topic with the broker's defaults (auto-creation). Returns the
+    /// existing topic if another request created it first.
+    pub async fn auto_create_topic(&self, name: &str) -> Result<Topic, OpenError> {
+        let _guard = self.admin_lock.lock().await;
+        if let Some(view) = self.topics.by_name(name) {
+            return Ok(view.topic.clone());
+        }
+        let topic = match self
+            .metadata
+            .create_topic(
+                name,
+                TopicId::new_random(),
+                self.settings.num_partitions,
+                Default::default(),
+            )
+            .await
+        {
+            Ok(topic) => topic,
+            Err(metadata::Error::TopicAlreadyExists(_)) => {
+                self.refresh_topics().await?;
+                return self
+                    .topics
+                    .by_name(name)
+                    .map(|v| v.topic.clone())
+                    .ok_or_else(|| metadata::Error::UnknownTopic(name.to_string()).into());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        tracing::info!(topic = name, topic_id = %topic.topic_id, partitions = topic.partition_count, "auto-created topic");
+        self.refresh_topics().await?;
+        Ok(topic)
+    }
+}
+
+/// The broker configs DescribeConfigs reports and topic configs fall back to,
+/// from this broker's settings; everything else keeps Kafka's default.
+fn broker_defaults(
+    settings: &Settings,
+    advertised_host: &str,
+    advertised_port: i32,
+) -> BrokerDefaults {
+    BrokerDefaults {
+        node_id: settings.node_id,
+        num_partitions: settings.num_partitions,
+        auto_create_topics_enable: settings.auto_create_topics,
+        message_max_bytes: settings.message_max_bytes,
+        socket_request_max_bytes: i32::try_from(settings.socket_request_max_bytes)
+            .unwrap_or(i32::MAX),
+        listeners: format!("PLAINTEXT://{}", settings.listen),
+        advertised_listeners: Some(format!("PLAINTEXT://{advertised_host}:{advertised_port}")),
+        ..BrokerDefaults::default()
+    }
+}

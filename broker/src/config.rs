@@ -1,0 +1,245 @@
+//! Broker settings: plain data, loaded with figment from, in rising order of
+//! precedence, built-in defaults → `lightstream.toml` (or `--config FILE`) →
+//! `LIGHTSTREAM_*` environment variables → command-line flags.
+//!
+//! Every setting is listed in `docs/configuration.md`; keep the two in step.
+//! Settings whose Kafka counterpart exists say its name in their doc line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::{Figment, Provider};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Kafka `node.id`: this broker's id in Metadata answers.
+    pub node_id: i32,
+    /// Address the Kafka listener binds.
+    pub listen: String,
+    /// Host clients are told to connect to (Kafka `advertised.listeners`).
+    /// Defaults to the listen host, or `localhost` when listening on all interfaces.
+    pub advertised_host: Option<String>,
+    /// Port clients are told to connect to. Defaults to the bound port.
+    pub advertised_port: Option<u16>,
+    /// Where objects and the embedded metadata file live.
+    pub data_dir: PathBuf,
+    /// Kafka `auto.create.topics.enable`: Metadata requests create unknown topics.
+    pub auto_create_topics: bool,
+    /// Kafka `num.partitions`: partitions of auto-created topics and of
+    /// CreateTopics with `num_partitions = -1`.
+    pub num_partitions: i32,
+    /// Kafka `message.max.bytes`: the largest record batch a topic accepts
+    /// unless its `max.message.bytes` says otherwise.
+    pub message_max_bytes: i32,
+    /// Kafka `socket.request.max.bytes`: frames above it close the connection.
+    pub socket_request_max_bytes: usize,
+    /// Kafka `max.connections`: connections beyond it wait in the accept backlog.
+    pub max_connections: usize,
+    /// Requests of one connection read ahead of their responses. Reading
+    /// stops when reached, which pushes back on a client that pipelines.
+    pub max_in_flight_requests_per_connection: usize,
+    /// Longest a produced batch waits before its flush starts.
+    pub flush_interval_ms: u64,
+    /// A flush starts once this many bytes are buffered.
+    pub flush_max_bytes: usize,
+    /// Bound on produced bytes held in memory; produce waits when reached.
+    pub flush_buffer_max_bytes: usize,
+    /// Bytes of recent objects kept in memory for consumers at the tail.
+    pub tail_cache_max_bytes: usize,
+    /// Kafka `fetch.max.bytes`: upper bound on one Fetch answer.
+    pub fetch_max_bytes: i32,
+    /// How long shutdown waits for in-flight requests before giving up on them.
+    pub shutdown_timeout_ms: u64,
+    /// Log filter, in `tracing_subscriber::EnvFilter` syntax (`info`, `broker=debug`).
+    pub log: String,
+    /// `plain` or `json`.
+    pub log_format: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            node_id: 1,
+            listen: "127.0.0.1:9092".to_string(),
+            advertised_host: None,
+            advertised_port: None,
+            data_dir: PathBuf::from("lightstream-data"),
+            auto_create_topics: true,
+            num_partitions: 1,
+            message_max_bytes: 1_048_588,
+            socket_request_max_bytes: protocol::frame::DEFAULT_MAX_FRAME_BYTES,
+            max_connections: 1_000,
+            max_in_flight_requests_per_connection: 16,
+            flush_interval_ms: 2,
+            flush_max_bytes: 8 * 1024 * 1024,
+            flush_buffer_max_bytes: 64 * 1024 * 1024,
+            tail_cache_max_bytes: 256 * 1024 * 1024,
+            fetch_max_bytes: 55 * 1024 * 1024,
+            shutdown_timeout_ms: 30_000,
+            log: "info".to_string(),
+            log_format: "plain".to_string(),
+        }
+    }
+}
+
+/// Command-line flags; each overrides the setting of the same name.
+#[derive(Debug, Default, clap::Parser, Serialize)]
+#[command(
+    name = "lightstream",
+    version,
+    about = "A Kafka-compatible broker whose log lives in object storage"
+)]
+pub struct Flags {
+    /// A TOML settings file (default: ./lightstream.toml when present).
+    #[arg(long)]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<i32>,
+    /// Address to bind, e.g. 127.0.0.1:9092.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub advertised_host: Option<String>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub advertised_port: Option<u16>,
+    /// Directory for objects and the embedded metadata file.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auto_create_topics: Option<bool>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub num_partitions: Option<i32>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flush_interval_ms: Option<u64>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<String>,
+}
+
+/// Why settings could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("settings: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("invalid setting {name}: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+impl Settings {
+    /// Loads settings from every source, in order of precedence.
+    pub fn load(flags: &Flags) -> Result<Settings, SettingsError> {
+        let file = flags
+            .config
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("lightstream.toml"));
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if flags.config.is_some() || file.exists() {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        // Only variables naming a setting: LIGHTSTREAM_BIN and friends belong to tools.
+        let known = setting_names();
+        let env = Env::prefixed("LIGHTSTREAM_")
+            .filter(move |key| known.iter().any(|k| key.as_str().eq_ignore_ascii_case(k)))
+            .split("__");
+        let settings: Settings = figment
+            .merge(env)
+            .merge(Serialized::defaults(flags))
+            .extract()
+            .map_err(Box::new)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let invalid = |name, reason: &str| {
+            Err(SettingsError::Invalid {
+                name,
+                reason: reason.to_string(),
+            })
+        };
+        if self.listen.parse::<SocketAddr>().is_err() {
+            return invalid("listen", "must be an ip:port address");
+        }
+        if self.num_partitions < 1 {
+            return invalid("num_partitions", "must be at least 1");
+        }
+        if self.max_connections == 0 || self.max_in_flight_requests_per_connection == 0 {
+            return invalid("max_connections", "limits must be at least 1");
+        }
+        if self.flush_buffer_max_bytes < self.flush_max_bytes {
+            return invalid("flush_buffer_max_bytes", "must be at least flush_max_bytes");
+        }
+        if self.flush_buffer_max_bytes > u32::MAX as usize {
+            return invalid("flush_buffer_max_bytes", "must fit in 32 bits");
+        }
+        if !matches!(self.log_format.as_str(), "plain" | "json") {
+            return invalid("log_format", "must be plain or json");
+        }
+        Ok(())
+    }
+}
+
+/// The names of every setting, read off the defaults.
+fn setting_names() -> Vec<String> {
+    Figment::from(Serialized::defaults(Settings::default()))
+        .data()
+        .ok()
+        .and_then(|profiles| profiles.into_values().next())
+        .map(|dict| dict.into_keys().collect())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closures return figment's error
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_serve_localhost_9092() {
+        let s = Settings::default();
+        assert_eq!(s.listen, "127.0.0.1:9092");
+        assert!(s.validate().is_ok());
+    }
+
+    #[test]
+    fn flags_override_file_and_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("lightstream.toml", "num_partitions = 3\nnode_id = 7\n")?;
+            jail.set_env("LIGHTSTREAM_NUM_PARTITIONS", "5");
+            jail.set_env("LIGHTSTREAM_BIN", "/not/a/setting");
+            let flags = Flags {
+                listen: Some("127.0.0.1:1234".to_string()),
+                ..Flags::default()
+            };
+            let s = Settings::load(&flags).expect("settings load");
+            assert_eq!(s.node_id, 7);
+            assert_eq!(s.num_partitions, 5);
+            assert_eq!(s.listen, "127.0.0.1:1234");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_file_keys_are_rejected() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("lightstream.toml", "no_such_setting = 1\n")?;
+            assert!(Settings::load(&Flags::default()).is_err());
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,177 @@
+//! One client connection: read frames, dispatch requests, write responses in
+//! request order.
+//!
+//! A reader and a writer run side by side, joined by a bounded queue of
+//! replies (`max_in_flight_requests_per_connection`). The reader dispatches
+//! each request in arrival order — so produces of one connection enter the log
+//! in order — and most handlers answer before the next request is read, as
+//! Kafka does. A produce instead hands back a task that waits for its flush,
+//! which lets a pipelining producer keep several in flight. When the queue
+//! is full the reader stops reading: back-pressure to the client.
+//!
+//! A frame that cannot be decoded closes the connection with one log line;
+//! nothing else is affected.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, ResponseKind};
+use protocol::{Decoded, frame};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::Broker;
+use crate::handlers::{self, Reply};
+
+/// Bytes read from the socket at a time (grown for larger frames).
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+
+// A reply is built once and moved once; boxing it would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+enum Outgoing {
+    Encoded(Bytes),
+    Response {
+        api_key: ApiKey,
+        api_version: i16,
+        correlation_id: i32,
+        reply: PendingReply,
+    },
+}
+
+#[allow(clippy::large_enum_variant)]
+enum PendingReply {
+    Ready(Option<ResponseKind>),
+    Task(JoinHandle<Option<ResponseKind>>),
+}
+
+pub async fn serve(
+    broker: Arc<Broker>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    shutdown: CancellationToken,
+) {
+    let _ = stream.set_nodelay(true);
+    let (mut reader, mut writer) = stream.into_split();
+    let (queue, mut replies) =
+        mpsc::channel::<Outgoing>(broker.settings.max_in_flight_requests_per_connection);
+
+    let write_loop = async move {
+        while let Some(out) = replies.recv().await {
+            let bytes = match out {
+                Outgoing::Encoded(bytes) => bytes,
+                Outgoing::Response {
+                    api_key,
+                    api_version,
+                    correlation_id,
+                    reply,
+                } => {
+                    let body = match reply {
+                        PendingReply::Ready(body) => body,
+                        PendingReply::Task(task) => match task.await {
+                            Ok(body) => body,
+                            Err(e) => {
+                                tracing::error!(%peer, ?api_key, error = %e, "handler task failed; closing connection");
+                                return;
+                            }
+                        },
+                    };
+                    let Some(body) = body else { continue };
+                    match protocol::encode_response(api_key, api_version, correlation_id, &body) {
+                        Ok(bytes) => bytes,
+                        Err(e) => {
+                            tracing::error!(%peer, ?api_key, api_version, error = %e, "cannot encode response; closing connection");
+                            return;
+                        }
+                    }
+                }
+            };
+            if let Err(e) = writer.write_all(&bytes).await {
+                tracing::debug!(%peer, error = %e, "client went away while we wrote");
+                return;
+            }
+        }
+    };
+
+    let read_loop = async move {
+        let max_frame_bytes = broker.settings.socket_request_max_bytes;
+        let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
+        loop {
+            let frame = match frame::split_frame(&mut buf, max_frame_bytes) {
+                Ok(Some(frame)) => frame.freeze(),
+                Ok(None) => {
+                    if buf.capacity() - buf.len() < READ_CHUNK_BYTES {
+                        buf.reserve(READ_CHUNK_BYTES);
+                    }
+                    // Cancel-safe: `read_buf` either read bytes into `buf` or did nothing.
+                    let read = tokio::select! {
+                        read = reader.read_buf(&mut buf) => read,
+                        _ = shutdown.cancelled() => return,
+                    };
+                    match read {
+                        Ok(0) => {
+                            if !buf.is_empty() {
+                                tracing::info!(%peer, buffered = buf.len(), "connection closed mid-frame");
+                            }
+                            return;
+                        }
+                        Ok(_) => continue,
+                        Err(e) => {
+                            tracing::debug!(%peer, error = %e, "read failed");
+                            return;
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(%peer, error = %e, "bad frame; closing connection");
+                    return;
+                }
+            };
+            let outgoing = match protocol::decode_request(frame) {
+                Ok(Decoded::Request(request)) => {
+                    let api_key = request.api_key;
+                    let api_version = request.api_version();
+                    let correlation_id = request.header.correlation_id;
+                    tracing::trace!(%peer, ?api_key, api_version, correlation_id, "request");
+                    let reply = match handlers::dispatch(&broker, *request).await {
+                        Reply::Now(body) => PendingReply::Ready(body),
+                        Reply::Later(task) => PendingReply::Task(task),
+                    };
+                    Outgoing::Response {
+                        api_key,
+                        api_version,
+                        correlation_id,
+                        reply,
+                    }
+                }
+                Ok(Decoded::UnsupportedApiVersions { correlation_id }) => {
+                    match protocol::codec::encode_unsupported_api_versions(correlation_id) {
+                        Ok(bytes) => Outgoing::Encoded(bytes),
+                        Err(e) => {
+                            tracing::error!(%peer, error = %e, "cannot encode ApiVersions error");
+                            return;
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(%peer, error = %e, "undecodable request; closing connection");
+                    return;
+                }
+            };
+            if queue.send(outgoing).await.is_err() {
+                return; // the writer stopped: the client is gone
+            }
+        }
+    };
+
+    // The writer drains every queued reply after the reader stops, so
+    // requests read before a shutdown are still answered.
+    let writer_task = tokio::spawn(write_loop);
+    read_loop.await;
+    if let Err(e) = writer_task.await {
+        tracing::error!(%peer, error = %e, "connection writer failed");
+    }
+}

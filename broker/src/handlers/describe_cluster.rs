@@ -1,0 +1,35 @@
+//! DescribeCluster: this broker is the whole cluster and its controller.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::broker::Broker;
+
+/// DescribeCluster's `endpoint_type` for brokers (2 asks for controllers).
+const ENDPOINT_TYPE_BROKERS: i8 = 1;
+/// Kafka's "not requested" value for authorized operations.
+const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
+
+pub fn handle(broker: &Broker, request: DescribeClusterRequest) -> DescribeClusterResponse {
+    let response = DescribeClusterResponse::default()
+        .with_endpoint_type(request.endpoint_type)
+        .with_cluster_id(StrBytes::from_string(broker.cluster_id.clone()))
+        .with_controller_id(BrokerId(broker.node_id()))
+        .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
+    if request.endpoint_type != ENDPOINT_TYPE_BROKERS {
+        // Kafka brokers refuse to describe controllers; only controllers do.
+        return response
+            .with_error_code(ResponseError::UnsupportedEndpointType.code())
+            .with_error_message(Some(StrBytes::from_static_str(
+                "The request was sent to an endpoint of type BROKER, but we wanted an endpoint of type CONTROLLER",
+            )));
+    }
+    response.with_brokers(vec![
+        DescribeClusterBroker::default()
+            .with_broker_id(BrokerId(broker.node_id()))
+            .with_host(StrBytes::from_string(broker.advertised_host.clone()))
+            .with_port(broker.advertised_port),
+    ])
+}

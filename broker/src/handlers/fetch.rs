@@ -1,0 +1,220 @@
+//! Fetch: read from each partition asked for, and long-poll when there is
+//! less than `min_bytes` until `max_wait_ms` passes.
+//!
+//! The wait is woken by the partitions' high-watermark watches (an append
+//! that commits moves them), never by a sleep-and-retry loop. Receivers are
+//! taken before each read, so a commit between the read and the wait still
+//! wakes it.
+//!
+//! Sizes follow Kafka: `partition_max_bytes` per partition and `max_bytes`
+//! for the whole answer, except that the first partition with data always
+//! returns at least one whole batch, so a batch larger than the limits can
+//! still be consumed. Records are never null: an empty partition gets empty
+//! records. Incremental fetch sessions (KIP-227) are not offered: the answer's
+//! session id is 0, which tells clients to keep sending full fetches.
+
+use std::time::Duration;
+
+use futures::future::select_all;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use metadata::{TopicId, TopicPartition, Uuid};
+use tokio::sync::watch;
+
+use crate::broker::Broker;
+use crate::errors;
+
+/// Fetch v13 names topics by id (KIP-516); earlier versions by name.
+const FIRST_VERSION_WITH_TOPIC_IDS: i16 = 13;
+/// `isolation_level` of read_committed consumers.
+const READ_COMMITTED: i8 = 1;
+/// Session epoch of a client that uses no fetch session.
+const FINAL_EPOCH: i32 = -1;
+
+/// One requested partition, resolved once per request.
+struct Wanted {
+    partition: i32,
+    fetch_offset: i64,
+    partition_max_bytes: i32,
+    current_leader_epoch: i32,
+    target: Result<TopicPartition, ResponseError>,
+}
+
+struct WantedTopic {
+    name: TopicName,
+    topic_id: Uuid,
+    partitions: Vec<Wanted>,
+}
+
+pub async fn handle(broker: &Broker, version: i16, request: FetchRequest) -> FetchResponse {
+    if request.session_id != 0 || !matches!(request.session_epoch, 0 | FINAL_EPOCH) {
+        return FetchResponse::default()
+            .with_error_code(ResponseError::FetchSessionIdNotFound.code());
+    }
+    let topics = resolve(broker, version, request.topics);
+    let max_wait = Duration::from_millis(request.max_wait_ms.max(0) as u64);
+    let deadline = tokio::time::Instant::now() + max_wait;
+    let min_bytes = request.min_bytes.max(0) as usize;
+    let max_bytes = request.max_bytes.clamp(0, broker.settings.fetch_max_bytes) as usize;
+    let read_committed = request.isolation_level == READ_COMMITTED;
+    loop {
+        let mut watches = watches(broker, &topics);
+        let (responses, bytes, has_error) =
+            read_all(broker, &topics, max_bytes, read_committed).await;
+        let done = bytes >= min_bytes
+            || has_error
+            || watches.is_empty()
+            || tokio::time::Instant::now() >= deadline
+            || broker.shutdown.is_cancelled();
+        if done {
+            return FetchResponse::default().with_responses(responses);
+        }
+        let changed = select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
+        // Cancel-safe: `changed` and `sleep_until` keep no state we need; the
+        // next iteration reads everything again.
+        tokio::select! {
+            _ = changed => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+            _ = broker.shutdown.cancelled() => {}
+        }
+    }
+}
+
+fn resolve(
+    broker: &Broker,
+    version: i16,
+    topics: Vec<kafka_protocol::messages::fetch_request::FetchTopic>,
+) -> Vec<WantedTopic> {
+    topics
+        .into_iter()
+        .map(|topic| {
+            let (view, missing) = if version >= FIRST_VERSION_WITH_TOPIC_IDS {
+                (
+                    broker.topics.by_id(TopicId(topic.topic_id)),
+                    ResponseError::UnknownTopicId,
+                )
+            } else {
+                (
+                    broker.topics.by_name(topic.topic.as_str()),
+                    ResponseError::UnknownTopicOrPartition,
+                )
+            };
+            let partitions = topic
+                .partitions
+                .into_iter()
+                .map(|p| Wanted {
+                    partition: p.partition,
+                    fetch_offset: p.fetch_offset,
+                    partition_max_bytes: p.partition_max_bytes,
+                    current_leader_epoch: p.current_leader_epoch,
+                    target: match &view {
+                        None => Err(missing),
+                        Some(v) if p.partition < 0 || p.partition >= v.topic.partition_count => {
+                            Err(ResponseError::UnknownTopicOrPartition)
+                        }
+                        Some(v) => Ok(TopicPartition::new(v.topic.topic_id, p.partition)),
+                    },
+                })
+                .collect();
+            WantedTopic {
+                name: topic.topic,
+                topic_id: topic.topic_id,
+                partitions,
+            }
+        })
+        .collect()
+}
+
+fn watches(broker: &Broker, topics: &[WantedTopic]) -> Vec<watch::Receiver<i64>> {
+    topics
+        .iter()
+        .flat_map(|t| t.partitions.iter())
+        .filter_map(|p| p.target.as_ref().ok())
+        .filter_map(|tp| broker.log.watch_high_watermark(tp))
+        .collect()
+}
+
+/// Reads every partition once. Returns the answer, its record bytes, and
+/// whether any partition failed (an error is answered at once).
+async fn read_all(
+    broker: &Broker,
+    topics: &[WantedTopic],
+    max_bytes: usize,
+    read_committed: bool,
+) -> (Vec<FetchableTopicResponse>, usize, bool) {
+    let mut total = 0usize;
+    let mut has_error = false;
+    let mut responses = Vec::with_capacity(topics.len());
+    for topic in topics {
+        let mut partitions = Vec::with_capacity(topic.partitions.len());
+        for wanted in &topic.partitions {
+            let data = match read_one(broker, wanted, max_bytes, total).await {
+                Ok(data) => data,
+                Err(code) => {
+                    has_error = true;
+                    PartitionData::default()
+                        .with_partition_index(wanted.partition)
+                        .with_error_code(code.code())
+                        .with_high_watermark(-1)
+                        .with_last_stable_offset(-1)
+                        .with_log_start_offset(-1)
+                        .with_records(Some(Default::default()))
+                }
+            };
+            total += data.records.as_ref().map_or(0, |r| r.len());
+            partitions.push(if read_committed {
+                data.with_aborted_transactions(Some(Vec::new()))
+            } else {
+                data
+            });
+        }
+        responses.push(
+            FetchableTopicResponse::default()
+                .with_topic(topic.name.clone())
+                .with_topic_id(topic.topic_id)
+                .with_partitions(partitions),
+        );
+    }
+    (responses, total, has_error)
+}
+
+async fn read_one(
+    broker: &Broker,
+    wanted: &Wanted,
+    max_bytes: usize,
+    bytes_so_far: usize,
+) -> Result<PartitionData, ResponseError> {
+    let tp = wanted.target?;
+    let (_, _, leader_epoch) = broker
+        .log
+        .offsets(&tp)
+        .ok_or(ResponseError::UnknownTopicOrPartition)?;
+    // KIP-320: a client ahead of our epoch has newer metadata than we do; one
+    // behind it must refresh its metadata.
+    if wanted.current_leader_epoch > leader_epoch {
+        return Err(ResponseError::UnknownLeaderEpoch);
+    }
+    if wanted.current_leader_epoch >= 0 && wanted.current_leader_epoch < leader_epoch {
+        return Err(ResponseError::FencedLeaderEpoch);
+    }
+    let budget =
+        (wanted.partition_max_bytes.max(0) as usize).min(max_bytes.saturating_sub(bytes_so_far));
+    let read = broker
+        .log
+        .read(tp, wanted.fetch_offset, budget)
+        .await
+        .map_err(|e| errors::storage_error(&e))?;
+    // Only the first partition with data may go over the limits (by one batch).
+    let records = if bytes_so_far > 0 && read.records.len() > budget {
+        Default::default()
+    } else {
+        read.records
+    };
+    Ok(PartitionData::default()
+        .with_partition_index(wanted.partition)
+        .with_high_watermark(read.high_watermark)
+        .with_last_stable_offset(read.high_watermark)
+        .with_log_start_offset(read.log_start_offset)
+        .with_records(Some(records)))
+}

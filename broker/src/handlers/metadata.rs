@@ -1,0 +1,125 @@
+//! Metadata: brokers (just this one), the cluster id and controller, and each
+//! topic with its id and partitions (leader, leader epoch, replicas, ISR).
+//!
+//! Unknown topics are created when `auto_create_topics` is on and the request
+//! allows it (always before v4, `allow_auto_topic_creation` from v4), as
+//! Kafka's `auto.create.topics.enable` does. Topics asked for by id (v10+)
+//! are never created.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use metadata::{Topic, TopicId, TopicPartition, Uuid};
+
+use crate::broker::Broker;
+use crate::topics::invalid_topic_name;
+
+/// Kafka's value for "authorized operations not requested".
+const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
+
+pub async fn handle(broker: &Broker, version: i16, request: MetadataRequest) -> MetadataResponse {
+    let allow_auto_create =
+        broker.settings.auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
+    let topics = match request.topics {
+        // v0 used an empty list to mean "all topics"; v1+ uses null.
+        None => all_topics(broker),
+        Some(list) if list.is_empty() && version == 0 => all_topics(broker),
+        Some(list) => {
+            let mut out = Vec::with_capacity(list.len());
+            for wanted in list {
+                out.push(match wanted.name {
+                    Some(name) => by_name(broker, name, allow_auto_create).await,
+                    None => by_id(broker, wanted.topic_id),
+                });
+            }
+            out
+        }
+    };
+    MetadataResponse::default()
+        .with_brokers(vec![
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(broker.node_id()))
+                .with_host(StrBytes::from_string(broker.advertised_host.clone()))
+                .with_port(broker.advertised_port),
+        ])
+        .with_cluster_id(Some(StrBytes::from_string(broker.cluster_id.clone())))
+        .with_controller_id(BrokerId(broker.node_id()))
+        .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+        .with_topics(topics)
+}
+
+fn all_topics(broker: &Broker) -> Vec<MetadataResponseTopic> {
+    broker
+        .topics
+        .all()
+        .iter()
+        .map(|view| describe(broker, &view.topic))
+        .collect()
+}
+
+async fn by_name(
+    broker: &Broker,
+    name: TopicName,
+    allow_auto_create: bool,
+) -> MetadataResponseTopic {
+    if let Some(view) = broker.topics.by_name(name.as_str()) {
+        return describe(broker, &view.topic);
+    }
+    let error = |code: ResponseError| {
+        MetadataResponseTopic::default()
+            .with_name(Some(name.clone()))
+            .with_error_code(code.code())
+            .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+    };
+    if invalid_topic_name(name.as_str()).is_some() {
+        return error(ResponseError::InvalidTopicException);
+    }
+    if !allow_auto_create {
+        return error(ResponseError::UnknownTopicOrPartition);
+    }
+    match broker.auto_create_topic(name.as_str()).await {
+        Ok(topic) => describe(broker, &topic),
+        Err(e) => {
+            tracing::warn!(topic = name.as_str(), error = %e, "auto-creation failed");
+            error(ResponseError::LeaderNotAvailable)
+        }
+    }
+}
+
+fn by_id(broker: &Broker, topic_id: Uuid) -> MetadataResponseTopic {
+    match broker.topics.by_id(TopicId(topic_id)) {
+        Some(view) => describe(broker, &view.topic),
+        None => MetadataResponseTopic::default()
+            .with_topic_id(topic_id)
+            .with_error_code(ResponseError::UnknownTopicId.code())
+            .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED),
+    }
+}
+
+fn describe(broker: &Broker, topic: &Topic) -> MetadataResponseTopic {
+    let node = BrokerId(broker.node_id());
+    let partitions = (0..topic.partition_count)
+        .map(|partition| {
+            let tp = TopicPartition::new(topic.topic_id, partition);
+            let leader_epoch = broker
+                .log
+                .offsets(&tp)
+                .map(|(_, _, epoch)| epoch)
+                .unwrap_or(0);
+            MetadataResponsePartition::default()
+                .with_partition_index(partition)
+                .with_leader_id(node)
+                .with_leader_epoch(leader_epoch)
+                .with_replica_nodes(vec![node])
+                .with_isr_nodes(vec![node])
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_name(Some(TopicName(StrBytes::from_string(topic.name.clone()))))
+        .with_topic_id(topic.topic_id.0)
+        .with_partitions(partitions)
+        .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+}

@@ -1,0 +1,180 @@
+//! Produce: check every partition's batch, queue the good ones in the log in
+//! request order, and answer once all of them are durable (acks 1 and -1
+//! alike: a produce is acknowledged only after its object is written and its
+//! index committed). acks=0 gets no answer.
+//!
+//! The checks are Kafka's (`ProduceRequest.validateRecords`, `LogValidator`),
+//! made on the batch header without decompressing: one v2 batch, CRC-32C,
+//! counts and lengths that add up, `max.message.bytes`. Compacted topics also
+//! need a key on every record, which means decoding the batch.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::future::join_all;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::RecordBatchDecoder;
+use metadata::{TopicId, TopicPartition, Uuid};
+use storage::{AppendOptions, PendingAppend};
+
+use super::Reply;
+use crate::broker::Broker;
+use crate::configs::TimestampType;
+use crate::errors;
+use crate::topics::TopicView;
+
+/// Produce v13 names topics by id (KIP-516); earlier versions by name.
+const FIRST_VERSION_WITH_TOPIC_IDS: i16 = 13;
+
+enum Outcome {
+    Failed(ResponseError, Option<String>),
+    Queued(PendingAppend),
+}
+
+struct TopicOutcomes {
+    name: TopicName,
+    topic_id: Uuid,
+    partitions: Vec<(i32, Outcome)>,
+}
+
+pub async fn handle(broker: &Arc<Broker>, version: i16, request: ProduceRequest) -> Reply {
+    let acks = request.acks;
+    let mut topics = Vec::with_capacity(request.topic_data.len());
+    for topic in request.topic_data {
+        let view = if version >= FIRST_VERSION_WITH_TOPIC_IDS {
+            broker.topics.by_id(TopicId(topic.topic_id))
+        } else {
+            broker.topics.by_name(topic.name.as_str())
+        };
+        let mut partitions = Vec::with_capacity(topic.partition_data.len());
+        for data in topic.partition_data {
+            let outcome = if !matches!(acks, -1..=1) {
+                Outcome::Failed(ResponseError::InvalidRequiredAcks, None)
+            } else {
+                match &view {
+                    None if version >= FIRST_VERSION_WITH_TOPIC_IDS => {
+                        Outcome::Failed(ResponseError::UnknownTopicId, None)
+                    }
+                    None => Outcome::Failed(ResponseError::UnknownTopicOrPartition, None),
+                    Some(view) => append(broker, view, data.index, data.records).await,
+                }
+            };
+            partitions.push((data.index, outcome));
+        }
+        topics.push(TopicOutcomes {
+            name: topic.name,
+            topic_id: topic.topic_id,
+            partitions,
+        });
+    }
+    if acks == 0 {
+        // No answer: the client does not read one. Still wait in the
+        // background so the batches are flushed before buffers are reused.
+        tokio::spawn(async move {
+            let _ = respond(topics).await;
+        });
+        return Reply::Now(None);
+    }
+    Reply::Later(tokio::spawn(async move {
+        Some(ResponseKind::Produce(respond(topics).await))
+    }))
+}
+
+/// Checks one partition's records and queues them in the log.
+async fn append(
+    broker: &Broker,
+    view: &TopicView,
+    partition: i32,
+    records: Option<Bytes>,
+) -> Outcome {
+    if partition < 0 || partition >= view.topic.partition_count {
+        return Outcome::Failed(ResponseError::UnknownTopicOrPartition, None);
+    }
+    let tp = TopicPartition::new(view.topic.topic_id, partition);
+    let Some(records) = records.filter(|r| !r.is_empty()) else {
+        return Outcome::Failed(
+            ResponseError::InvalidRecord,
+            Some("produce request without records".to_string()),
+        );
+    };
+    let header = match protocol::batch::validate_produce_batch(&records) {
+        Ok(header) => header,
+        Err(e) => {
+            tracing::info!(topic = view.topic.name, partition, error = %e, "rejected produce batch");
+            return Outcome::Failed(errors::batch_error(&e), Some(e.to_string()));
+        }
+    };
+    let max_bytes = view.settings.max_message_bytes;
+    if header.size_bytes() > max_bytes as usize {
+        return Outcome::Failed(
+            ResponseError::MessageTooLarge,
+            Some(format!(
+                "The record batch size {} exceeds max.message.bytes {max_bytes}",
+                header.size_bytes()
+            )),
+        );
+    }
+    if view.settings.cleanup_policy_compact
+        && let Some(message) = keyless_record(&records, &view.topic.name, partition)
+    {
+        return Outcome::Failed(ResponseError::InvalidRecord, Some(message));
+    }
+    let options = AppendOptions {
+        log_append_time: view.settings.message_timestamp_type == TimestampType::LogAppendTime,
+    };
+    match broker.log.enqueue(tp, records, options).await {
+        Ok(pending) => Outcome::Queued(pending),
+        Err(e) => Outcome::Failed(errors::storage_error(&e), None),
+    }
+}
+
+/// Kafka refuses keyless records in compacted topics.
+fn keyless_record(records: &Bytes, topic: &str, partition: i32) -> Option<String> {
+    let mut bytes = records.clone();
+    match RecordBatchDecoder::decode(&mut bytes) {
+        Ok(set) if set.records.iter().all(|r| r.key.is_some()) => None,
+        Ok(_) => Some(format!(
+            "Compacted topic cannot accept message without key in topic partition {topic}-{partition}."
+        )),
+        Err(e) => Some(format!("record batch does not decode: {e}")),
+    }
+}
+
+/// Waits for every queued append and builds the answer.
+async fn respond(topics: Vec<TopicOutcomes>) -> ProduceResponse {
+    let responses = join_all(topics.into_iter().map(|topic| async move {
+        let partitions = join_all(topic.partitions.into_iter().map(
+            |(index, outcome)| async move {
+                let base = PartitionProduceResponse::default()
+                    .with_index(index)
+                    .with_base_offset(-1)
+                    .with_log_append_time_ms(-1)
+                    .with_log_start_offset(-1);
+                match outcome {
+                    Outcome::Failed(code, message) => base
+                        .with_error_code(code.code())
+                        .with_error_message(message.map(StrBytes::from_string)),
+                    Outcome::Queued(pending) => match pending.wait().await {
+                        Ok(result) => base
+                            .with_base_offset(result.base_offset)
+                            .with_log_append_time_ms(result.log_append_time_ms)
+                            .with_log_start_offset(result.log_start_offset),
+                        Err(e) => base
+                            .with_error_code(errors::storage_error(&e).code())
+                            .with_error_message(errors::message(&e)),
+                    },
+                }
+            },
+        ))
+        .await;
+        TopicProduceResponse::default()
+            .with_name(topic.name)
+            .with_topic_id(topic.topic_id)
+            .with_partition_responses(partitions)
+    }))
+    .await;
+    ProduceResponse::default().with_responses(responses)
+}

@@ -1,0 +1,13 @@
+//! The Lightstream broker: settings, the accept loop and connections, one
+//! handler per Kafka API, and the one place internal errors become Kafka
+//! error codes (`errors`). The `lightstream` binary (`main.rs`) wires these
+//! together; tests drive them directly.
+
+pub mod broker;
+pub mod config;
+pub mod configs;
+pub mod connection;
+pub mod errors;
+pub mod handlers;
+pub mod server;
+pub mod topics;

@@ -1,0 +1,62 @@
+//! The accept loop and graceful shutdown.
+//!
+//! Connections are capped by a semaphore (`max_connections`): the loop
+//! accepts only while it holds a permit, so extra clients wait in the
+//! kernel's backlog instead of costing memory. On shutdown the loop stops
+//! accepting, every connection stops reading new requests and answers the
+//! ones it has, the log flushes what it buffered, and `run` returns.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::broker::Broker;
+use crate::connection;
+
+/// Serves `listener` until `shutdown` is cancelled, then drains and returns.
+pub async fn run(broker: Arc<Broker>, listener: TcpListener, shutdown: CancellationToken) {
+    let connection_slots = Arc::new(Semaphore::new(broker.settings.max_connections));
+    let tracker = TaskTracker::new();
+    loop {
+        // Cancel-safe: dropping an unfinished acquire or accept loses nothing.
+        let permit = tokio::select! {
+            permit = connection_slots.clone().acquire_owned() => permit.expect("semaphore never closed"),
+            _ = shutdown.cancelled() => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Usually EMFILE or a connection reset before accept; back
+                    // off briefly instead of spinning on the error.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        let broker = broker.clone();
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move {
+            connection::serve(broker, stream, peer, shutdown).await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    broker.shutdown.cancel();
+    tracker.close();
+    let grace = Duration::from_millis(broker.settings.shutdown_timeout_ms);
+    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        tracing::warn!(
+            timeout_ms = broker.settings.shutdown_timeout_ms,
+            "connections still open at shutdown; closing them"
+        );
+    }
+    broker.log.shutdown().await;
+    tracing::info!("shutdown complete");
+}
