@@ -1,0 +1,424 @@
+//! The broker as a server on a loopback port (port 0), spoken to in raw Kafka
+//! frames built with the `kafka-protocol` crate: ApiVersions, topic admin,
+//! produce → fetch, the fetch long-poll, and bad input.
+//!
+//! The broker runs with the in-memory object store and an in-memory SQLite
+//! metadata store, so each test starts from nothing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use broker::broker::Broker;
+use broker::config::Settings;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+struct TestBroker {
+    addr: std::net::SocketAddr,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TestBroker {
+    async fn start() -> TestBroker {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let settings = Settings {
+            listen: addr.to_string(),
+            ..Settings::default()
+        };
+        let broker = Broker::with_components(
+            settings,
+            addr.port(),
+            Arc::new(metadata::SqliteStore::open_in_memory().unwrap()),
+            Arc::new(storage::MemoryStore::new()),
+            Arc::new(storage::SystemClock),
+        )
+        .await
+        .unwrap();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(broker::server::run(
+            Arc::new(broker),
+            listener,
+            shutdown.clone(),
+        ));
+        TestBroker {
+            addr,
+            shutdown,
+            task,
+        }
+    }
+
+    async fn connect(&self) -> Client {
+        Client {
+            stream: TcpStream::connect(self.addr).await.unwrap(),
+            correlation_id: 0,
+        }
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("broker stops")
+            .unwrap();
+    }
+}
+
+struct Client {
+    stream: TcpStream,
+    correlation_id: i32,
+}
+
+impl Client {
+    async fn send_raw(&mut self, frame: &[u8]) {
+        self.stream.write_all(frame).await.unwrap();
+    }
+
+    /// Sends a request and returns the response body (header stripped).
+    async fn call<Req: Encodable, Resp: Decodable>(
+        &mut self,
+        api_key: ApiKey,
+        version: i16,
+        request: &Req,
+    ) -> Resp {
+        self.correlation_id += 1;
+        let header = RequestHeader::default()
+            .with_request_api_key(api_key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(self.correlation_id)
+            .with_client_id(Some(StrBytes::from_static_str("wire-test")));
+        let mut body = BytesMut::new();
+        header
+            .encode(&mut body, api_key.request_header_version(version))
+            .unwrap();
+        request.encode(&mut body, version).unwrap();
+        let mut frame = BytesMut::new();
+        frame.put_i32(body.len() as i32);
+        frame.extend_from_slice(&body);
+        self.send_raw(&frame).await;
+        let mut response = self.read_frame().await.expect("a response");
+        let header =
+            ResponseHeader::decode(&mut response, api_key.response_header_version(version))
+                .unwrap();
+        assert_eq!(header.correlation_id, self.correlation_id);
+        Resp::decode(&mut response, version).unwrap()
+    }
+
+    /// One response frame, or None if the broker closed the connection.
+    async fn read_frame(&mut self) -> Option<Bytes> {
+        let read = async {
+            let size = self.stream.read_i32().await.ok()?;
+            let mut buf = vec![0u8; size as usize];
+            self.stream.read_exact(&mut buf).await.ok()?;
+            Some(Bytes::from(buf))
+        };
+        tokio::time::timeout(Duration::from_secs(10), read)
+            .await
+            .expect("broker answers or closes within 10 s")
+    }
+}
+
+fn batch(values: &[&str]) -> Bytes {
+    let records: Vec<Record> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: i as i32,
+            timestamp: 1_700_000_000_000 + i as i64,
+            key: Some(Bytes::from(format!("key-{i}"))),
+            value: Some(Bytes::from(v.to_string())),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::Lz4,
+        },
+    )
+    .unwrap();
+    buf.freeze()
+}
+
+async fn create_topic(client: &mut Client, name: &str, partitions: i32) -> CreateTopicsResponse {
+    let request = CreateTopicsRequest::default()
+        .with_topics(vec![
+            CreatableTopic::default()
+                .with_name(TopicName(StrBytes::from_string(name.to_string())))
+                .with_num_partitions(partitions)
+                .with_replication_factor(-1),
+        ])
+        .with_timeout_ms(5_000);
+    client.call(ApiKey::CreateTopics, 7, &request).await
+}
+
+fn produce_request(topic: &str, partition: i32, records: Bytes) -> ProduceRequest {
+    ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(5_000)
+        .with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partition_data(vec![
+                    PartitionProduceData::default()
+                        .with_index(partition)
+                        .with_records(Some(records)),
+                ]),
+        ])
+}
+
+fn fetch_request(topic: &str, offset: i64, max_wait_ms: i32) -> FetchRequest {
+    FetchRequest::default()
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_session_epoch(-1)
+        .with_topics(vec![
+            FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partitions(vec![
+                    FetchPartition::default()
+                        .with_partition(0)
+                        .with_fetch_offset(offset)
+                        .with_partition_max_bytes(1 << 20),
+                ]),
+        ])
+}
+
+fn values_of(mut records: Bytes) -> Vec<(i64, String)> {
+    let mut out = Vec::new();
+    while records.has_remaining() {
+        for r in RecordBatchDecoder::decode(&mut records).unwrap().records {
+            out.push((
+                r.offset,
+                String::from_utf8(r.value.unwrap().to_vec()).unwrap(),
+            ));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn api_versions_v3_lists_supported_apis() {
+    let broker = TestBroker::start().await;
+    let mut client = broker.connect().await;
+    let response: ApiVersionsResponse = client
+        .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+        .await;
+    assert_eq!(response.error_code, 0);
+    let produce = response
+        .api_keys
+        .iter()
+        .find(|k| k.api_key == ApiKey::Produce as i16)
+        .expect("produce is listed");
+    assert_eq!((produce.min_version, produce.max_version), (3, 13));
+    // Default-valued tagged fields must stay off the wire (librdkafka 2.0.2).
+    assert!(response.supported_features.is_empty());
+    assert_eq!(response.finalized_features_epoch, -1);
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_api_versions_version_gets_v0_answer_with_unsupported_version() {
+    let broker = TestBroker::start().await;
+    let mut client = broker.connect().await;
+    let mut frame = BytesMut::new();
+    frame.put_i32(10);
+    frame.put_i16(ApiKey::ApiVersions as i16);
+    frame.put_i16(99);
+    frame.put_i32(77);
+    frame.put_i16(-1); // null client id
+    client.send_raw(&frame).await;
+    let mut response = client.read_frame().await.unwrap();
+    assert_eq!(response.get_i32(), 77);
+    let body = ApiVersionsResponse::decode(&mut response, 0).unwrap();
+    assert_eq!(body.error_code, 35);
+    assert!(!body.api_keys.is_empty());
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn produced_records_are_fetched_back_by_name_and_by_topic_id() {
+    let broker = TestBroker::start().await;
+    let mut client = broker.connect().await;
+    let created = create_topic(&mut client, "orders", 1).await;
+    assert_eq!(created.topics[0].error_code, 0);
+    let topic_id = created.topics[0].topic_id;
+    for (values, expected_base) in [(vec!["a", "b"], 0), (vec!["c"], 2)] {
+        let response: ProduceResponse = client
+            .call(
+                ApiKey::Produce,
+                9,
+                &produce_request("orders", 0, batch(&values)),
+            )
+            .await;
+        let p = &response.responses[0].partition_responses[0];
+        assert_eq!((p.error_code, p.base_offset), (0, expected_base));
+    }
+    let fetched: FetchResponse = client
+        .call(ApiKey::Fetch, 12, &fetch_request("orders", 1, 0))
+        .await;
+    let data = &fetched.responses[0].partitions[0];
+    assert_eq!(data.high_watermark, 3);
+    let values = values_of(data.records.clone().unwrap());
+    assert_eq!(
+        values[0],
+        (0, "a".to_string()),
+        "whole batch from its start"
+    );
+    assert_eq!(values.len(), 3);
+
+    let mut by_id = fetch_request("", 2, 0);
+    by_id.topics[0].topic_id = topic_id;
+    let fetched: FetchResponse = client.call(ApiKey::Fetch, 13, &by_id).await;
+    assert_eq!(fetched.responses[0].topic_id, topic_id);
+    assert_eq!(
+        values_of(fetched.responses[0].partitions[0].records.clone().unwrap()),
+        vec![(2, "c".to_string())]
+    );
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn fetch_at_the_end_waits_for_the_next_produce() {
+    let broker = TestBroker::start().await;
+    let mut consumer = broker.connect().await;
+    let mut producer = broker.connect().await;
+    create_topic(&mut producer, "tail", 1).await;
+    let waiting = tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        let response: FetchResponse = consumer
+            .call(ApiKey::Fetch, 12, &fetch_request("tail", 0, 30_000))
+            .await;
+        (response, started.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _: ProduceResponse = producer
+        .call(
+            ApiKey::Produce,
+            9,
+            &produce_request("tail", 0, batch(&["wake"])),
+        )
+        .await;
+    let (response, waited) = waiting.await.unwrap();
+    let values = values_of(response.responses[0].partitions[0].records.clone().unwrap());
+    assert_eq!(values, vec![(0, "wake".to_string())]);
+    // Woken by the append, long before max_wait_ms (30 s).
+    assert!(waited < Duration::from_secs(20), "waited {waited:?}");
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn empty_fetch_has_empty_not_null_records() {
+    let broker = TestBroker::start().await;
+    let mut client = broker.connect().await;
+    create_topic(&mut client, "empty", 1).await;
+    let fetched: FetchResponse = client
+        .call(ApiKey::Fetch, 12, &fetch_request("empty", 0, 0))
+        .await;
+    let data = &fetched.responses[0].partitions[0];
+    assert_eq!(data.error_code, 0);
+    assert_eq!(data.records.as_ref().map(|r| r.len()), Some(0));
+    let out_of_range: FetchResponse = client
+        .call(ApiKey::Fetch, 12, &fetch_request("empty", 5, 0))
+        .await;
+    assert_eq!(out_of_range.responses[0].partitions[0].error_code, 1);
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn corrupt_and_misdirected_batches_get_kafka_error_codes() {
+    let broker = TestBroker::start().await;
+    let mut client = broker.connect().await;
+    create_topic(&mut client, "checked", 1).await;
+    let mut corrupt = BytesMut::from(&batch(&["x"])[..]);
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 0x55;
+    let cases = [
+        ("checked", 0, corrupt.freeze(), 2), // CORRUPT_MESSAGE
+        ("missing", 0, batch(&["x"]), 3),    // UNKNOWN_TOPIC_OR_PARTITION
+        ("checked", 7, batch(&["x"]), 3),    // no such partition
+    ];
+    for (topic, partition, records, code) in cases {
+        let response: ProduceResponse = client
+            .call(
+                ApiKey::Produce,
+                9,
+                &produce_request(topic, partition, records),
+            )
+            .await;
+        assert_eq!(
+            response.responses[0].partition_responses[0].error_code, code,
+            "{topic}-{partition}"
+        );
+    }
+    let fetched: FetchResponse = client
+        .call(ApiKey::Fetch, 12, &fetch_request("checked", 0, 0))
+        .await;
+    assert_eq!(
+        fetched.responses[0].partitions[0].high_watermark, 0,
+        "nothing stored"
+    );
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_frame_closes_only_that_connection() {
+    let broker = TestBroker::start().await;
+    let mut bad = broker.connect().await;
+    bad.send_raw(&0x7fff_ffffi32.to_be_bytes()).await;
+    assert!(bad.read_frame().await.is_none(), "closed");
+    let mut good = broker.connect().await;
+    let response: ApiVersionsResponse = good
+        .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+        .await;
+    assert_eq!(response.error_code, 0);
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn create_topics_reports_each_error_on_its_own() {
+    let broker = TestBroker::start().await;
+    let mut client = broker.connect().await;
+    create_topic(&mut client, "taken", 1).await;
+    let topic = |name: &str, partitions: i32, rf: i16| {
+        CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_string(name.to_string())))
+            .with_num_partitions(partitions)
+            .with_replication_factor(rf)
+    };
+    let request = CreateTopicsRequest::default().with_topics(vec![
+        topic("taken", 1, 1),
+        topic("bad/name", 1, 1),
+        topic("zero", 0, 1),
+        topic("three-replicas", 1, 3),
+        topic("fine", -1, -1),
+    ]);
+    let response: CreateTopicsResponse = client.call(ApiKey::CreateTopics, 7, &request).await;
+    let codes: Vec<i16> = response.topics.iter().map(|t| t.error_code).collect();
+    assert_eq!(codes, vec![36, 17, 37, 38, 0]);
+    assert_eq!(response.topics[4].num_partitions, 1);
+    broker.stop().await;
+}

@@ -1,0 +1,295 @@
+//! `lightstream-load`: a load tool on librdkafka (the `rdkafka` crate). It
+//! produces N records of S bytes to P partitions with acks=all, then consumes
+//! them back, and prints records/s, MB/s, produce latency percentiles and —
+//! when given the broker's PID — the broker's peak RSS and its RSS after the
+//! first and the last million records.
+//!
+//! It is a benchmark program, not a test: it asserts only that every record
+//! came back. Run it through `compat-tests/bench/run.sh`, which starts a broker
+//! and measures the machine's loopback and fdatasync bandwidth in the same run.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+#[derive(Parser, Debug)]
+#[command(
+    about = "Produce then consume N records against a Kafka-compatible broker and print figures"
+)]
+struct Args {
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    bootstrap: String,
+    #[arg(long, default_value = "lightstream-load")]
+    topic: String,
+    /// Records to produce.
+    #[arg(long, default_value_t = 2_000_000)]
+    records: u64,
+    /// Bytes per record value.
+    #[arg(long, default_value_t = 1024)]
+    size: usize,
+    #[arg(long, default_value_t = 4)]
+    partitions: i32,
+    /// Offered load in MB/s (0: as fast as possible).
+    #[arg(long, default_value_t = 0.0)]
+    rate_mb_s: f64,
+    /// The broker's PID, to read its memory from /proc.
+    #[arg(long)]
+    broker_pid: Option<u32>,
+    #[arg(long, default_value_t = false)]
+    idempotence: bool,
+    /// librdkafka linger.ms for the producer.
+    #[arg(long, default_value_t = 5)]
+    linger_ms: u32,
+    /// Skip the consume phase.
+    #[arg(long, default_value_t = false)]
+    no_consume: bool,
+    /// Give up on a phase after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    timeout_s: u64,
+}
+
+/// Delivery latencies in microseconds, and the count of failures.
+#[derive(Default)]
+struct Deliveries {
+    latencies_us: Mutex<Vec<u32>>,
+    failed: AtomicU64,
+    delivered: AtomicU64,
+}
+
+struct LatencyContext(Arc<Deliveries>);
+impl ClientContext for LatencyContext {}
+impl ProducerContext for LatencyContext {
+    type DeliveryOpaque = Box<Instant>;
+    fn delivery(&self, result: &DeliveryResult<'_>, sent_at: Self::DeliveryOpaque) {
+        match result {
+            Ok(_) => {
+                let us = sent_at.elapsed().as_micros().min(u32::MAX as u128) as u32;
+                self.0.latencies_us.lock().expect("latency lock").push(us);
+                self.0.delivered.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => {
+                self.0.failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Reads a `Vm…` field of /proc/PID/status in KiB.
+fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with(field))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let at = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[at] as f64 / 1000.0
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    recreate_topic(&args)?;
+    let rss_at_first_million = produce(&args)?;
+    if let (Some(pid), Some(first)) = (args.broker_pid, rss_at_first_million) {
+        let last = proc_status_kib(pid, "VmRSS:").unwrap_or(0);
+        println!(
+            "broker_rss_mib after_first_million={:.1} at_end={:.1} change={:+.1}%",
+            first as f64 / 1024.0,
+            last as f64 / 1024.0,
+            (last as f64 - first as f64) * 100.0 / first as f64
+        );
+    }
+    if !args.no_consume {
+        consume(&args)?;
+    }
+    if let Some(pid) = args.broker_pid {
+        let peak = proc_status_kib(pid, "VmHWM:").unwrap_or(0);
+        println!("broker_peak_rss_mib={:.1}", peak as f64 / 1024.0);
+    }
+    Ok(())
+}
+
+/// Runs one future to completion on this thread. The admin client's futures
+/// need no runtime, so a thread-parking executor is all it takes.
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    use std::task::{Context as TaskContext, Poll, Wake, Waker};
+    struct ThreadWaker(std::thread::Thread);
+    impl Wake for ThreadWaker {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
+    let mut cx = TaskContext::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    loop {
+        if let Poll::Ready(out) = f.as_mut().poll(&mut cx) {
+            return out;
+        }
+        std::thread::park_timeout(Duration::from_millis(50));
+    }
+}
+
+fn recreate_topic(args: &Args) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &args.bootstrap)
+        .create()
+        .context("admin client")?;
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let _ = block_on(admin.delete_topics(&[args.topic.as_str()], &options));
+    let new = NewTopic::new(&args.topic, args.partitions, TopicReplication::Fixed(1));
+    for result in block_on(admin.create_topics([&new], &options)).context("create topic")? {
+        if let Err((topic, code)) = result {
+            bail!("create topic {topic}: {code}");
+        }
+    }
+    Ok(())
+}
+
+/// Produces every record; returns the broker's RSS (KiB) after the first million.
+fn produce(args: &Args) -> anyhow::Result<Option<u64>> {
+    let deliveries = Arc::new(Deliveries::default());
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &args.bootstrap)
+        .set("acks", "all")
+        .set("linger.ms", args.linger_ms.to_string())
+        .set("batch.size", "1000000")
+        .set("queue.buffering.max.kbytes", "262144")
+        .set("queue.buffering.max.messages", "1000000")
+        .set("enable.idempotence", args.idempotence.to_string());
+    let producer: ThreadedProducer<LatencyContext> = config
+        .create_with_context(LatencyContext(deliveries.clone()))
+        .context("producer")?;
+    let payload = vec![b'x'; args.size];
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(args.timeout_s);
+    let bytes_per_record = args.size as f64;
+    let mut rss_first_million = None;
+    for i in 0..args.records {
+        if args.rate_mb_s > 0.0 {
+            let due = Duration::from_secs_f64(i as f64 * bytes_per_record / (args.rate_mb_s * 1e6));
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+        let key = (i % 1_000).to_string();
+        let mut record = BaseRecord::with_opaque_to(&args.topic, Box::new(Instant::now()))
+            .key(&key)
+            .payload(&payload)
+            .partition((i % args.partitions as u64) as i32);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((e, back)) => {
+                    if Instant::now() > deadline {
+                        bail!("produce timed out: {e}");
+                    }
+                    record = back;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+        if i + 1 == 1_000_000.min(args.records) {
+            // Wait for the first million to be acknowledged before sampling.
+            while deliveries.delivered.load(Ordering::Relaxed)
+                + deliveries.failed.load(Ordering::Relaxed)
+                < i + 1
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            rss_first_million = args
+                .broker_pid
+                .and_then(|pid| proc_status_kib(pid, "VmRSS:"));
+        }
+    }
+    producer
+        .flush(Duration::from_secs(args.timeout_s))
+        .context("flush")?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let failed = deliveries.failed.load(Ordering::Relaxed);
+    let mut latencies = std::mem::take(&mut *deliveries.latencies_us.lock().expect("latency lock"));
+    latencies.sort_unstable();
+    let mb = args.records as f64 * args.size as f64 / 1e6;
+    println!(
+        "produce records={} size={} partitions={} idempotence={} rate_limit_mb_s={} elapsed_s={:.2} records_per_s={:.0} mb_per_s={:.1} failed={} latency_ms p50={:.2} p99={:.2} p999={:.2} max={:.2}",
+        args.records,
+        args.size,
+        args.partitions,
+        args.idempotence,
+        args.rate_mb_s,
+        elapsed,
+        args.records as f64 / elapsed,
+        mb / elapsed,
+        failed,
+        percentile(&latencies, 0.50),
+        percentile(&latencies, 0.99),
+        percentile(&latencies, 0.999),
+        percentile(&latencies, 1.0),
+    );
+    if failed > 0 {
+        bail!("{failed} records were not acknowledged");
+    }
+    Ok(rss_first_million)
+}
+
+fn consume(args: &Args) -> anyhow::Result<()> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &args.bootstrap)
+        .set("group.id", "lightstream-load")
+        .set("enable.auto.commit", "false")
+        .set("fetch.max.bytes", "52428800")
+        .set("max.partition.fetch.bytes", "10485760")
+        .create()
+        .context("consumer")?;
+    let mut assignment = TopicPartitionList::new();
+    for p in 0..args.partitions {
+        assignment.add_partition_offset(&args.topic, p, Offset::Beginning)?;
+    }
+    consumer.assign(&assignment)?;
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(args.timeout_s);
+    let mut count = 0u64;
+    let mut bytes = 0u64;
+    while count < args.records {
+        if Instant::now() > deadline {
+            bail!(
+                "consume timed out after {count} of {} records",
+                args.records
+            );
+        }
+        match consumer.poll(Duration::from_millis(500)) {
+            Some(Ok(m)) => {
+                count += 1;
+                bytes += m.payload().map_or(0, |p| p.len() as u64);
+            }
+            Some(Err(e)) => bail!("consume: {e}"),
+            None => {}
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    println!(
+        "consume records={count} elapsed_s={elapsed:.2} records_per_s={:.0} mb_per_s={:.1}",
+        count as f64 / elapsed,
+        bytes as f64 / 1e6 / elapsed
+    );
+    Ok(())
+}
