@@ -30,6 +30,8 @@ pub struct Broker {
     pub admin_lock: tokio::sync::Mutex<()>,
     /// Cancelled when the broker starts shutting down; long polls end early.
     pub shutdown: CancellationToken,
+    /// The broker's time (record timestamp checks); injected for tests.
+    pub clock: Arc<dyn Clock>,
 }
 
 /// What stopped the broker from opening.
@@ -80,7 +82,7 @@ impl Broker {
             tail_cache_max_bytes: settings.tail_cache_max_bytes,
             ..LogConfig::default()
         };
-        let log = Log::open(log_config, objects, metadata.clone(), clock).await?;
+        let log = Log::open(log_config, objects, metadata.clone(), clock.clone()).await?;
         let cluster_id = metadata.cluster_id().await?;
         let listen_host = settings
             .listen
@@ -108,6 +110,7 @@ impl Broker {
             settings,
             admin_lock: tokio::sync::Mutex::new(()),
             shutdown: CancellationToken::new(),
+            clock,
         };
         broker.refresh_topics().await?;
         Ok(broker)

@@ -117,18 +117,48 @@ async fn append(
             )),
         );
     }
+    let create_time = view.settings.message_timestamp_type == TimestampType::CreateTime;
+    if create_time && let Some(message) = timestamp_out_of_range(broker, view, &header) {
+        return Outcome::Failed(ResponseError::InvalidTimestamp, Some(message));
+    }
     if view.settings.cleanup_policy_compact
         && let Some(message) = keyless_record(&records, &view.topic.name, partition)
     {
         return Outcome::Failed(ResponseError::InvalidRecord, Some(message));
     }
     let options = AppendOptions {
-        log_append_time: view.settings.message_timestamp_type == TimestampType::LogAppendTime,
+        log_append_time: !create_time,
     };
     match broker.log.enqueue(tp, records, options).await {
         Ok(pending) => Outcome::Queued(pending),
         Err(e) => Outcome::Failed(errors::storage_error(&e), None),
     }
+}
+
+/// Kafka's `message.timestamp.before.max.ms` / `after.max.ms` window for
+/// CreateTime topics. Checked on the batch header — its first and largest
+/// timestamps — so compressed batches need no decompression.
+fn timestamp_out_of_range(
+    broker: &Broker,
+    view: &TopicView,
+    header: &protocol::batch::BatchHeader,
+) -> Option<String> {
+    let now_ms = broker.clock.now_ms();
+    let before_ms = view.settings.message_timestamp_before_max_ms;
+    let after_ms = view.settings.message_timestamp_after_max_ms;
+    let too_old = |ts: i64| ts >= 0 && now_ms.saturating_sub(ts) > before_ms;
+    let too_new = |ts: i64| ts.saturating_sub(now_ms) > after_ms;
+    [header.base_timestamp, header.max_timestamp]
+        .into_iter()
+        .find(|&ts| too_old(ts) || too_new(ts))
+        .map(|ts| {
+            format!(
+                "Timestamp {ts} of message with offset {} is out of range. The timestamp should be within [{}, {}]",
+                header.base_offset,
+                now_ms.saturating_sub(before_ms),
+                now_ms.saturating_add(after_ms)
+            )
+        })
 }
 
 /// Kafka refuses keyless records in compacted topics.

@@ -53,6 +53,10 @@ struct Args {
     /// Skip the consume phase.
     #[arg(long, default_value_t = false)]
     no_consume: bool,
+    /// Skip topic creation and the produce phase: consume what an earlier
+    /// run left in the topic (for profiling the read path alone).
+    #[arg(long, default_value_t = false)]
+    no_produce: bool,
     /// Give up on a phase after this many seconds.
     #[arg(long, default_value_t = 600)]
     timeout_s: u64,
@@ -106,8 +110,12 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    recreate_topic(&args)?;
-    let rss_at_first_million = produce(&args)?;
+    let rss_at_first_million = if args.no_produce {
+        None
+    } else {
+        recreate_topic(&args)?;
+        produce(&args)?
+    };
     if let (Some(pid), Some(first)) = (args.broker_pid, rss_at_first_million) {
         let last = proc_status_kib(pid, "VmRSS:").unwrap_or(0);
         println!(

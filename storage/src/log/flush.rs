@@ -168,6 +168,7 @@ async fn flush(inner: &Inner, batches: Vec<PendingBatch>) {
 
     let object = builder.finish();
     let object_key = new_object_key();
+    let started = std::time::Instant::now();
     for run in &mut runs {
         run.entry.object_key = object_key.clone();
     }
@@ -184,7 +185,18 @@ async fn flush(inner: &Inner, batches: Vec<PendingBatch>) {
         entries: runs.iter().map(|r| r.entry.clone()).collect(),
         leader_epochs: runs.iter().map(|r| r.leader_epoch).collect(),
     };
-    match commit_or_read_back(inner, &commit).await {
+    let written = started.elapsed();
+    let committed = commit_or_read_back(inner, &commit).await;
+    tracing::debug!(
+        object_key,
+        object_bytes = object.len(),
+        partitions = runs.len(),
+        write_ms = written.as_secs_f64() * 1e3,
+        commit_ms = (started.elapsed() - written).as_secs_f64() * 1e3,
+        ok = committed.is_ok(),
+        "flush"
+    );
+    match committed {
         Ok(()) => {}
         Err(e) => {
             tracing::warn!(object_key, error = %e, "index commit failed; failing the flush");

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# The benchmark run of issue 2, in one go, on this machine:
+#   - loopback bandwidth (iperf3 against 127.0.0.1) and sequential write
+#     bandwidth with fdatasync (dd), measured in the same run;
+#   - lightstream-load against a fresh release broker on a free loopback port:
+#     N records of 100 and 1024 bytes to 4 partitions with acks=all, then
+#     consumed; and a steady 50 MB/s offered load for produce latency.
+# Prints every figure; asserts nothing. Installs iperf3 if missing.
+#
+# Usage: bash compat-tests/bench/run.sh [N]     (N defaults to 2,000,000)
+set -euo pipefail
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$REPO_ROOT"
+N="${1:-2000000}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$REPO_ROOT/target}"
+
+command -v iperf3 >/dev/null || { apt-get update -q && apt-get install -y -q iperf3; }
+cargo build --release -q -p broker -p compat-tests
+BIN="$CARGO_TARGET_DIR/release"
+
+WORK="$(mktemp -d)"
+BROKER_PID=""
+IPERF_PID=""
+cleanup() {
+    [[ -n "$BROKER_PID" ]] && kill "$BROKER_PID" 2>/dev/null && wait "$BROKER_PID" 2>/dev/null || true
+    [[ -n "$IPERF_PID" ]] && kill "$IPERF_PID" 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+echo "== machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r)"
+echo "== git: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+
+PORT=$(free_port)
+iperf3 -s -1 -B 127.0.0.1 -p "$PORT" >/dev/null 2>&1 &
+IPERF_PID=$!
+sleep 0.5
+echo "== loopback bandwidth (iperf3 -c 127.0.0.1, 5 s, 1 stream)"
+iperf3 -c 127.0.0.1 -p "$PORT" -t 5 -f m | grep -E "sender|receiver"
+IPERF_PID=""
+
+echo "== sequential write with fdatasync (dd 1 GiB, bs=1M) in the broker's data directory's filesystem"
+dd if=/dev/zero of="$WORK/dd.bin" bs=1M count=1024 conv=fdatasync 2>&1 | tail -1
+rm -f "$WORK/dd.bin"
+
+start_broker() {
+    PORT=$(free_port)
+    rm -rf "$WORK/data"
+    "$BIN/lightstream" --listen "127.0.0.1:$PORT" --data-dir "$WORK/data" --log warn 2>"$WORK/broker.log" &
+    BROKER_PID=$!
+    for _ in $(seq 100); do
+        (echo >/dev/tcp/127.0.0.1/"$PORT") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "broker did not start" >&2
+    cat "$WORK/broker.log" >&2
+    return 1
+}
+stop_broker() {
+    kill -TERM "$BROKER_PID"
+    wait "$BROKER_PID" || true
+    BROKER_PID=""
+}
+
+for SIZE in 100 1024; do
+    echo "== lightstream-load: N=$N S=$SIZE P=4 acks=all, unthrottled"
+    start_broker
+    "$BIN/lightstream-load" --bootstrap "127.0.0.1:$PORT" --records "$N" --size "$SIZE" --partitions 4 --broker-pid "$BROKER_PID"
+    stop_broker
+done
+
+LATENCY_N=$(( N < 1000000 ? N : 1000000 ))
+echo "== lightstream-load: steady 50 MB/s offered, N=$LATENCY_N S=1024 P=4 acks=all, linger.ms=1"
+start_broker
+"$BIN/lightstream-load" --bootstrap "127.0.0.1:$PORT" --records "$LATENCY_N" --size 1024 --partitions 4 \
+    --rate-mb-s 50 --linger-ms 1 --no-consume --broker-pid "$BROKER_PID"
+stop_broker
