@@ -1,23 +1,67 @@
-//! The flusher: one task that seals the flush buffer, writes one object per
-//! flush, commits its index entries, and answers the waiting appends.
+//! The flusher and the committer: seal the flush buffer, write one object per
+//! flush, commit its index entries, answer the waiting appends.
 //!
-//! Flushes run one after another, so offsets are assigned from the committed
-//! `next_offset` of each partition at seal time: a failed flush leaves no gap
-//! and nothing to roll back.
+//! Two tasks, joined by a bounded queue (`max_flushes_in_flight`):
+//!
+//! - The **flusher** seals the buffer, assigns offsets from each partition's
+//!   `reserved_next_offset` (committed offsets plus those of flushes still in
+//!   flight), builds the object and starts writing it. Writes of several
+//!   flushes overlap, so one slow fsync does not stall everything behind it.
+//! - The **committer** takes flushes in seal order, waits for each object to
+//!   be durable, commits its index entries in one metadata transaction, and
+//!   only then answers the appends. Commits are strictly in order.
+//!
+//! When a flush fails (object write or commit), every flush sealed after it
+//! carries offsets that now follow a hole, so the committer fails those too
+//! (the `generation` moves on) and resets the reserved offsets to the
+//! committed ones. Nothing is acknowledged that is not committed, and the
+//! metadata store's conditional commit refuses any flush that would leave a
+//! gap, whatever the timing.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use metadata::{FlushCommit, IndexEntry};
 use protocol::batch;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
 
 use super::{AppendResult, Inner, Partition, PendingBatch};
 use crate::object_format::{FooterEntry, ObjectBuilder};
 use crate::{Error, Result};
 
-pub(crate) async fn run_flusher(inner: Arc<Inner>) {
+/// The batches of one partition placed in an object, with their answers.
+struct PlacedRun {
+    partition: Arc<Partition>,
+    entry: IndexEntry,
+    leader_epoch: i32,
+    replies: Vec<(oneshot::Sender<Result<AppendResult>>, AppendResult)>,
+}
+
+/// A sealed flush whose object is being written.
+struct SealedFlush {
+    generation: u64,
+    object_key: String,
+    object: Bytes,
+    runs: Vec<PlacedRun>,
+    write: JoinHandle<Result<()>>,
+    sealed_at: Instant,
+}
+
+/// Runs the flusher and the committer until shutdown has drained everything.
+pub(crate) async fn run(inner: Arc<Inner>) {
+    let (sealed_tx, sealed_rx) = mpsc::channel(inner.config.max_flushes_in_flight.max(1));
+    let committer = tokio::spawn(run_committer(inner.clone(), sealed_rx));
+    run_flusher(&inner, sealed_tx).await;
+    if let Err(e) = committer.await {
+        tracing::error!(error = %e, "committer task failed");
+    }
+}
+
+async fn run_flusher(inner: &Arc<Inner>, sealed: mpsc::Sender<SealedFlush>) {
     loop {
         // Wait for a first pending batch (or shutdown with nothing left).
         loop {
@@ -31,7 +75,7 @@ pub(crate) async fn run_flusher(inner: Arc<Inner>) {
                 break;
             }
             if inner.shutdown.is_cancelled() {
-                return;
+                return; // dropping `sealed` lets the committer drain and stop
             }
             // Cancel-safe: `notified` and `cancelled` hold no state we lose.
             tokio::select! {
@@ -48,7 +92,7 @@ pub(crate) async fn run_flusher(inner: Arc<Inner>) {
             let deadline = first_at.expect("pending batches have a first time")
                 + Duration::from_millis(inner.config.flush_interval_ms);
             if bytes >= inner.config.flush_max_bytes
-                || std::time::Instant::now() >= deadline
+                || Instant::now() >= deadline
                 || inner.shutdown.is_cancelled()
             {
                 break;
@@ -60,24 +104,21 @@ pub(crate) async fn run_flusher(inner: Arc<Inner>) {
                 _ = inner.shutdown.cancelled() => {}
             }
         }
-        let batches = {
-            let mut pending = inner.pending.lock().expect("pending lock");
-            let taken = std::mem::take(&mut *pending);
-            taken.batches
+        // Wait for room in the pipeline before sealing, so batches keep
+        // gathering in the buffer meanwhile.
+        let Ok(slot) = sealed.reserve().await else {
+            return; // the committer is gone; appends are answered by their dropped senders
         };
-        flush(&inner, batches).await;
+        let batches = std::mem::take(&mut *inner.pending.lock().expect("pending lock")).batches;
+        if let Some(flush) = seal(inner, batches) {
+            slot.send(flush);
+        }
     }
 }
 
-/// The batches of one partition placed in the object, with their answers.
-struct PlacedRun {
-    partition: Arc<Partition>,
-    entry: IndexEntry,
-    leader_epoch: i32,
-    replies: Vec<(oneshot::Sender<Result<AppendResult>>, AppendResult)>,
-}
-
-async fn flush(inner: &Inner, batches: Vec<PendingBatch>) {
+/// Assigns offsets, builds the object and starts writing it.
+fn seal(inner: &Arc<Inner>, batches: Vec<PendingBatch>) -> Option<SealedFlush> {
+    let generation = inner.generation.load(Ordering::Acquire);
     let total_bytes: usize = batches.iter().map(|b| b.bytes.len()).sum();
     // Group by partition, keeping arrival order inside each partition.
     let mut order = Vec::new();
@@ -103,12 +144,11 @@ async fn flush(inner: &Inner, batches: Vec<PendingBatch>) {
             }
             continue;
         };
-        let (mut next_offset, leader_epoch, log_start_offset) = {
-            let s = partition.state.lock().expect("partition lock");
-            (s.next_offset, s.leader_epoch, s.log_start_offset)
-        };
+        let mut state = partition.state.lock().expect("partition lock");
+        let (leader_epoch, log_start_offset) = (state.leader_epoch, state.log_start_offset);
+        let base_offset = state.reserved_next_offset;
+        let mut next_offset = base_offset;
         let position = builder.position();
-        let base_offset = next_offset;
         let mut max_timestamp = -1i64;
         let mut replies = Vec::with_capacity(group.len());
         let batch_count = group.len() as u32;
@@ -135,6 +175,8 @@ async fn flush(inner: &Inner, batches: Vec<PendingBatch>) {
             ));
             next_offset += header.last_offset_delta as i64 + 1;
         }
+        state.reserved_next_offset = next_offset;
+        drop(state);
         let footer = builder.finish_run(
             FooterEntry {
                 topic_partition: tp,
@@ -163,21 +205,62 @@ async fn flush(inner: &Inner, batches: Vec<PendingBatch>) {
         });
     }
     if runs.is_empty() {
-        return;
+        return None;
     }
-
     let object = builder.finish();
     let object_key = new_object_key();
-    let started = std::time::Instant::now();
     for run in &mut runs {
         run.entry.object_key = object_key.clone();
     }
-    if let Err(e) = inner.store.put(&object_key, object.clone()).await {
+    let write = {
+        let (store, key, bytes) = (inner.store.clone(), object_key.clone(), object.clone());
+        tokio::spawn(async move { store.put(&key, bytes).await })
+    };
+    Some(SealedFlush {
+        generation,
+        object_key,
+        object,
+        runs,
+        write,
+        sealed_at: Instant::now(),
+    })
+}
+
+async fn run_committer(inner: Arc<Inner>, mut sealed: mpsc::Receiver<SealedFlush>) {
+    while let Some(flush) = sealed.recv().await {
+        commit(&inner, flush).await;
+    }
+}
+
+/// Waits for the object, commits its index entries, answers its appends.
+async fn commit(inner: &Inner, flush: SealedFlush) {
+    let SealedFlush {
+        generation,
+        object_key,
+        object,
+        runs,
+        write,
+        sealed_at,
+    } = flush;
+    let written = match write.await {
+        Ok(result) => result,
+        Err(e) => Err(Error::Unavailable(format!("object write task failed: {e}"))),
+    };
+    let write_ms = sealed_at.elapsed().as_secs_f64() * 1e3;
+    if let Err(e) = written {
         tracing::warn!(object_key, error = %e, "object write failed; failing the flush");
-        fail_all(runs, || {
-            Error::Unavailable(format!("object write failed: {e}"))
-        });
-        return;
+        return fail(
+            inner,
+            &object_key,
+            runs,
+            format!("object write failed: {e}"),
+            false,
+        )
+        .await;
+    }
+    if generation != inner.generation.load(Ordering::Acquire) {
+        let why = "an earlier flush failed; its successors are retried".to_string();
+        return fail(inner, &object_key, runs, why, false).await;
     }
     let commit = FlushCommit {
         object_key: object_key.clone(),
@@ -185,40 +268,32 @@ async fn flush(inner: &Inner, batches: Vec<PendingBatch>) {
         entries: runs.iter().map(|r| r.entry.clone()).collect(),
         leader_epochs: runs.iter().map(|r| r.leader_epoch).collect(),
     };
-    let written = started.elapsed();
     let committed = commit_or_read_back(inner, &commit).await;
     tracing::debug!(
         object_key,
         object_bytes = object.len(),
         partitions = runs.len(),
-        write_ms = written.as_secs_f64() * 1e3,
-        commit_ms = (started.elapsed() - written).as_secs_f64() * 1e3,
+        write_ms,
+        commit_ms = sealed_at.elapsed().as_secs_f64() * 1e3 - write_ms,
         ok = committed.is_ok(),
         "flush"
     );
-    match committed {
-        Ok(()) => {}
-        Err(e) => {
-            tracing::warn!(object_key, error = %e, "index commit failed; failing the flush");
-            // The object is referenced by nothing; it is garbage.
-            if let Err(e) = inner.store.delete(&object_key).await {
-                tracing::warn!(object_key, error = %e, "could not delete an uncommitted object");
-            }
-            let fenced = matches!(
-                e,
-                Error::Metadata(
-                    metadata::Error::Fenced { .. } | metadata::Error::OffsetMismatch { .. }
-                )
-            );
-            if fenced {
-                reload_states(inner, &runs).await;
-            }
-            let message = e.to_string();
-            fail_all(runs, move || {
-                Error::Unavailable(format!("index commit failed: {message}"))
-            });
-            return;
-        }
+    if let Err(e) = committed {
+        tracing::warn!(object_key, error = %e, "index commit failed; failing the flush");
+        let fenced = matches!(
+            e,
+            Error::Metadata(
+                metadata::Error::Fenced { .. } | metadata::Error::OffsetMismatch { .. }
+            )
+        );
+        return fail(
+            inner,
+            &object_key,
+            runs,
+            format!("index commit failed: {e}"),
+            fenced,
+        )
+        .await;
     }
     inner
         .tail_cache
@@ -239,6 +314,30 @@ async fn flush(inner: &Inner, batches: Vec<PendingBatch>) {
             .send_replace(run.entry.last_offset + 1);
         for (reply, result) in run.replies {
             let _ = reply.send(Ok(result));
+        }
+    }
+}
+
+/// Fails a flush: answers its appends with a retriable error, moves the
+/// generation on (so flushes sealed after it fail too) and resets every
+/// partition's reserved offsets to the committed ones. `reload` also re-reads
+/// the committed state from the store (after a refused commit).
+async fn fail(inner: &Inner, object_key: &str, runs: Vec<PlacedRun>, why: String, reload: bool) {
+    inner.generation.fetch_add(1, Ordering::AcqRel);
+    if reload {
+        reload_states(inner).await;
+    }
+    for partition in inner.partitions.read().expect("partitions lock").values() {
+        let mut s = partition.state.lock().expect("partition lock");
+        s.reserved_next_offset = s.next_offset;
+    }
+    // The object is referenced by nothing: garbage.
+    if let Err(e) = inner.store.delete(object_key).await {
+        tracing::warn!(object_key, error = %e, "could not delete an uncommitted object");
+    }
+    for run in runs {
+        for (reply, _) in run.replies {
+            let _ = reply.send(Err(Error::Unavailable(why.clone())));
         }
     }
 }
@@ -265,15 +364,13 @@ async fn commit_or_read_back(inner: &Inner, commit: &FlushCommit) -> Result<()> 
     }
 }
 
-async fn reload_states(inner: &Inner, runs: &[PlacedRun]) {
+async fn reload_states(inner: &Inner) {
     match inner.metadata.partition_states().await {
         Ok(states) => {
-            for run in runs {
-                if let Some(s) = states
-                    .iter()
-                    .find(|s| s.topic_partition == run.partition.topic_partition)
-                {
-                    let mut mem = run.partition.state.lock().expect("partition lock");
+            let partitions = inner.partitions.read().expect("partitions lock");
+            for s in states {
+                if let Some(partition) = partitions.get(&s.topic_partition) {
+                    let mut mem = partition.state.lock().expect("partition lock");
                     mem.leader_epoch = s.leader_epoch;
                     mem.next_offset = s.next_offset;
                     mem.log_start_offset = s.log_start_offset;
@@ -283,14 +380,6 @@ async fn reload_states(inner: &Inner, runs: &[PlacedRun]) {
         }
         Err(e) => {
             tracing::warn!(error = %e, "could not reload partition states after a refused commit")
-        }
-    }
-}
-
-fn fail_all(runs: Vec<PlacedRun>, error: impl Fn() -> Error) {
-    for run in runs {
-        for (reply, _) in run.replies {
-            let _ = reply.send(Err(error()));
         }
     }
 }

@@ -19,6 +19,7 @@ mod flush;
 mod read;
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
@@ -51,6 +52,10 @@ pub struct LogConfig {
     pub recent_index_entries: usize,
     /// Index entries one read looks at, at most.
     pub read_max_index_entries: usize,
+    /// Flushes whose objects may be written at once (commits stay in order).
+    /// More hides fsync and upload latency; each holds its object in memory,
+    /// within `flush_buffer_max_bytes`.
+    pub max_flushes_in_flight: usize,
 }
 
 impl Default for LogConfig {
@@ -62,6 +67,7 @@ impl Default for LogConfig {
             tail_cache_max_bytes: 256 * 1024 * 1024,
             recent_index_entries: 64,
             read_max_index_entries: 32,
+            max_flushes_in_flight: 4,
         }
     }
 }
@@ -97,7 +103,6 @@ impl PendingAppend {
 
 /// One partition's in-memory state; the metadata store holds the truth.
 pub(crate) struct Partition {
-    pub(crate) topic_partition: TopicPartition,
     pub(crate) state: Mutex<PartitionMem>,
     /// The high watermark; fetches waiting for data watch it.
     pub(crate) high_watermark: watch::Sender<i64>,
@@ -108,6 +113,9 @@ pub(crate) struct PartitionMem {
     pub(crate) log_start_offset: i64,
     /// One past the last committed offset (= high watermark without transactions).
     pub(crate) next_offset: i64,
+    /// One past the last offset handed to a sealed flush, committed or not;
+    /// the next flush starts here. Equal to `next_offset` when no flush is in flight.
+    pub(crate) reserved_next_offset: i64,
     /// The newest committed index entries, oldest first.
     pub(crate) recent: VecDeque<IndexEntry>,
 }
@@ -139,6 +147,9 @@ pub(crate) struct Inner {
     pub(crate) buffer_room: Arc<Semaphore>,
     pub(crate) tail_cache: Mutex<TailCache>,
     pub(crate) shutdown: CancellationToken,
+    /// Moves on whenever a flush fails; flushes sealed under an older
+    /// generation are failed instead of committed (their offsets follow a hole).
+    pub(crate) generation: AtomicU64,
 }
 
 impl Inner {
@@ -177,9 +188,10 @@ impl Log {
             pending_changed: Notify::new(),
             buffer_room,
             shutdown: CancellationToken::new(),
+            generation: AtomicU64::new(0),
         });
         let log = Log {
-            flusher: Mutex::new(Some(tokio::spawn(flush::run_flusher(inner.clone())))),
+            flusher: Mutex::new(Some(tokio::spawn(flush::run(inner.clone())))),
             inner,
         };
         log.sync_partitions().await?;
@@ -303,12 +315,12 @@ impl Log {
 
 fn new_partition(state: PartitionState) -> Partition {
     Partition {
-        topic_partition: state.topic_partition,
         high_watermark: watch::Sender::new(state.next_offset),
         state: Mutex::new(PartitionMem {
             leader_epoch: state.leader_epoch,
             log_start_offset: state.log_start_offset,
             next_offset: state.next_offset,
+            reserved_next_offset: state.next_offset,
             recent: VecDeque::new(),
         }),
     }

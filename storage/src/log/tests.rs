@@ -314,3 +314,111 @@ async fn objects_carry_a_checkable_footer() {
     assert_eq!(footer.len(), 1);
     assert_eq!(footer[0].topic_partition, f.tp);
 }
+
+/// A store whose puts fail while `failing` is set: the fault the flusher must survive.
+struct FlakyStore {
+    inner: MemoryStore,
+    failing: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl crate::ObjectStore for FlakyStore {
+    async fn put(&self, key: &str, bytes: Bytes) -> crate::Result<()> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(Error::Io("injected put failure".to_string()));
+        }
+        self.inner.put(key, bytes).await
+    }
+    async fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> crate::Result<Bytes> {
+        self.inner.get_range(key, range).await
+    }
+    async fn get(&self, key: &str) -> crate::Result<Bytes> {
+        self.inner.get(key).await
+    }
+    async fn delete(&self, key: &str) -> crate::Result<()> {
+        self.inner.delete(key).await
+    }
+    async fn list(&self, prefix: &str) -> crate::Result<Vec<String>> {
+        self.inner.list(prefix).await
+    }
+}
+
+#[tokio::test]
+async fn failed_object_write_is_retriable_and_leaves_no_gap() {
+    let metadata = Arc::new(SqliteStore::open_in_memory().unwrap());
+    let topic_id = TopicId::new_random();
+    metadata
+        .create_topic("t", topic_id, 1, BTreeMap::new())
+        .await
+        .unwrap();
+    let store = Arc::new(FlakyStore {
+        inner: MemoryStore::new(),
+        failing: std::sync::atomic::AtomicBool::new(false),
+    });
+    let log = Log::open(
+        LogConfig::default(),
+        store.clone(),
+        metadata,
+        Arc::new(crate::SystemClock),
+    )
+    .await
+    .unwrap();
+    let tp = TopicPartition::new(topic_id, 0);
+    let first = log
+        .append(tp, batch(&["a"], 1), AppendOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(first.base_offset, 0);
+    store.failing.store(true, Ordering::SeqCst);
+    let failed = log
+        .append(tp, batch(&["lost", "lost"], 1), AppendOptions::default())
+        .await;
+    assert!(matches!(failed, Err(Error::Unavailable(_))), "{failed:?}");
+    store.failing.store(false, Ordering::SeqCst);
+    let next = log
+        .append(tp, batch(&["b"], 1), AppendOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        next.base_offset, 1,
+        "the failed flush's offsets are reused, no hole"
+    );
+    let read = log.read(tp, 0, 1 << 20).await.unwrap();
+    assert_eq!(
+        values(&read.records),
+        vec![(0, "a".into()), (1, "b".into())]
+    );
+}
+
+#[tokio::test]
+async fn many_concurrent_appends_get_dense_offsets_in_order() {
+    let f = fixture(LogConfig {
+        flush_interval_ms: 0,
+        max_flushes_in_flight: 4,
+        ..LogConfig::default()
+    })
+    .await;
+    let mut pending = Vec::new();
+    for i in 0..200 {
+        let value = format!("v{i}");
+        pending.push(
+            f.log
+                .enqueue(f.tp, batch(&[value.as_str()], 1), AppendOptions::default())
+                .await
+                .unwrap(),
+        );
+    }
+    for (i, p) in pending.into_iter().enumerate() {
+        assert_eq!(p.wait().await.unwrap().base_offset, i as i64);
+    }
+    let mut got = Vec::new();
+    while got.len() < 200 {
+        let read = f.log.read(f.tp, got.len() as i64, 1 << 24).await.unwrap();
+        got.extend(values(&read.records));
+    }
+    assert!(
+        got.iter()
+            .enumerate()
+            .all(|(i, (o, v))| *o == i as i64 && *v == format!("v{i}"))
+    );
+}
