@@ -139,6 +139,10 @@ pub async fn serve(
                     let reply = match handlers::dispatch(&broker, *request).await {
                         Reply::Now(body) => PendingReply::Ready(body),
                         Reply::Later(task) => PendingReply::Task(task),
+                        Reply::Close => {
+                            tracing::info!(%peer, ?api_key, "request refused without a response; closing connection");
+                            return;
+                        }
                     };
                     Outgoing::Response {
                         api_key,

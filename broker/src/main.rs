@@ -71,8 +71,11 @@ async fn stop_on_signal(shutdown: CancellationToken) {
 fn init_logging(settings: &Settings) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(&settings.log)
         .with_context(|| format!("log filter {:?}", settings.log))?;
+    // Colours only on a terminal: log files and CI output stay plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     if settings.log_format == "json" {
         builder.json().init();

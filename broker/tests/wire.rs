@@ -422,3 +422,47 @@ async fn create_topics_reports_each_error_on_its_own() {
     assert_eq!(response.topics[4].num_partitions, 1);
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn acks_zero_produce_gets_no_answer_and_a_refused_one_closes_the_connection() {
+    let broker = TestBroker::start().await;
+    let mut client = broker.connect().await;
+    create_topic(&mut client, "fire-and-forget", 1).await;
+    // A good acks=0 produce: no answer, and the next request is answered.
+    let mut good = produce_request("fire-and-forget", 0, batch(&["x"]));
+    good.acks = 0;
+    let mut frame = BytesMut::new();
+    let header = RequestHeader::default()
+        .with_request_api_key(ApiKey::Produce as i16)
+        .with_request_api_version(9)
+        .with_correlation_id(1000);
+    header
+        .encode(&mut frame, ApiKey::Produce.request_header_version(9))
+        .unwrap();
+    good.encode(&mut frame, 9).unwrap();
+    let mut sized = BytesMut::new();
+    sized.put_i32(frame.len() as i32);
+    sized.extend_from_slice(&frame);
+    client.send_raw(&sized).await;
+    let versions: ApiVersionsResponse = client
+        .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+        .await;
+    assert_eq!(
+        versions.error_code, 0,
+        "the acks=0 produce was not answered"
+    );
+    // A refused acks=0 produce (unknown topic) closes the connection.
+    let mut refused = produce_request("no-such-topic", 0, batch(&["x"]));
+    refused.acks = 0;
+    let mut frame = BytesMut::new();
+    header
+        .encode(&mut frame, ApiKey::Produce.request_header_version(9))
+        .unwrap();
+    refused.encode(&mut frame, 9).unwrap();
+    let mut sized = BytesMut::new();
+    sized.put_i32(frame.len() as i32);
+    sized.extend_from_slice(&frame);
+    client.send_raw(&sized).await;
+    assert!(client.read_frame().await.is_none(), "connection closed");
+    broker.stop().await;
+}

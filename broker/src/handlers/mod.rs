@@ -32,6 +32,9 @@ pub enum Reply {
     Now(Option<ResponseKind>),
     /// A task that finishes with the response (produces waiting for their flush).
     Later(JoinHandle<Option<ResponseKind>>),
+    /// No response; close the connection after the replies before it. Kafka's
+    /// way to tell an acks=0 producer that its request failed.
+    Close,
 }
 
 fn now(body: impl Into<ResponseKind>) -> Reply {

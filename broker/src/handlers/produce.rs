@@ -71,12 +71,21 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, request: ProduceRequest)
         });
     }
     if acks == 0 {
-        // No answer: the client does not read one. Still wait in the
-        // background so the batches are flushed before buffers are reused.
+        // No answer: the client reads none. A partition refused outright
+        // closes the connection instead, as Kafka does, so the producer
+        // notices and refreshes its metadata. Queued batches still flush.
+        let refused = topics
+            .iter()
+            .flat_map(|t| t.partitions.iter())
+            .any(|(_, outcome)| matches!(outcome, Outcome::Failed(..)));
         tokio::spawn(async move {
             let _ = respond(topics).await;
         });
-        return Reply::Now(None);
+        return if refused {
+            Reply::Close
+        } else {
+            Reply::Now(None)
+        };
     }
     Reply::Later(tokio::spawn(async move {
         Some(ResponseKind::Produce(respond(topics).await))

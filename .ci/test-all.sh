@@ -1,0 +1,181 @@
+#!/usr/bin/env bash
+# The one test command for Lightstream: `bash .ci/test-all.sh` from anywhere.
+#
+# Steps, in order, each announced with a banner:
+#   1. tools     install what is missing: kcat, cmake, libcurl4-openssl-dev
+#                (apt) and the Python venv at
+#                compat-tests/.venv (pip, only when requirements.txt changed)
+#   2. fmt       cargo fmt --all -- --check
+#   3. clippy    cargo clippy --all-targets -- -D warnings
+#   4. test      cargo test --workspace
+#   5. compat    cargo build --release -p broker, then pytest compat-tests/
+#                against target/release/lightstream
+#
+# Every step runs even if an earlier one failed (except that the compat
+# tests need the release build), so one run reports every problem; the
+# script exits non-zero if any step failed and prints a summary either way.
+#
+# Environment:
+#   CARGO_TARGET_DIR   shared target dir (default: <repo>/target)
+#   COMPAT_PYTEST_ARGS extra arguments for pytest, e.g. "-k kcat -x"
+#   SKIP_COMPAT=1      skip step 5 (Rust-only iteration)
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO_ROOT"
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$REPO_ROOT/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+VENV="$REPO_ROOT/compat-tests/.venv"
+REQUIREMENTS="$REPO_ROOT/compat-tests/requirements.txt"
+STAMP="$VENV/.requirements.sha256"
+JUNIT_XML="$CARGO_TARGET_DIR/compat-tests-junit.xml"
+
+SCRIPT_START=$(date +%s)
+declare -a SUMMARY=()
+FAILED=0
+
+banner() {
+    printf '\n==================================================================\n'
+    printf '== %s\n' "$*"
+    printf '==================================================================\n'
+}
+
+# run_step NAME COMMAND...: run COMMAND, record its outcome and duration.
+# COMMAND runs in a subshell with `set -e` in force (so a failing line inside
+# a step function stops that step), but its failure never aborts this script.
+run_step() {
+    local name="$1"
+    shift
+    banner "$name"
+    local start=$SECONDS rc=0
+    set +e
+    (
+        set -e
+        "$@"
+    )
+    rc=$?
+    set -e
+    local took=$((SECONDS - start))
+    if [[ $rc -eq 0 ]]; then
+        SUMMARY+=("PASS  ${name} (${took}s)")
+    else
+        SUMMARY+=("FAIL  ${name} (${took}s, exit ${rc})")
+        FAILED=1
+    fi
+    return 0
+}
+
+skip_step() {
+    banner "$1"
+    echo "skipped: $2"
+    SUMMARY+=("SKIP  $1 ($2)")
+}
+
+as_root() {
+    if [[ $(id -u) -eq 0 ]]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        echo "need root (or sudo) to run: $*" >&2
+        return 1
+    fi
+}
+
+install_tools() {
+    # Debian packages: kcat for the compat tests; cmake and curl's headers to
+    # build librdkafka from source for the lightstream-load benchmark (the
+    # rdkafka crate's cmake-build; see docs/protocol-traps.md for why curl).
+    local missing=()
+    command -v kcat >/dev/null 2>&1 || missing+=(kcat)
+    command -v cmake >/dev/null 2>&1 || missing+=(cmake)
+    [[ -f /usr/include/x86_64-linux-gnu/curl/curl.h || -f /usr/include/curl/curl.h ]] || missing+=(libcurl4-openssl-dev)
+    if [[ ${#missing[@]} -gt 0 ]]; then
+        echo "apt: installing ${missing[*]}"
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+    fi
+    echo "kcat: $(command -v kcat); cmake: $(command -v cmake)"
+    kcat -V 2>&1 | head -n 4 | tail -n 1 || true
+
+    if [[ ! -x "$VENV/bin/python" ]]; then
+        echo "python venv: creating $VENV"
+        if ! python3 -m venv "$VENV"; then
+            # Debian's own python3 ships venv/ensurepip separately.
+            echo "python venv: python3 -m venv failed, installing python3-venv with apt"
+            rm -rf "$VENV"
+            as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+            as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv
+            python3 -m venv "$VENV"
+        fi
+    fi
+    local want have
+    want="$(sha256sum "$REQUIREMENTS" | cut -d' ' -f1)"
+    have="$(cat "$STAMP" 2>/dev/null || true)"
+    if [[ "$want" == "$have" ]]; then
+        echo "python venv: requirements unchanged, skipping pip install"
+    else
+        echo "python venv: installing compat-tests/requirements.txt"
+        "$VENV/bin/python" -m pip install --disable-pip-version-check -q -r "$REQUIREMENTS"
+        echo "$want" >"$STAMP"
+    fi
+    "$VENV/bin/python" -c 'import confluent_kafka, kafka; print("confluent-kafka", confluent_kafka.version(), "(librdkafka", confluent_kafka.libversion()[0] + ")"); print("kafka-python", kafka.__version__)'
+}
+
+run_compat() {
+    cargo build --release -p broker || return $?
+    local bin="$CARGO_TARGET_DIR/release/lightstream"
+    if [[ ! -x "$bin" ]]; then
+        echo "expected broker binary at $bin, not found" >&2
+        return 1
+    fi
+    local rc=0
+    rm -f "$JUNIT_XML"
+    # shellcheck disable=SC2086 # COMPAT_PYTEST_ARGS is deliberately word-split
+    LIGHTSTREAM_BIN="$bin" "$VENV/bin/python" -m pytest "$REPO_ROOT/compat-tests" \
+        --junitxml="$JUNIT_XML" ${COMPAT_PYTEST_ARGS:-} || rc=$?
+    if [[ $rc -eq 5 ]]; then
+        echo "pytest collected no tests: treating as a failure" >&2
+    fi
+    return $rc
+}
+
+# One line of compat-test counts for the summary, from pytest's JUnit XML.
+compat_counts() {
+    [[ -f "$JUNIT_XML" ]] || return 0
+    "$VENV/bin/python" - "$JUNIT_XML" <<'PY' || true
+import sys
+import xml.etree.ElementTree as ET
+
+root = ET.parse(sys.argv[1]).getroot()
+suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
+total = failed = skipped = 0
+for s in suites:
+    total += int(s.get("tests", 0))
+    failed += int(s.get("failures", 0)) + int(s.get("errors", 0))
+    skipped += int(s.get("skipped", 0))
+print(f"compat: {total - failed - skipped} passed, {failed} failed, {skipped} skipped")
+PY
+}
+
+run_step "1/5 tools: kcat + compat-tests/.venv" install_tools
+run_step "2/5 fmt: cargo fmt --all -- --check" cargo fmt --all -- --check
+run_step "3/5 clippy: cargo clippy --all-targets -- -D warnings" cargo clippy --all-targets -- -D warnings
+run_step "4/5 test: cargo test --workspace" cargo test --workspace
+if [[ "${SKIP_COMPAT:-0}" == "1" ]]; then
+    skip_step "5/5 compat: release build + pytest compat-tests" "SKIP_COMPAT=1"
+else
+    run_step "5/5 compat: release build + pytest compat-tests" run_compat
+fi
+
+banner "summary ($(( $(date +%s) - SCRIPT_START ))s total)"
+for line in "${SUMMARY[@]}"; do
+    echo "$line"
+done
+compat_counts
+if [[ $FAILED -ne 0 ]]; then
+    echo "RESULT: FAILED"
+    exit 1
+fi
+echo "RESULT: OK"

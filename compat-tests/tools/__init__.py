@@ -1,0 +1,1 @@
+"""Helpers for the compatibility tests: raw Kafka wire codec, client helpers, the acked producer."""
