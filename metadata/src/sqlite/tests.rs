@@ -1,0 +1,139 @@
+use super::*;
+
+#[test]
+fn base64url_matches_rfc_4648_vectors() {
+    let cases: [(&[u8], &str); 7] = [
+        (b"", ""),
+        (b"f", "Zg"),
+        (b"fo", "Zm8"),
+        (b"foo", "Zm9v"),
+        (b"foob", "Zm9vYg"),
+        (b"fooba", "Zm9vYmE"),
+        (b"foobar", "Zm9vYmFy"),
+    ];
+    for (input, expected) in cases {
+        assert_eq!(base64url_no_pad(input), expected);
+    }
+}
+
+#[test]
+fn base64url_uses_url_safe_alphabet() {
+    // Standard base64 of these bytes is "+/8=".
+    assert_eq!(base64url_no_pad(&[0xfb, 0xff]), "-_8");
+}
+
+#[test]
+fn cluster_id_is_kafka_form_of_a_uuid() {
+    let id = new_cluster_id();
+    assert_eq!(id.len(), 22);
+    assert!(!id.starts_with('-'));
+    // Kafka's encoding of the nil UUID, as `Uuid.ZERO_UUID.toString()` prints it.
+    assert_eq!(
+        base64url_no_pad(Uuid::nil().as_bytes()),
+        "AAAAAAAAAAAAAAAAAAAAAA"
+    );
+}
+
+#[tokio::test]
+async fn commit_with_position_beyond_i64_is_refused_before_any_sql() {
+    let store = SqliteStore::open_in_memory().expect("open in memory");
+    let topic_id = TopicId::new_random();
+    store
+        .create_topic("t", topic_id, 1, BTreeMap::new())
+        .await
+        .expect("create topic");
+    let tp = TopicPartition::new(topic_id, 0);
+    let commit = FlushCommit {
+        object_key: "o".into(),
+        object_size: 10,
+        entries: vec![IndexEntry {
+            topic_partition: tp,
+            base_offset: 0,
+            last_offset: 0,
+            object_key: "o".into(),
+            position: u64::MAX,
+            length: 10,
+            max_timestamp: 0,
+        }],
+        leader_epochs: vec![0],
+    };
+    let err = store
+        .commit_flush(&commit)
+        .await
+        .expect_err("position beyond i64");
+    assert!(matches!(err, Error::Backend(_)), "got {err:?}");
+    let states = store.partition_states().await.expect("partition states");
+    assert_eq!(states[0].next_offset, 0);
+}
+
+#[test]
+fn file_store_syncs_every_commit_to_a_wal() {
+    let dir = tempfile::tempdir().expect("create temp dir");
+    let store = SqliteStore::open(&dir.path().join("metadata.db")).expect("open");
+    let conn = store.conn.lock().expect("lock");
+    let journal_mode: String = conn
+        .pragma_query_value(None, "journal_mode", |row| row.get(0))
+        .expect("journal_mode");
+    assert_eq!(journal_mode, "wal");
+    // 2 is FULL.
+    let synchronous: i64 = conn
+        .pragma_query_value(None, "synchronous", |row| row.get(0))
+        .expect("synchronous");
+    assert_eq!(synchronous, 2);
+    let busy_timeout_ms: u64 = conn
+        .pragma_query_value(None, "busy_timeout", |row| row.get(0))
+        .expect("busy_timeout");
+    assert_eq!(busy_timeout_ms, BUSY_TIMEOUT_MS);
+}
+
+#[test]
+fn open_refuses_a_newer_schema() {
+    let dir = tempfile::tempdir().expect("create temp dir");
+    let path = dir.path().join("metadata.db");
+    drop(SqliteStore::open(&path).expect("open"));
+    let conn = Connection::open(&path).expect("open raw");
+    conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+        .expect("set user_version");
+    drop(conn);
+    let err = SqliteStore::open(&path).expect_err("newer schema");
+    assert!(err.to_string().contains("unsupported schema"), "{err}");
+}
+
+#[test]
+fn index_lookups_seek_with_the_indexes() {
+    let store = SqliteStore::open_in_memory().expect("open in memory");
+    let conn = store.conn.lock().expect("lock");
+    let plan = |sql: &str| -> String {
+        let mut stmt = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .expect("prepare");
+        let nulls = std::iter::repeat_n(rusqlite::types::Null, stmt.parameter_count());
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(nulls), |row| {
+                row.get::<_, String>(3)
+            })
+            .expect("query plan");
+        rows.map(|r| r.expect("plan row"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    for sql in [
+        INDEX_ENTRIES_SQL,
+        INDEX_ENTRY_BY_TIMESTAMP_SQL,
+        INDEX_ENTRY_MAX_TIMESTAMP_SQL,
+    ] {
+        let plan = plan(sql);
+        assert!(!plan.contains("SCAN"), "full scan in {plan}");
+        assert!(!plan.contains("TEMP B-TREE"), "sort in {plan}");
+    }
+    let entries = plan(INDEX_ENTRIES_SQL);
+    assert!(entries.contains("base_offset>"), "{entries}");
+    assert!(entries.contains("base_offset<"), "{entries}");
+    let by_timestamp = plan(INDEX_ENTRY_BY_TIMESTAMP_SQL);
+    assert!(by_timestamp.contains("max_timestamp>"), "{by_timestamp}");
+    let max_timestamp = plan(INDEX_ENTRY_MAX_TIMESTAMP_SQL);
+    assert!(
+        max_timestamp.contains("partition_index_by_max_timestamp"),
+        "{max_timestamp}"
+    );
+}
