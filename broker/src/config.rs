@@ -76,7 +76,7 @@ impl Default for Settings {
             flush_interval_ms: 2,
             flush_max_bytes: 8 * 1024 * 1024,
             flush_buffer_max_bytes: 64 * 1024 * 1024,
-            tail_cache_max_bytes: 256 * 1024 * 1024,
+            tail_cache_max_bytes: 64 * 1024 * 1024,
             fetch_max_bytes: 55 * 1024 * 1024,
             shutdown_timeout_ms: 30_000,
             log: "info".to_string(),

@@ -57,6 +57,9 @@ struct Args {
     /// run left in the topic (for profiling the read path alone).
     #[arg(long, default_value_t = false)]
     no_produce: bool,
+    /// Consumer threads (each reads every K-th partition).
+    #[arg(long, default_value_t = 1)]
+    consumers: usize,
     /// Give up on a phase after this many seconds.
     #[arg(long, default_value_t = 600)]
     timeout_s: u64,
@@ -188,6 +191,7 @@ fn produce(args: &Args) -> anyhow::Result<Option<u64>> {
         .create_with_context(LatencyContext(deliveries.clone()))
         .context("producer")?;
     let payload = vec![b'x'; args.size];
+    let cpu_before = args.broker_pid.and_then(proc_cpu_seconds);
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.timeout_s);
     let bytes_per_record = args.size as f64;
@@ -238,7 +242,7 @@ fn produce(args: &Args) -> anyhow::Result<Option<u64>> {
     latencies.sort_unstable();
     let mb = args.records as f64 * args.size as f64 / 1e6;
     println!(
-        "produce records={} size={} partitions={} idempotence={} rate_limit_mb_s={} elapsed_s={:.2} records_per_s={:.0} mb_per_s={:.1} failed={} latency_ms p50={:.2} p99={:.2} p999={:.2} max={:.2}",
+        "produce records={} size={} partitions={} idempotence={} rate_limit_mb_s={} elapsed_s={:.2} records_per_s={:.0} mb_per_s={:.1} failed={} latency_ms p50={:.2} p99={:.2} p999={:.2} max={:.2} broker_cpu_cores={}",
         args.records,
         args.size,
         args.partitions,
@@ -252,6 +256,7 @@ fn produce(args: &Args) -> anyhow::Result<Option<u64>> {
         percentile(&latencies, 0.99),
         percentile(&latencies, 0.999),
         percentile(&latencies, 1.0),
+        cpu_cores_used(args.broker_pid, cpu_before, elapsed),
     );
     if failed > 0 {
         bail!("{failed} records were not acknowledged");
@@ -260,8 +265,57 @@ fn produce(args: &Args) -> anyhow::Result<Option<u64>> {
 }
 
 fn consume(args: &Args) -> anyhow::Result<()> {
+    let cpu_before = args.broker_pid.and_then(proc_cpu_seconds);
+    let started = Instant::now();
+    let threads: Vec<_> = (0..args.consumers.max(1))
+        .map(|i| {
+            let partitions: Vec<i32> = (0..args.partitions)
+                .filter(|p| *p as usize % args.consumers.max(1) == i)
+                .collect();
+            // Records were sent round-robin: partition p got every P-th one.
+            let expected: u64 = partitions
+                .iter()
+                .map(|p| {
+                    let (n, parts) = (args.records, args.partitions as u64);
+                    n / parts + u64::from((*p as u64) < n % parts)
+                })
+                .sum();
+            let (bootstrap, topic, timeout_s) =
+                (args.bootstrap.clone(), args.topic.clone(), args.timeout_s);
+            std::thread::spawn(move || {
+                consume_partitions(&bootstrap, &topic, &partitions, expected, timeout_s)
+            })
+        })
+        .collect();
+    let (mut count, mut bytes) = (0u64, 0u64);
+    for t in threads {
+        let (c, b) = t
+            .join()
+            .map_err(|_| anyhow::anyhow!("consumer thread panicked"))??;
+        count += c;
+        bytes += b;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let broker_cores = cpu_cores_used(args.broker_pid, cpu_before, elapsed);
+    println!(
+        "consume records={count} consumers={} elapsed_s={elapsed:.2} records_per_s={:.0} mb_per_s={:.1} broker_cpu_cores={broker_cores}",
+        args.consumers,
+        count as f64 / elapsed,
+        bytes as f64 / 1e6 / elapsed
+    );
+    Ok(())
+}
+
+/// Reads `expected` records from `partitions`; returns (records, payload bytes).
+fn consume_partitions(
+    bootstrap: &str,
+    topic: &str,
+    partitions: &[i32],
+    expected: u64,
+    timeout_s: u64,
+) -> anyhow::Result<(u64, u64)> {
     let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &args.bootstrap)
+        .set("bootstrap.servers", bootstrap)
         .set("group.id", "lightstream-load")
         .set("enable.auto.commit", "false")
         .set("fetch.max.bytes", "52428800")
@@ -269,20 +323,15 @@ fn consume(args: &Args) -> anyhow::Result<()> {
         .create()
         .context("consumer")?;
     let mut assignment = TopicPartitionList::new();
-    for p in 0..args.partitions {
-        assignment.add_partition_offset(&args.topic, p, Offset::Beginning)?;
+    for p in partitions {
+        assignment.add_partition_offset(topic, *p, Offset::Beginning)?;
     }
     consumer.assign(&assignment)?;
-    let started = Instant::now();
-    let deadline = started + Duration::from_secs(args.timeout_s);
-    let mut count = 0u64;
-    let mut bytes = 0u64;
-    while count < args.records {
+    let deadline = Instant::now() + Duration::from_secs(timeout_s);
+    let (mut count, mut bytes) = (0u64, 0u64);
+    while count < expected {
         if Instant::now() > deadline {
-            bail!(
-                "consume timed out after {count} of {} records",
-                args.records
-            );
+            bail!("consume timed out after {count} of {expected} records");
         }
         match consumer.poll(Duration::from_millis(500)) {
             Some(Ok(m)) => {
@@ -293,11 +342,23 @@ fn consume(args: &Args) -> anyhow::Result<()> {
             None => {}
         }
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    println!(
-        "consume records={count} elapsed_s={elapsed:.2} records_per_s={:.0} mb_per_s={:.1}",
-        count as f64 / elapsed,
-        bytes as f64 / 1e6 / elapsed
-    );
-    Ok(())
+    Ok((count, bytes))
+}
+
+/// User + system CPU seconds of a process, from /proc/PID/stat.
+fn proc_cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are 14 and 15.
+    let after = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0) // USER_HZ is 100 on Linux
+}
+
+/// Broker cores used over `elapsed_s`, as text ("n/a" without a PID).
+fn cpu_cores_used(pid: Option<u32>, before: Option<f64>, elapsed_s: f64) -> String {
+    match (pid.and_then(proc_cpu_seconds), before) {
+        (Some(after), Some(before)) => format!("{:.2}", (after - before) / elapsed_s),
+        _ => "n/a".to_string(),
+    }
 }

@@ -64,7 +64,7 @@ impl Default for LogConfig {
             flush_interval_ms: 2,
             flush_max_bytes: 8 * 1024 * 1024,
             flush_buffer_max_bytes: 64 * 1024 * 1024,
-            tail_cache_max_bytes: 256 * 1024 * 1024,
+            tail_cache_max_bytes: 64 * 1024 * 1024,
             recent_index_entries: 64,
             read_max_index_entries: 32,
             max_flushes_in_flight: 4,
