@@ -45,6 +45,24 @@ echo "== sequential write with fdatasync (dd 1 GiB, bs=1M) in the broker's data 
 dd if=/dev/zero of="$WORK/dd.bin" bs=1M count=1024 conv=fdatasync 2>&1 | tail -1
 rm -f "$WORK/dd.bin"
 
+echo "== fdatasync latency: 300 x (write 512 KiB + fdatasync) to one file, the floor under produce latency"
+python3 - "$WORK/fsync.bin" <<'PY'
+import os, sys, time
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+chunk = b"x" * (512 * 1024)
+lat = []
+for _ in range(300):
+    t = time.perf_counter()
+    os.write(fd, chunk)
+    os.fdatasync(fd)
+    lat.append((time.perf_counter() - t) * 1e3)
+os.close(fd)
+os.unlink(sys.argv[1])
+lat.sort()
+pick = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))]
+print(f"fdatasync_ms p50={pick(0.5):.2f} p99={pick(0.99):.2f} max={lat[-1]:.2f}")
+PY
+
 start_broker() {
     PORT=$(free_port)
     rm -rf "$WORK/data"
