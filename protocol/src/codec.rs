@@ -111,7 +111,13 @@ pub fn encode_response(
 ) -> Result<Bytes, Error> {
     let header_version = api_key.response_header_version(api_version);
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
-    let mut buf = BytesMut::with_capacity(64);
+    // Fetch answers carry megabytes of records: size the buffer once instead
+    // of growing (and copying) it a dozen times.
+    let body_hint = match body {
+        ResponseKind::Fetch(fetch) => fetch.compute_size(api_version).unwrap_or(0),
+        _ => 0,
+    };
+    let mut buf = BytesMut::with_capacity(64 + body_hint);
     buf.put_i32(0); // length, patched below
     header
         .encode(&mut buf, header_version)

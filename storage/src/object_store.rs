@@ -114,7 +114,7 @@ impl ObjectStore for LocalDirStore {
         let path = self.path_of(key)?;
         let key = key.to_string();
         blocking(move || {
-            use std::os::unix::fs::FileExt;
+            use std::io::{Read, Seek};
             let file = std::fs::File::open(&path).map_err(|e| not_found_or(key.clone(), e))?;
             let size = file
                 .metadata()
@@ -123,9 +123,20 @@ impl ObjectStore for LocalDirStore {
             if range.start > range.end || range.end > size {
                 return Err(Error::InvalidRange { key, range, size });
             }
-            let mut buf = vec![0u8; (range.end - range.start) as usize];
-            file.read_exact_at(&mut buf, range.start)
+            // `read_to_end` fills spare capacity without zeroing it first.
+            let len = range.end - range.start;
+            let mut buf = Vec::with_capacity(len as usize);
+            let mut reader = &file;
+            reader
+                .seek(std::io::SeekFrom::Start(range.start))
+                .and_then(|_| reader.take(len).read_to_end(&mut buf))
                 .map_err(|e| Error::io(format!("read key={key}"), e))?;
+            if buf.len() as u64 != len {
+                return Err(Error::Io(format!(
+                    "short read key={key} wanted={len} got={}",
+                    buf.len()
+                )));
+            }
             Ok(Bytes::from(buf))
         })
         .await
