@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use metadata::{FlushCommit, IndexEntry};
 use protocol::batch;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::{AppendResult, Inner, Partition, PendingBatch};
@@ -49,6 +49,9 @@ struct SealedFlush {
     runs: Vec<PlacedRun>,
     write: JoinHandle<Result<()>>,
     sealed_at: Instant,
+    /// The flush buffer room of its batches: held until the flush ends, so
+    /// `flush_buffer_max_bytes` bounds buffered and in-flight bytes together.
+    _room: Vec<OwnedSemaphorePermit>,
 }
 
 /// Runs the flusher and the committer until shutdown has drained everything.
@@ -134,6 +137,7 @@ fn seal(inner: &Arc<Inner>, batches: Vec<PendingBatch>) -> Option<SealedFlush> {
     let now_ms = inner.clock.now_ms();
     let mut builder = ObjectBuilder::with_capacity(total_bytes);
     let mut runs = Vec::with_capacity(order.len());
+    let mut room = Vec::new();
     for tp in order {
         let group = groups
             .remove(&tp)
@@ -165,6 +169,7 @@ fn seal(inner: &Arc<Inner>, batches: Vec<PendingBatch>) -> Option<SealedFlush> {
                 max_timestamp = max_timestamp.max(header.max_timestamp);
                 -1
             };
+            room.push(b.permit);
             replies.push((
                 b.reply,
                 AppendResult {
@@ -223,6 +228,7 @@ fn seal(inner: &Arc<Inner>, batches: Vec<PendingBatch>) -> Option<SealedFlush> {
         runs,
         write,
         sealed_at: Instant::now(),
+        _room: room,
     })
 }
 
@@ -241,6 +247,7 @@ async fn commit(inner: &Inner, flush: SealedFlush) {
         runs,
         write,
         sealed_at,
+        _room,
     } = flush;
     let written = match write.await {
         Ok(result) => result,

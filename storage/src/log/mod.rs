@@ -125,8 +125,9 @@ pub(crate) struct PendingBatch {
     pub(crate) bytes: Bytes,
     pub(crate) options: AppendOptions,
     pub(crate) reply: oneshot::Sender<Result<AppendResult>>,
-    /// Room in the flush buffer, given back when the flush that carries it ends.
-    pub(crate) _permit: OwnedSemaphorePermit,
+    /// Room in the flush buffer, given back when the flush that carries it
+    /// has been committed or failed (the flusher keeps it with the flush).
+    pub(crate) permit: OwnedSemaphorePermit,
 }
 
 #[derive(Default)]
@@ -268,7 +269,7 @@ impl Log {
                 bytes: batch,
                 options,
                 reply,
-                _permit: permit,
+                permit,
             });
         }
         self.inner.pending_changed.notify_one();

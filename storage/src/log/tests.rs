@@ -422,3 +422,76 @@ async fn many_concurrent_appends_get_dense_offsets_in_order() {
             .all(|(i, (o, v))| *o == i as i64 && *v == format!("v{i}"))
     );
 }
+
+/// A store whose puts wait for a permit: lets a test hold a flush in flight.
+struct GatedStore {
+    inner: MemoryStore,
+    gate: tokio::sync::Semaphore,
+}
+
+#[async_trait::async_trait]
+impl crate::ObjectStore for GatedStore {
+    async fn put(&self, key: &str, bytes: Bytes) -> crate::Result<()> {
+        self.gate.acquire().await.expect("gate open").forget();
+        self.inner.put(key, bytes).await
+    }
+    async fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> crate::Result<Bytes> {
+        self.inner.get_range(key, range).await
+    }
+    async fn get(&self, key: &str) -> crate::Result<Bytes> {
+        self.inner.get(key).await
+    }
+    async fn delete(&self, key: &str) -> crate::Result<()> {
+        self.inner.delete(key).await
+    }
+    async fn list(&self, prefix: &str) -> crate::Result<Vec<String>> {
+        self.inner.list(prefix).await
+    }
+}
+
+#[tokio::test]
+async fn full_flush_buffer_makes_enqueue_wait_until_a_flush_ends() {
+    let metadata = Arc::new(SqliteStore::open_in_memory().unwrap());
+    let topic_id = TopicId::new_random();
+    metadata
+        .create_topic("t", topic_id, 1, BTreeMap::new())
+        .await
+        .unwrap();
+    let store = Arc::new(GatedStore {
+        inner: MemoryStore::new(),
+        gate: tokio::sync::Semaphore::new(0),
+    });
+    let one_batch = batch(&["a"], 1);
+    let log = Log::open(
+        LogConfig {
+            flush_interval_ms: 0,
+            flush_buffer_max_bytes: one_batch.len(),
+            ..LogConfig::default()
+        },
+        store.clone(),
+        metadata,
+        Arc::new(crate::SystemClock),
+    )
+    .await
+    .unwrap();
+    let tp = TopicPartition::new(topic_id, 0);
+    let first = log
+        .enqueue(tp, one_batch.clone(), AppendOptions::default())
+        .await
+        .unwrap();
+    // The first batch's flush is stuck in its object write and still holds
+    // all the room: the second enqueue must wait, not buffer more.
+    let second = tokio::time::timeout(
+        std::time::Duration::from_millis(200),
+        log.enqueue(tp, one_batch.clone(), AppendOptions::default()),
+    )
+    .await;
+    assert!(second.is_err(), "enqueue went past a full flush buffer");
+    store.gate.add_permits(10);
+    assert_eq!(first.wait().await.unwrap().base_offset, 0);
+    let second = log
+        .append(tp, one_batch, AppendOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(second.base_offset, 1);
+}
