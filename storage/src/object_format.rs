@@ -43,8 +43,12 @@ pub struct ObjectBuilder {
 }
 
 impl ObjectBuilder {
-    pub fn with_capacity(bytes: usize) -> Self {
-        let mut buf = BytesMut::with_capacity(bytes + HEADER_BYTES + TRAILER_BYTES + 256);
+    /// A builder sized exactly for `batch_bytes` of batches in `partitions`
+    /// runs, so the object is one allocation (a buffer that outgrows its
+    /// capacity doubles, and the tail cache would hold twice what it counts).
+    pub fn with_capacity(batch_bytes: usize, partitions: usize) -> Self {
+        let size = HEADER_BYTES + batch_bytes + 4 + partitions * ENTRY_BYTES + TRAILER_BYTES;
+        let mut buf = BytesMut::with_capacity(size);
         buf.put_slice(MAGIC);
         buf.put_u16(FORMAT_VERSION);
         buf.put_u16(0);
@@ -173,7 +177,7 @@ mod tests {
 
     #[test]
     fn footer_round_trips() {
-        let mut b = ObjectBuilder::with_capacity(64);
+        let mut b = ObjectBuilder::with_capacity(64, 2);
         let p0 = b.position();
         b.append(b"partition zero bytes");
         let e0 = b.finish_run(entry(0), p0);
@@ -181,6 +185,11 @@ mod tests {
         b.append(b"one");
         let e1 = b.finish_run(entry(1), p1);
         let object = b.finish();
+        assert_eq!(
+            object.len(),
+            8 + 23 + 4 + 2 * ENTRY_BYTES + TRAILER_BYTES,
+            "sized exactly"
+        );
         let entries = read_footer(&object).unwrap();
         assert_eq!(entries, vec![e0.clone(), e1]);
         let run = &object[e0.position as usize..(e0.position + e0.length) as usize];
@@ -189,7 +198,7 @@ mod tests {
 
     #[test]
     fn flipped_footer_byte_is_detected() {
-        let mut b = ObjectBuilder::with_capacity(8);
+        let mut b = ObjectBuilder::with_capacity(8, 1);
         let p = b.position();
         b.append(b"x");
         b.finish_run(entry(0), p);

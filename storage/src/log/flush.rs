@@ -135,7 +135,7 @@ fn seal(inner: &Arc<Inner>, batches: Vec<PendingBatch>) -> Option<SealedFlush> {
     }
 
     let now_ms = inner.clock.now_ms();
-    let mut builder = ObjectBuilder::with_capacity(total_bytes);
+    let mut builder = ObjectBuilder::with_capacity(total_bytes, order.len());
     let mut runs = Vec::with_capacity(order.len());
     let mut room = Vec::new();
     for tp in order {
