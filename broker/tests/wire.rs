@@ -16,9 +16,7 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::Compression;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
@@ -130,36 +128,7 @@ impl Client {
 }
 
 fn batch(values: &[&str]) -> Bytes {
-    let records: Vec<Record> = values
-        .iter()
-        .enumerate()
-        .map(|(i, v)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: i as i32,
-            timestamp: 1_700_000_000_000 + i as i64,
-            key: Some(Bytes::from(format!("key-{i}"))),
-            value: Some(Bytes::from(v.to_string())),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::Lz4,
-        },
-    )
-    .unwrap();
-    buf.freeze()
+    protocol::testing::record_batch(values, 1_700_000_000_000, true, Compression::Lz4)
 }
 
 async fn create_topic(client: &mut Client, name: &str, partitions: i32) -> CreateTopicsResponse {
@@ -207,17 +176,8 @@ fn fetch_request(topic: &str, offset: i64, max_wait_ms: i32) -> FetchRequest {
         ])
 }
 
-fn values_of(mut records: Bytes) -> Vec<(i64, String)> {
-    let mut out = Vec::new();
-    while records.has_remaining() {
-        for r in RecordBatchDecoder::decode(&mut records).unwrap().records {
-            out.push((
-                r.offset,
-                String::from_utf8(r.value.unwrap().to_vec()).unwrap(),
-            ));
-        }
-    }
-    out
+fn values_of(records: Bytes) -> Vec<(i64, String)> {
+    protocol::testing::offsets_and_values(&records)
 }
 
 #[tokio::test]

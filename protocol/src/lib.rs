@@ -8,6 +8,7 @@
 pub mod batch;
 pub mod codec;
 pub mod frame;
+pub mod testing;
 pub mod versions;
 
 pub use codec::{Decoded, Request, decode_request, encode_response};

@@ -1,40 +1,12 @@
 use super::*;
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use bytes::BytesMut;
+use kafka_protocol::records::{Compression, RecordBatchDecoder};
 
-fn record(i: i64) -> Record {
-    Record {
-        transactional: false,
-        control: false,
-        partition_leader_epoch: 0,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: i,
-        sequence: i as i32,
-        timestamp: 1_000 + i,
-        key: Some(Bytes::from(format!("k{i}"))),
-        value: Some(Bytes::from(format!("value-{i}"))),
-        headers: Default::default(),
-        delete_horizon: false,
-    }
-}
-
+/// A batch of `n` keyed records with timestamps 1000, 1001, …
 fn encode(n: i64, compression: Compression) -> BytesMut {
-    let records: Vec<Record> = (0..n).map(record).collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression,
-        },
-    )
-    .unwrap();
-    buf
+    let values: Vec<String> = (0..n).map(|i| format!("value-{i}")).collect();
+    let values: Vec<&str> = values.iter().map(String::as_str).collect();
+    BytesMut::from(&crate::testing::record_batch(&values, 1_000, true, compression)[..])
 }
 
 #[test]

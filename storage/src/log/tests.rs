@@ -2,11 +2,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use metadata::{MetadataStore, SqliteStore, TopicId, TopicPartition};
-use protocol::kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use protocol::kafka_protocol::records::Compression;
+use protocol::testing::{offsets_and_values, record_batch};
 
 use super::*;
 use crate::{Clock, MemoryStore, OffsetSpec};
@@ -19,51 +18,11 @@ impl Clock for FixedClock {
 }
 
 fn batch(values: &[&str], first_timestamp: i64) -> Bytes {
-    let records: Vec<Record> = values
-        .iter()
-        .enumerate()
-        .map(|(i, v)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: i as i32,
-            timestamp: first_timestamp + i as i64,
-            key: None,
-            value: Some(Bytes::from(v.to_string())),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .unwrap();
-    buf.freeze()
+    record_batch(values, first_timestamp, false, Compression::None)
 }
 
 fn values(records: &Bytes) -> Vec<(i64, String)> {
-    let mut buf = records.clone();
-    let mut out = Vec::new();
-    while !buf.is_empty() {
-        let set = RecordBatchDecoder::decode(&mut buf).unwrap();
-        for r in set.records {
-            out.push((
-                r.offset,
-                String::from_utf8(r.value.unwrap().to_vec()).unwrap(),
-            ));
-        }
-    }
-    out
+    offsets_and_values(records)
 }
 
 struct Fixture {
@@ -315,15 +274,30 @@ async fn objects_carry_a_checkable_footer() {
     assert_eq!(footer[0].topic_partition, f.tp);
 }
 
-/// A store whose puts fail while `failing` is set: the fault the flusher must survive.
-struct FlakyStore {
+/// A memory store with two faults a test can turn on: puts that fail
+/// (`failing`) and puts that wait for a permit (`gate`, when present).
+struct FaultyStore {
     inner: MemoryStore,
     failing: std::sync::atomic::AtomicBool,
+    gate: Option<tokio::sync::Semaphore>,
+}
+
+impl FaultyStore {
+    fn new(gated: bool) -> Self {
+        FaultyStore {
+            inner: MemoryStore::new(),
+            failing: std::sync::atomic::AtomicBool::new(false),
+            gate: gated.then(|| tokio::sync::Semaphore::new(0)),
+        }
+    }
 }
 
 #[async_trait::async_trait]
-impl crate::ObjectStore for FlakyStore {
+impl crate::ObjectStore for FaultyStore {
     async fn put(&self, key: &str, bytes: Bytes) -> crate::Result<()> {
+        if let Some(gate) = &self.gate {
+            gate.acquire().await.expect("gate open").forget();
+        }
         if self.failing.load(Ordering::SeqCst) {
             return Err(Error::Io("injected put failure".to_string()));
         }
@@ -351,10 +325,7 @@ async fn failed_object_write_is_retriable_and_leaves_no_gap() {
         .create_topic("t", topic_id, 1, BTreeMap::new())
         .await
         .unwrap();
-    let store = Arc::new(FlakyStore {
-        inner: MemoryStore::new(),
-        failing: std::sync::atomic::AtomicBool::new(false),
-    });
+    let store = Arc::new(FaultyStore::new(false));
     let log = Log::open(
         LogConfig::default(),
         store.clone(),
@@ -423,32 +394,6 @@ async fn many_concurrent_appends_get_dense_offsets_in_order() {
     );
 }
 
-/// A store whose puts wait for a permit: lets a test hold a flush in flight.
-struct GatedStore {
-    inner: MemoryStore,
-    gate: tokio::sync::Semaphore,
-}
-
-#[async_trait::async_trait]
-impl crate::ObjectStore for GatedStore {
-    async fn put(&self, key: &str, bytes: Bytes) -> crate::Result<()> {
-        self.gate.acquire().await.expect("gate open").forget();
-        self.inner.put(key, bytes).await
-    }
-    async fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> crate::Result<Bytes> {
-        self.inner.get_range(key, range).await
-    }
-    async fn get(&self, key: &str) -> crate::Result<Bytes> {
-        self.inner.get(key).await
-    }
-    async fn delete(&self, key: &str) -> crate::Result<()> {
-        self.inner.delete(key).await
-    }
-    async fn list(&self, prefix: &str) -> crate::Result<Vec<String>> {
-        self.inner.list(prefix).await
-    }
-}
-
 #[tokio::test]
 async fn full_flush_buffer_makes_enqueue_wait_until_a_flush_ends() {
     let metadata = Arc::new(SqliteStore::open_in_memory().unwrap());
@@ -457,10 +402,7 @@ async fn full_flush_buffer_makes_enqueue_wait_until_a_flush_ends() {
         .create_topic("t", topic_id, 1, BTreeMap::new())
         .await
         .unwrap();
-    let store = Arc::new(GatedStore {
-        inner: MemoryStore::new(),
-        gate: tokio::sync::Semaphore::new(0),
-    });
+    let store = Arc::new(FaultyStore::new(true));
     let one_batch = batch(&["a"], 1);
     let log = Log::open(
         LogConfig {
@@ -487,7 +429,7 @@ async fn full_flush_buffer_makes_enqueue_wait_until_a_flush_ends() {
     )
     .await;
     assert!(second.is_err(), "enqueue went past a full flush buffer");
-    store.gate.add_permits(10);
+    store.gate.as_ref().expect("gated store").add_permits(10);
     assert_eq!(first.wait().await.unwrap().base_offset, 0);
     let second = log
         .append(tp, one_batch, AppendOptions::default())
