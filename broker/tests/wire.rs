@@ -426,3 +426,55 @@ async fn acks_zero_produce_gets_no_answer_and_a_refused_one_closes_the_connectio
     assert!(client.read_frame().await.is_none(), "connection closed");
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn connections_over_the_limit_wait_until_one_closes() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let settings = Settings {
+        listen: addr.to_string(),
+        max_connections: 1,
+        ..Settings::default()
+    };
+    let broker = Broker::with_components(
+        settings,
+        addr.port(),
+        Arc::new(metadata::SqliteStore::open_in_memory().unwrap()),
+        Arc::new(storage::MemoryStore::new()),
+        Arc::new(storage::SystemClock),
+    )
+    .await
+    .unwrap();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(broker::server::run(
+        Arc::new(broker),
+        listener,
+        shutdown.clone(),
+    ));
+    let connect = || async {
+        Client {
+            stream: TcpStream::connect(addr).await.unwrap(),
+            correlation_id: 0,
+        }
+    };
+    let mut first = connect().await;
+    let _: ApiVersionsResponse = first
+        .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+        .await;
+    let mut second = connect().await; // accepted by the kernel, not yet served
+    let waiting = tokio::spawn(async move {
+        let r: ApiVersionsResponse = second
+            .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+            .await;
+        r.error_code
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !waiting.is_finished(),
+        "second connection served beyond max_connections"
+    );
+    drop(first);
+    assert_eq!(waiting.await.unwrap(), 0, "served once the first closed");
+    shutdown.cancel();
+    task.await.unwrap();
+}
