@@ -47,6 +47,10 @@ impl LocalDirStore {
         let root = root.into();
         std::fs::create_dir_all(&root)
             .map_err(|e| Error::io(format!("create object dir path={}", root.display()), e))?;
+        if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fsync_dir(parent)
+                .map_err(|e| Error::io(format!("fsync dir path={}", parent.display()), e))?;
+        }
         Ok(LocalDirStore { root })
     }
 
@@ -79,13 +83,26 @@ impl ObjectStore for LocalDirStore {
     async fn put(&self, key: &str, bytes: Bytes) -> Result<()> {
         let path = self.path_of(key)?;
         let key = key.to_string();
+        let root = self.root.clone();
         blocking(move || {
             let dir = path
                 .parent()
                 .expect("object path has a parent")
                 .to_path_buf();
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| Error::io(format!("create dir key={key}"), e))?;
+            if !dir.is_dir() {
+                // A new prefix directory must itself be durable in its parent,
+                // or the first object in it could vanish after a crash.
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| Error::io(format!("create dir key={key}"), e))?;
+                let mut child = dir.as_path();
+                while let Some(parent) = child.parent() {
+                    fsync_dir(parent).map_err(|e| Error::io(format!("fsync dir key={key}"), e))?;
+                    if parent == root.as_path() {
+                        break;
+                    }
+                    child = parent;
+                }
+            }
             let tmp = dir.join(format!(".tmp-{}", uuid::Uuid::new_v4()));
             let write = || -> std::io::Result<()> {
                 let mut file = std::fs::File::create_new(&tmp)?;

@@ -68,17 +68,15 @@ async fn run_flusher(inner: &Arc<Inner>, sealed: mpsc::Sender<SealedFlush>) {
     loop {
         // Wait for a first pending batch (or shutdown with nothing left).
         loop {
-            let has_pending = !inner
-                .pending
-                .lock()
-                .expect("pending lock")
-                .batches
-                .is_empty();
-            if has_pending {
-                break;
-            }
-            if inner.shutdown.is_cancelled() {
-                return; // dropping `sealed` lets the committer drain and stop
+            {
+                // `enqueue` checks for shutdown under this same lock.
+                let pending = inner.pending.lock().expect("pending lock");
+                if !pending.batches.is_empty() {
+                    break;
+                }
+                if inner.shutdown.is_cancelled() {
+                    return; // dropping `sealed` lets the committer drain and stop
+                }
             }
             // Cancel-safe: `notified` and `cancelled` hold no state we lose.
             tokio::select! {
@@ -121,6 +119,7 @@ async fn run_flusher(inner: &Arc<Inner>, sealed: mpsc::Sender<SealedFlush>) {
 
 /// Assigns offsets, builds the object and starts writing it.
 fn seal(inner: &Arc<Inner>, batches: Vec<PendingBatch>) -> Option<SealedFlush> {
+    let seal_guard = inner.seal_lock.lock().expect("seal lock");
     let generation = inner.generation.load(Ordering::Acquire);
     let total_bytes: usize = batches.iter().map(|b| b.bytes.len()).sum();
     // Group by partition, keeping arrival order inside each partition.
@@ -209,6 +208,7 @@ fn seal(inner: &Arc<Inner>, batches: Vec<PendingBatch>) -> Option<SealedFlush> {
             replies,
         });
     }
+    drop(seal_guard);
     if runs.is_empty() {
         return None;
     }
@@ -256,51 +256,44 @@ async fn commit(inner: &Inner, flush: SealedFlush) {
     let write_ms = sealed_at.elapsed().as_secs_f64() * 1e3;
     if let Err(e) = written {
         tracing::warn!(object_key, error = %e, "object write failed; failing the flush");
-        return fail(
-            inner,
-            &object_key,
-            runs,
-            format!("object write failed: {e}"),
-            false,
-        )
-        .await;
+        let why = format!("object write failed: {e}");
+        return fail(inner, &object_key, runs, why, Outcome::Refused).await;
     }
     if generation != inner.generation.load(Ordering::Acquire) {
-        let why = "an earlier flush failed; its successors are retried".to_string();
-        return fail(inner, &object_key, runs, why, false).await;
+        // Sealed before an earlier flush failed: its offsets follow a hole.
+        // The failure already reset the reservations; only answer.
+        let why = "an earlier flush failed; retry".to_string();
+        return answer_failed(inner, &object_key, runs, why, true).await;
     }
-    let commit = FlushCommit {
-        object_key: object_key.clone(),
-        object_size: object.len() as u64,
-        entries: runs.iter().map(|r| r.entry.clone()).collect(),
-        leader_epochs: runs.iter().map(|r| r.leader_epoch).collect(),
+    let (runs, gone) = match commit_runs(inner, &object_key, object.len(), runs).await {
+        Ok(split) => split,
+        Err((e, runs)) => {
+            tracing::warn!(object_key, error = %e, "index commit failed; failing the flush");
+            let outcome = match &e {
+                Error::Metadata(
+                    metadata::Error::Fenced { .. }
+                    | metadata::Error::OffsetMismatch { .. }
+                    | metadata::Error::UnknownTopic(_),
+                ) => Outcome::RefusedReload,
+                _ => Outcome::Uncertain,
+            };
+            let why = format!("index commit failed: {e}");
+            return fail(inner, &object_key, runs, why, outcome).await;
+        }
     };
-    let committed = commit_or_read_back(inner, &commit).await;
     tracing::debug!(
         object_key,
         object_bytes = object.len(),
         partitions = runs.len(),
         write_ms,
         commit_ms = sealed_at.elapsed().as_secs_f64() * 1e3 - write_ms,
-        ok = committed.is_ok(),
         "flush"
     );
-    if let Err(e) = committed {
-        tracing::warn!(object_key, error = %e, "index commit failed; failing the flush");
-        let fenced = matches!(
-            e,
-            Error::Metadata(
-                metadata::Error::Fenced { .. } | metadata::Error::OffsetMismatch { .. }
-            )
-        );
-        return fail(
-            inner,
-            &object_key,
-            runs,
-            format!("index commit failed: {e}"),
-            fenced,
-        )
-        .await;
+    for run in gone {
+        let tp = run.entry.topic_partition;
+        for (reply, _) in run.replies {
+            let _ = reply.send(Err(Error::UnknownTopicOrPartition(tp)));
+        }
     }
     inner
         .tail_cache
@@ -325,27 +318,112 @@ async fn commit(inner: &Inner, flush: SealedFlush) {
     }
 }
 
-/// Fails a flush: answers its appends with a retriable error, moves the
-/// generation on (so flushes sealed after it fail too) and resets every
-/// partition's reserved offsets to the committed ones. `reload` also re-reads
-/// the committed state from the store (after a refused commit).
-async fn fail(inner: &Inner, object_key: &str, runs: Vec<PlacedRun>, why: String, reload: bool) {
-    inner.generation.fetch_add(1, Ordering::AcqRel);
-    if reload {
+/// How sure we are that a failed flush changed nothing in the metadata store.
+enum Outcome {
+    /// The object write failed: nothing was committed.
+    Refused,
+    /// The store refused the commit (fenced, offset mismatch, unknown topic):
+    /// nothing was committed, but our view of the partitions is stale.
+    RefusedReload,
+    /// The commit may or may not have applied (an I/O error, a timeout whose
+    /// read-back failed): keep the object, which the index may reference.
+    Uncertain,
+}
+
+/// Fails a flush: moves the generation on (flushes sealed after it carry
+/// offsets that follow a hole and will be answered as stale), resets every
+/// partition's reserved offsets to the committed ones, and answers its
+/// appends with a retriable error.
+async fn fail(
+    inner: &Inner,
+    object_key: &str,
+    runs: Vec<PlacedRun>,
+    why: String,
+    outcome: Outcome,
+) {
+    if matches!(outcome, Outcome::RefusedReload | Outcome::Uncertain) {
         reload_states(inner).await;
     }
-    for partition in inner.partitions.read().expect("partitions lock").values() {
-        let mut s = partition.state.lock().expect("partition lock");
-        s.reserved_next_offset = s.next_offset;
+    {
+        let _seal = inner.seal_lock.lock().expect("seal lock");
+        inner.generation.fetch_add(1, Ordering::AcqRel);
+        for partition in inner.partitions.read().expect("partitions lock").values() {
+            let mut s = partition.state.lock().expect("partition lock");
+            s.reserved_next_offset = s.next_offset;
+        }
     }
-    // The object is referenced by nothing: garbage.
-    if let Err(e) = inner.store.delete(object_key).await {
+    let delete = !matches!(outcome, Outcome::Uncertain);
+    answer_failed(inner, object_key, runs, why, delete).await;
+}
+
+/// Answers a flush's appends with a retriable error; deletes its object when
+/// it is certainly referenced by nothing.
+async fn answer_failed(
+    inner: &Inner,
+    object_key: &str,
+    runs: Vec<PlacedRun>,
+    why: String,
+    delete_object: bool,
+) {
+    if delete_object && let Err(e) = inner.store.delete(object_key).await {
         tracing::warn!(object_key, error = %e, "could not delete an uncommitted object");
     }
     for run in runs {
         for (reply, _) in run.replies {
             let _ = reply.send(Err(Error::Unavailable(why.clone())));
         }
+    }
+}
+
+/// A flush's runs after its commit: (committed, of partitions that no longer exist).
+type CommittedRuns = (Vec<PlacedRun>, Vec<PlacedRun>);
+
+/// Commits the runs' index entries in one transaction. If a topic was
+/// deleted while its batches were in flight, the store refuses the whole
+/// commit; then the runs of partitions that are gone are set apart and the
+/// rest committed once more, so one deleted topic does not fail every other
+/// partition's produces.
+async fn commit_runs(
+    inner: &Inner,
+    object_key: &str,
+    object_size: usize,
+    runs: Vec<PlacedRun>,
+) -> Result<CommittedRuns, (Error, Vec<PlacedRun>)> {
+    let first = commit_or_read_back(inner, &flush_commit(object_key, object_size, &runs)).await;
+    match first {
+        Ok(()) => return Ok((runs, Vec::new())),
+        Err(Error::Metadata(metadata::Error::UnknownTopic(_))) => {}
+        Err(e) => return Err((e, runs)),
+    }
+    let states = match inner.metadata.partition_states().await {
+        Ok(states) => states,
+        Err(e) => return Err((e.into(), runs)),
+    };
+    let (keep, gone): (Vec<_>, Vec<_>) = runs.into_iter().partition(|run| {
+        states
+            .iter()
+            .any(|s| s.topic_partition == run.entry.topic_partition)
+    });
+    if gone.is_empty() || keep.is_empty() {
+        let unknown = metadata::Error::UnknownTopic(format!("object_key={object_key}"));
+        return if keep.is_empty() {
+            Ok((keep, gone))
+        } else {
+            Err((unknown.into(), keep))
+        };
+    }
+    match commit_or_read_back(inner, &flush_commit(object_key, object_size, &keep)).await {
+        Ok(()) => Ok((keep, gone)),
+        Err(e) => Err((e, keep.into_iter().chain(gone).collect())),
+    }
+}
+
+fn flush_commit(object_key: &str, object_size: usize, runs: &[PlacedRun]) -> FlushCommit {
+    FlushCommit {
+        object_key: object_key.to_string(),
+        object_size: object_size as u64,
+        entries: runs.iter().map(|r| r.entry.clone()).collect(),
+        leader_epochs: runs.iter().map(|r| r.leader_epoch).collect(),
     }
 }
 
@@ -382,6 +460,8 @@ async fn reload_states(inner: &Inner) {
                     mem.next_offset = s.next_offset;
                     mem.log_start_offset = s.log_start_offset;
                     mem.recent.clear();
+                    drop(mem);
+                    partition.high_watermark.send_replace(s.next_offset);
                 }
             }
         }

@@ -151,6 +151,10 @@ pub(crate) struct Inner {
     /// Moves on whenever a flush fails; flushes sealed under an older
     /// generation are failed instead of committed (their offsets follow a hole).
     pub(crate) generation: AtomicU64,
+    /// Held while sealing (reading the generation and reserving offsets) and
+    /// while a failure moves the generation and resets the reservations, so
+    /// a flush of the new generation always starts from committed offsets.
+    pub(crate) seal_lock: Mutex<()>,
 }
 
 impl Inner {
@@ -190,6 +194,7 @@ impl Log {
             buffer_room,
             shutdown: CancellationToken::new(),
             generation: AtomicU64::new(0),
+            seal_lock: Mutex::new(()),
         });
         let log = Log {
             flusher: Mutex::new(Some(tokio::spawn(flush::run(inner.clone())))),
@@ -262,6 +267,11 @@ impl Log {
         let (reply, answer) = oneshot::channel();
         {
             let mut pending = self.inner.pending.lock().expect("pending lock");
+            // Checked under the lock the flusher checks "empty and cancelled"
+            // under, so a batch is never queued after the flusher has left.
+            if self.inner.shutdown.is_cancelled() {
+                return Err(Error::ShuttingDown);
+            }
             pending.bytes += batch.len();
             pending.first_at.get_or_insert_with(Instant::now);
             pending.batches.push(PendingBatch {

@@ -437,3 +437,66 @@ async fn full_flush_buffer_makes_enqueue_wait_until_a_flush_ends() {
         .unwrap();
     assert_eq!(second.base_offset, 1);
 }
+
+#[tokio::test]
+async fn one_failed_flush_fails_only_the_flushes_sealed_before_it_was_handled() {
+    let metadata = Arc::new(SqliteStore::open_in_memory().unwrap());
+    let topic_id = TopicId::new_random();
+    metadata
+        .create_topic("t", topic_id, 1, BTreeMap::new())
+        .await
+        .unwrap();
+    let store = Arc::new(FaultyStore::new(true));
+    let log = Log::open(
+        LogConfig {
+            flush_interval_ms: 0,
+            max_flushes_in_flight: 4,
+            ..LogConfig::default()
+        },
+        store.clone(),
+        metadata,
+        Arc::new(crate::SystemClock),
+    )
+    .await
+    .unwrap();
+    let tp = TopicPartition::new(topic_id, 0);
+    let gate = store.gate.as_ref().expect("gated store");
+    // Three flushes in flight, all stuck in their object writes.
+    let mut stuck = Vec::new();
+    for v in ["a", "b", "c"] {
+        stuck.push(
+            log.enqueue(tp, batch(&[v], 1), AppendOptions::default())
+                .await
+                .unwrap(),
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // The first write fails; the others then succeed but carry stale offsets.
+    store.failing.store(true, Ordering::SeqCst);
+    gate.add_permits(1);
+    let mut stuck = stuck.into_iter();
+    assert!(stuck.next().unwrap().wait().await.is_err());
+    store.failing.store(false, Ordering::SeqCst);
+    // A burst sealed after the failure was handled must all succeed, even
+    // while the stale flushes are still being answered.
+    let mut burst = Vec::new();
+    for i in 0..40 {
+        let value = format!("v{i}");
+        burst.push(
+            log.enqueue(tp, batch(&[value.as_str()], 1), AppendOptions::default())
+                .await
+                .unwrap(),
+        );
+    }
+    gate.add_permits(1_000);
+    for p in stuck {
+        assert!(
+            p.wait().await.is_err(),
+            "sealed before the failure: retried"
+        );
+    }
+    for (i, p) in burst.into_iter().enumerate() {
+        let result = p.wait().await;
+        assert_eq!(result.unwrap().base_offset, i as i64, "append {i}");
+    }
+}
