@@ -478,3 +478,32 @@ async fn connections_over_the_limit_wait_until_one_closes() {
     shutdown.cancel();
     task.await.unwrap();
 }
+
+#[tokio::test]
+async fn fetch_answers_at_once_when_data_was_left_out_by_the_size_limits() {
+    let broker = TestBroker::start().await;
+    let mut client = broker.connect().await;
+    create_topic(&mut client, "backlog", 1).await;
+    for v in ["one", "two"] {
+        let _: ProduceResponse = client
+            .call(
+                ApiKey::Produce,
+                9,
+                &produce_request("backlog", 0, batch(&[v])),
+            )
+            .await;
+    }
+    // min_bytes far above what exists, but a partition limit of 1 byte: the
+    // second batch is left out, so Kafka answers now instead of waiting.
+    let mut request = fetch_request("backlog", 0, 30_000).with_min_bytes(10 << 20);
+    request.topics[0].partitions[0].partition_max_bytes = 1;
+    let started = std::time::Instant::now();
+    let fetched: FetchResponse = client.call(ApiKey::Fetch, 12, &request).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "did not wait out max_wait_ms"
+    );
+    let values = values_of(fetched.responses[0].partitions[0].records.clone().unwrap());
+    assert_eq!(values, vec![(0, "one".to_string())]);
+    broker.stop().await;
+}

@@ -60,15 +60,17 @@ pub async fn handle(broker: &Broker, version: i16, request: FetchRequest) -> Fet
     let read_committed = request.isolation_level == READ_COMMITTED;
     loop {
         let mut watches = watches(broker, &topics);
-        let (responses, bytes, has_error) =
-            read_all(broker, &topics, max_bytes, read_committed).await;
-        let done = bytes >= min_bytes
-            || has_error
+        let read = read_all(broker, &topics, max_bytes, read_committed).await;
+        // Kafka's DelayedFetch completes when enough bytes are available, not
+        // only returned: data left out by the size limits counts.
+        let done = read.bytes >= min_bytes
+            || read.has_error
+            || read.more_available
             || watches.is_empty()
             || tokio::time::Instant::now() >= deadline
             || broker.shutdown.is_cancelled();
         if done {
-            return FetchResponse::default().with_responses(responses);
+            return FetchResponse::default().with_responses(read.responses);
         }
         let changed = select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
         // Cancel-safe: `changed` and `sleep_until` keep no state we need; the
@@ -135,22 +137,35 @@ fn watches(broker: &Broker, topics: &[WantedTopic]) -> Vec<watch::Receiver<i64>>
         .collect()
 }
 
-/// Reads every partition once. Returns the answer, its record bytes, and
-/// whether any partition failed (an error is answered at once).
+/// One pass over every requested partition.
+struct ReadAll {
+    responses: Vec<FetchableTopicResponse>,
+    /// Record bytes in `responses`.
+    bytes: usize,
+    /// A partition failed: errors are answered at once.
+    has_error: bool,
+    /// A partition has records below its high watermark that were left out.
+    more_available: bool,
+}
+
 async fn read_all(
     broker: &Broker,
     topics: &[WantedTopic],
     max_bytes: usize,
     read_committed: bool,
-) -> (Vec<FetchableTopicResponse>, usize, bool) {
+) -> ReadAll {
     let mut total = 0usize;
     let mut has_error = false;
+    let mut more_available = false;
     let mut responses = Vec::with_capacity(topics.len());
     for topic in topics {
         let mut partitions = Vec::with_capacity(topic.partitions.len());
         for wanted in &topic.partitions {
             let data = match read_one(broker, wanted, max_bytes, total).await {
-                Ok(data) => data,
+                Ok((data, more)) => {
+                    more_available |= more;
+                    data
+                }
                 Err(code) => {
                     has_error = true;
                     PartitionData::default()
@@ -176,7 +191,12 @@ async fn read_all(
                 .with_partitions(partitions),
         );
     }
-    (responses, total, has_error)
+    ReadAll {
+        responses,
+        bytes: total,
+        has_error,
+        more_available,
+    }
 }
 
 async fn read_one(
@@ -184,7 +204,7 @@ async fn read_one(
     wanted: &Wanted,
     max_bytes: usize,
     bytes_so_far: usize,
-) -> Result<PartitionData, ResponseError> {
+) -> Result<(PartitionData, bool), ResponseError> {
     let tp = wanted.target?;
     let (_, _, leader_epoch) = broker
         .log
@@ -198,23 +218,21 @@ async fn read_one(
     if wanted.current_leader_epoch >= 0 && wanted.current_leader_epoch < leader_epoch {
         return Err(ResponseError::FencedLeaderEpoch);
     }
+    // KIP-74: only the first partition with data may go over the limits,
+    // by one batch; the others stay within both.
     let budget =
         (wanted.partition_max_bytes.max(0) as usize).min(max_bytes.saturating_sub(bytes_so_far));
     let read = broker
         .log
-        .read(tp, wanted.fetch_offset, budget)
+        .read(tp, wanted.fetch_offset, budget, bytes_so_far == 0)
         .await
         .map_err(|e| errors::storage_error(&e))?;
-    // Only the first partition with data may go over the limits (by one batch).
-    let records = if bytes_so_far > 0 && read.records.len() > budget {
-        Default::default()
-    } else {
-        read.records
-    };
-    Ok(PartitionData::default()
+    let more_available = read.more_available;
+    let data = PartitionData::default()
         .with_partition_index(wanted.partition)
         .with_high_watermark(read.high_watermark)
         .with_last_stable_offset(read.high_watermark)
         .with_log_start_offset(read.log_start_offset)
-        .with_records(Some(records)))
+        .with_records(Some(read.records));
+    Ok((data, more_available))
 }

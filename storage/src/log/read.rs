@@ -20,6 +20,9 @@ pub struct ReadResult {
     pub records: Bytes,
     pub high_watermark: i64,
     pub log_start_offset: i64,
+    /// Records below the high watermark were left out (by `max_bytes` or the
+    /// per-read bound): a Fetch need not wait for more to arrive.
+    pub more_available: bool,
 }
 
 /// Which offset ListOffsets asks for.
@@ -42,39 +45,44 @@ pub struct TimestampOffset {
     pub timestamp: i64,
 }
 
+/// Pages of index entries one read walks at most: bounds the work of a read
+/// whose batches are tiny (with 32 entries a page, up to 1,024 flushes).
+const MAX_INDEX_PAGES_PER_READ: usize = 32;
+
+/// A slice of `bytes`, copied out when it is much smaller than `bytes`, so a
+/// small answer does not keep a whole multi-megabyte index run in memory.
+fn keep_small_slice(bytes: &Bytes, start: usize, end: usize) -> Bytes {
+    if (end - start) * 4 < bytes.len() {
+        Bytes::copy_from_slice(&bytes[start..end])
+    } else {
+        bytes.slice(start..end)
+    }
+}
+
 const NOT_FOUND: TimestampOffset = TimestampOffset {
     offset: -1,
     timestamp: -1,
 };
 
 impl Log {
-    /// Reads whole batches from `offset`, up to `max_bytes` — but always at
-    /// least one batch when any exists, as Kafka does so that a batch larger
-    /// than the limit can still be consumed.
+    /// Reads whole batches from `offset` (starting with the batch that holds
+    /// it), up to `max_bytes`. With `min_one`, the first batch is returned even
+    /// when it is larger than `max_bytes`, as Kafka does for the first
+    /// partition of a Fetch answer, so an oversized batch can still be consumed.
     pub async fn read(
         &self,
         topic_partition: TopicPartition,
         offset: i64,
         max_bytes: usize,
+        min_one: bool,
     ) -> Result<ReadResult> {
         let partition = self
             .inner
             .partition(&topic_partition)
             .ok_or(Error::UnknownTopicOrPartition(topic_partition))?;
-        let (high_watermark, log_start_offset, recent) = {
+        let (high_watermark, log_start_offset) = {
             let s = partition.state.lock().expect("partition lock");
-            let recent: Option<Vec<IndexEntry>> = match s.recent.front() {
-                Some(first) if first.base_offset <= offset => Some(
-                    s.recent
-                        .iter()
-                        .filter(|e| e.last_offset >= offset)
-                        .take(self.inner.config.read_max_index_entries)
-                        .cloned()
-                        .collect(),
-                ),
-                _ => None,
-            };
-            (s.next_offset, s.log_start_offset, recent)
+            (s.next_offset, s.log_start_offset)
         };
         if offset < log_start_offset || offset > high_watermark {
             return Err(Error::OffsetOutOfRange {
@@ -83,52 +91,53 @@ impl Log {
                 high_watermark,
             });
         }
-        let empty = ReadResult {
+        let mut result = ReadResult {
             records: Bytes::new(),
             high_watermark,
             log_start_offset,
+            more_available: offset < high_watermark,
         };
-        if offset == high_watermark {
-            return Ok(empty);
+        if offset == high_watermark || (max_bytes == 0 && !min_one) {
+            return Ok(result);
         }
-        let entries = match recent {
-            Some(entries) => entries,
-            None => {
-                self.inner
-                    .metadata
-                    .index_entries(
-                        topic_partition,
-                        offset,
-                        self.inner.config.read_max_index_entries,
-                    )
-                    .await?
-            }
-        };
         let mut chunks: Vec<Bytes> = Vec::new();
         let mut total = 0usize;
-        'entries: for entry in &entries {
-            let bytes = self.entry_bytes(entry).await?;
-            let mut run_start = None;
-            let mut run_end = 0usize;
-            for (start, header) in batch::batches(&bytes) {
-                if header.last_offset() < offset {
-                    continue;
-                }
-                if total > 0 && total + header.size_bytes() > max_bytes {
-                    if let Some(s) = run_start {
-                        chunks.push(bytes.slice(s..run_end));
-                    }
-                    break 'entries;
-                }
-                run_start.get_or_insert(start);
-                run_end = start + header.size_bytes();
-                total += header.size_bytes();
+        let mut next = offset;
+        'pages: for _ in 0..MAX_INDEX_PAGES_PER_READ {
+            let entries = self.index_page(&partition, topic_partition, next).await?;
+            if entries.is_empty() {
+                break;
             }
-            if let Some(s) = run_start {
-                chunks.push(bytes.slice(s..run_end));
+            for entry in &entries {
+                let bytes = self.entry_bytes(entry).await?;
+                let mut run = None::<(usize, usize)>;
+                let mut full = false;
+                for (start, header) in batch::batches(&bytes) {
+                    if header.last_offset() < next {
+                        continue;
+                    }
+                    let fits = total + header.size_bytes() <= max_bytes;
+                    let first_of_min_one = min_one && total == 0;
+                    if !(fits || first_of_min_one) {
+                        full = true;
+                        break;
+                    }
+                    let (s, _) = run.get_or_insert((start, start));
+                    run = Some((*s, start + header.size_bytes()));
+                    total += header.size_bytes();
+                    next = header.last_offset() + 1;
+                }
+                if let Some((s, e)) = run {
+                    chunks.push(keep_small_slice(&bytes, s, e));
+                }
+                if full {
+                    break 'pages;
+                }
+                next = next.max(entry.last_offset + 1);
             }
         }
-        let records = match chunks.len() {
+        result.more_available = next < high_watermark;
+        result.records = match chunks.len() {
             0 => Bytes::new(),
             1 => chunks.pop().expect("one chunk"),
             _ => {
@@ -139,7 +148,39 @@ impl Log {
                 joined.freeze()
             }
         };
-        Ok(ReadResult { records, ..empty })
+        Ok(result)
+    }
+
+    /// Up to `read_max_index_entries` committed index entries of a partition
+    /// from `offset`: from the partition's recent entries when they reach back
+    /// that far, else from the metadata store.
+    async fn index_page(
+        &self,
+        partition: &super::Partition,
+        topic_partition: TopicPartition,
+        offset: i64,
+    ) -> Result<Vec<IndexEntry>> {
+        let limit = self.inner.config.read_max_index_entries;
+        {
+            let s = partition.state.lock().expect("partition lock");
+            if s.recent
+                .front()
+                .is_some_and(|first| first.base_offset <= offset)
+            {
+                return Ok(s
+                    .recent
+                    .iter()
+                    .filter(|e| e.last_offset >= offset)
+                    .take(limit)
+                    .cloned()
+                    .collect());
+            }
+        }
+        Ok(self
+            .inner
+            .metadata
+            .index_entries(topic_partition, offset, limit)
+            .await?)
     }
 
     /// The answer to ListOffsets for one partition.

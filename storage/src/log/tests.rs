@@ -70,7 +70,7 @@ async fn append_assigns_consecutive_offsets_and_reads_back() {
         .await
         .unwrap();
     assert_eq!((a.base_offset, b.base_offset), (0, 2));
-    let read = f.log.read(f.tp, 0, 1 << 20).await.unwrap();
+    let read = f.log.read(f.tp, 0, 1 << 20, true).await.unwrap();
     assert_eq!(read.high_watermark, 3);
     assert_eq!(
         values(&read.records),
@@ -104,7 +104,7 @@ async fn read_from_middle_of_batch_returns_whole_batch() {
         .append(f.tp, batch(&["a", "b", "c"], 1), AppendOptions::default())
         .await
         .unwrap();
-    let read = f.log.read(f.tp, 1, 1 << 20).await.unwrap();
+    let read = f.log.read(f.tp, 1, 1 << 20, true).await.unwrap();
     assert_eq!(values(&read.records).len(), 3);
 }
 
@@ -117,7 +117,7 @@ async fn read_returns_at_least_one_batch_above_max_bytes() {
             .await
             .unwrap();
     }
-    let read = f.log.read(f.tp, 0, 1).await.unwrap();
+    let read = f.log.read(f.tp, 0, 1, true).await.unwrap();
     assert_eq!(values(&read.records), vec![(0, "one".into())]);
 }
 
@@ -128,13 +128,20 @@ async fn read_outside_log_is_out_of_range_and_at_end_is_empty() {
         .append(f.tp, batch(&["a"], 1), AppendOptions::default())
         .await
         .unwrap();
-    assert!(f.log.read(f.tp, 1, 100).await.unwrap().records.is_empty());
+    assert!(
+        f.log
+            .read(f.tp, 1, 100, true)
+            .await
+            .unwrap()
+            .records
+            .is_empty()
+    );
     assert!(matches!(
-        f.log.read(f.tp, 2, 100).await,
+        f.log.read(f.tp, 2, 100, true).await,
         Err(Error::OffsetOutOfRange { .. })
     ));
     assert!(matches!(
-        f.log.read(f.tp, -1, 100).await,
+        f.log.read(f.tp, -1, 100, true).await,
         Err(Error::OffsetOutOfRange { .. })
     ));
 }
@@ -160,7 +167,7 @@ async fn reopened_log_continues_offsets_and_reads_old_data_from_store() {
         .await
         .unwrap();
     assert_eq!(next.base_offset, 2);
-    let read = log.read(f.tp, 0, 1 << 20).await.unwrap();
+    let read = log.read(f.tp, 0, 1 << 20, true).await.unwrap();
     assert_eq!(values(&read.records).len(), 3);
 }
 
@@ -354,7 +361,7 @@ async fn failed_object_write_is_retriable_and_leaves_no_gap() {
         next.base_offset, 1,
         "the failed flush's offsets are reused, no hole"
     );
-    let read = log.read(tp, 0, 1 << 20).await.unwrap();
+    let read = log.read(tp, 0, 1 << 20, true).await.unwrap();
     assert_eq!(
         values(&read.records),
         vec![(0, "a".into()), (1, "b".into())]
@@ -384,7 +391,11 @@ async fn many_concurrent_appends_get_dense_offsets_in_order() {
     }
     let mut got = Vec::new();
     while got.len() < 200 {
-        let read = f.log.read(f.tp, got.len() as i64, 1 << 24).await.unwrap();
+        let read = f
+            .log
+            .read(f.tp, got.len() as i64, 1 << 24, true)
+            .await
+            .unwrap();
         got.extend(values(&read.records));
     }
     assert!(
@@ -499,4 +510,48 @@ async fn one_failed_flush_fails_only_the_flushes_sealed_before_it_was_handled() 
         let result = p.wait().await;
         assert_eq!(result.unwrap().base_offset, i as i64, "append {i}");
     }
+}
+
+#[tokio::test]
+async fn read_without_min_one_leaves_out_a_batch_over_the_limit_and_says_more_is_there() {
+    let f = fixture(LogConfig::default()).await;
+    for v in ["one", "two"] {
+        f.log
+            .append(f.tp, batch(&[v], 1), AppendOptions::default())
+            .await
+            .unwrap();
+    }
+    let none = f.log.read(f.tp, 0, 1, false).await.unwrap();
+    assert!(none.records.is_empty());
+    assert!(none.more_available);
+    let one = f.log.read(f.tp, 0, 1, true).await.unwrap();
+    assert_eq!(values(&one.records), vec![(0, "one".into())]);
+    assert!(one.more_available, "offset 1 was left out");
+    let all = f.log.read(f.tp, 0, 1 << 20, false).await.unwrap();
+    assert_eq!(values(&all.records).len(), 2);
+    assert!(!all.more_available);
+}
+
+#[tokio::test]
+async fn read_walks_past_one_page_of_index_entries() {
+    let f = fixture(LogConfig {
+        read_max_index_entries: 4,
+        recent_index_entries: 2,
+        ..LogConfig::default()
+    })
+    .await;
+    for i in 0..10 {
+        let value = format!("v{i}");
+        f.log
+            .append(f.tp, batch(&[value.as_str()], 1), AppendOptions::default())
+            .await
+            .unwrap();
+    }
+    let read = f.log.read(f.tp, 0, 1 << 20, true).await.unwrap();
+    assert_eq!(
+        values(&read.records).len(),
+        10,
+        "ten flushes, pages of four"
+    );
+    assert!(!read.more_available);
 }
