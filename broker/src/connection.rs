@@ -3,10 +3,11 @@
 //!
 //! A reader and a writer run side by side, joined by a bounded queue of
 //! replies (`max_in_flight_requests_per_connection`). The reader dispatches
-//! each request in arrival order — so produces of one connection enter the log
-//! in order — and most handlers answer before the next request is read, as
-//! Kafka does. A produce instead hands back a task that waits for its flush,
-//! which lets a pipelining producer keep several in flight. When the queue
+//! each request in arrival order, so produces of one connection enter the log
+//! in order. A produce hands back a task that waits for its flush, which lets
+//! a pipelining producer keep several in flight; any other request waits
+//! until every earlier reply has been written, as Kafka's muted channel does,
+//! so it sees their effects and large replies never pile up. When the queue
 //! is full the reader stops reading: back-pressure to the client.
 //!
 //! A frame that cannot be decoded closes the connection with one log line;
@@ -20,7 +21,7 @@ use kafka_protocol::messages::{ApiKey, ResponseKind};
 use protocol::{Decoded, frame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -58,6 +59,9 @@ pub async fn serve(
     let (mut reader, mut writer) = stream.into_split();
     let (queue, mut replies) =
         mpsc::channel::<Outgoing>(broker.settings.max_in_flight_requests_per_connection);
+    // How many queued items the writer has finished; the reader waits on it
+    // before any request but a produce (see the module doc).
+    let (written_tx, mut written) = watch::channel(0u64);
 
     let write_loop = async move {
         while let Some(out) = replies.recv().await {
@@ -79,7 +83,10 @@ pub async fn serve(
                             }
                         },
                     };
-                    let Some(body) = body else { continue };
+                    let Some(body) = body else {
+                        written_tx.send_modify(|n| *n += 1);
+                        continue;
+                    };
                     match protocol::encode_response(api_key, api_version, correlation_id, &body) {
                         Ok(bytes) => bytes,
                         Err(e) => {
@@ -93,12 +100,14 @@ pub async fn serve(
                 tracing::debug!(%peer, error = %e, "client went away while we wrote");
                 return;
             }
+            written_tx.send_modify(|n| *n += 1);
         }
     };
 
     let read_loop = async move {
         let max_frame_bytes = broker.settings.socket_request_max_bytes;
         let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
+        let mut queued = 0u64;
         loop {
             let frame = match frame::split_frame(&mut buf, max_frame_bytes) {
                 Ok(Some(frame)) => frame.freeze(),
@@ -132,6 +141,14 @@ pub async fn serve(
             };
             let outgoing = match protocol::decode_request(frame) {
                 Ok(Decoded::Request(request)) => {
+                    // Like Kafka's muted channel: a request other than a
+                    // produce runs only once every earlier reply is written,
+                    // so it sees their effects and replies never pile up.
+                    if request.api_key != ApiKey::Produce
+                        && written.wait_for(|n| *n == queued).await.is_err()
+                    {
+                        return; // the writer stopped: the client is gone
+                    }
                     let api_key = request.api_key;
                     let api_version = request.api_version();
                     let correlation_id = request.header.correlation_id;
@@ -168,6 +185,7 @@ pub async fn serve(
             if queue.send(outgoing).await.is_err() {
                 return; // the writer stopped: the client is gone
             }
+            queued += 1;
         }
     };
 

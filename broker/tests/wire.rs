@@ -507,3 +507,30 @@ async fn fetch_answers_at_once_when_data_was_left_out_by_the_size_limits() {
     assert_eq!(values, vec![(0, "one".to_string())]);
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn create_topics_says_exists_before_judging_the_rest_and_caps_partitions() {
+    let broker = TestBroker::start().await;
+    let mut client = broker.connect().await;
+    create_topic(&mut client, "present", 1).await;
+    let ask = |name: &str, partitions: i32, rf: i16| {
+        CreateTopicsRequest::default().with_topics(vec![
+            CreatableTopic::default()
+                .with_name(TopicName(StrBytes::from_string(name.to_string())))
+                .with_num_partitions(partitions)
+                .with_replication_factor(rf),
+        ])
+    };
+    let exists: CreateTopicsResponse = client
+        .call(ApiKey::CreateTopics, 7, &ask("present", 1, 3))
+        .await;
+    assert_eq!(
+        exists.topics[0].error_code, 36,
+        "TOPIC_ALREADY_EXISTS before the replication factor"
+    );
+    let huge: CreateTopicsResponse = client
+        .call(ApiKey::CreateTopics, 7, &ask("huge", 20_000, 1))
+        .await;
+    assert_eq!(huge.topics[0].error_code, 44, "POLICY_VIOLATION");
+    broker.stop().await;
+}

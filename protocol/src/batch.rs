@@ -34,6 +34,8 @@ const TIMESTAMP_TYPE_BIT: i16 = 1 << 3;
 const TRANSACTIONAL_BIT: i16 = 1 << 4;
 const CONTROL_BIT: i16 = 1 << 5;
 const COMPRESSION_MASK: i16 = 0x07;
+/// Kafka's codecs are 0 (none) to 4 (zstd); 5–7 mean nothing.
+const MAX_COMPRESSION_CODEC: i16 = 4;
 
 /// The fields of a v2 batch header, copied out of the bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -187,8 +189,9 @@ pub fn read_varint(bytes: &[u8]) -> Result<(i64, usize), Error> {
 /// record count matching `last_offset_delta`, and (when uncompressed) records
 /// that add up to the declared count. Returns the parsed header.
 ///
-/// Kafka's codes: CRC and length problems are CORRUPT_MESSAGE, old magic is
-/// UNSUPPORTED_FOR_MESSAGE_FORMAT... the caller maps `Error` kinds to codes.
+/// Also refused, as Kafka's `LogValidator` does: control batches (only the
+/// broker writes those), an idempotent batch without a sequence, an unknown
+/// codec. The broker's dispatch maps the `Error` kinds to Kafka codes.
 pub fn validate_produce_batch(records: &[u8]) -> Result<BatchHeader, Error> {
     let header = parse_header(records)?;
     if header.size_bytes() != records.len() {
@@ -197,6 +200,23 @@ pub fn validate_produce_batch(records: &[u8]) -> Result<BatchHeader, Error> {
         ));
     }
     verify_crc(&header, records)?;
+    if header.compression() > MAX_COMPRESSION_CODEC {
+        return Err(Error::CorruptBatch(format!(
+            "unknown compression codec={}",
+            header.compression()
+        )));
+    }
+    if header.is_control() {
+        return Err(Error::InvalidRecord(
+            "Clients are not allowed to write control records".to_string(),
+        ));
+    }
+    if header.producer_id >= 0 && header.base_sequence < 0 {
+        return Err(Error::InvalidRecord(format!(
+            "Invalid sequence number {} in record batch with producerId {}",
+            header.base_sequence, header.producer_id
+        )));
+    }
     if header.records_count <= 0 {
         return Err(Error::InvalidRecord(format!(
             "record count must be positive records_count={}",

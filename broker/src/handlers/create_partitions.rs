@@ -10,6 +10,7 @@ use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicR
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 use kafka_protocol::protocol::StrBytes;
 
+use super::create_topics::MAX_PARTITIONS_PER_REQUEST;
 use crate::broker::Broker;
 use crate::errors;
 
@@ -21,6 +22,17 @@ pub async fn handle(broker: &Broker, request: CreatePartitionsRequest) -> Create
     let _guard = broker.admin_lock.lock().await;
     let mut results = Vec::with_capacity(request.topics.len());
     let mut grew_any = false;
+    let added: i64 = request
+        .topics
+        .iter()
+        .map(|t| {
+            let current = broker
+                .topics
+                .by_name(t.name.as_str())
+                .map_or(0, |v| v.topic.partition_count);
+            (t.count as i64 - current as i64).max(0)
+        })
+        .sum();
     for topic in request.topics {
         let result = CreatePartitionsTopicResult::default().with_name(topic.name.clone());
         let refuse = |code: ResponseError, message: String| {
@@ -29,6 +41,13 @@ pub async fn handle(broker: &Broker, request: CreatePartitionsRequest) -> Create
                 .with_error_code(code.code())
                 .with_error_message(Some(StrBytes::from_string(message)))
         };
+        if added > MAX_PARTITIONS_PER_REQUEST {
+            results.push(refuse(
+                ResponseError::PolicyViolation,
+                "Excessively large number of partitions per request.".to_string(),
+            ));
+            continue;
+        }
         let name = topic.name.as_str();
         if times_named[name] > 1 {
             results.push(refuse(

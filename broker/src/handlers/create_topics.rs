@@ -26,6 +26,22 @@ const FIRST_VERSION_WITH_TOPIC_DETAILS: i16 = 5;
 
 type Refusal = (ResponseError, String);
 
+/// Kafka's `MAX_PARTITIONS_PER_BATCH`: one request may create at most this
+/// many partitions (POLICY_VIOLATION beyond), which also keeps one request
+/// from holding the metadata store for long.
+pub const MAX_PARTITIONS_PER_REQUEST: i64 = 10_000;
+
+fn total_partitions(broker: &Broker, topics: &[CreatableTopic]) -> i64 {
+    topics
+        .iter()
+        .map(|t| match (t.assignments.len(), t.num_partitions) {
+            (0, -1) => broker.settings.num_partitions as i64,
+            (0, n) => (n as i64).max(0),
+            (assigned, _) => assigned as i64,
+        })
+        .sum()
+}
+
 pub async fn handle(
     broker: &Broker,
     version: i16,
@@ -38,12 +54,23 @@ pub async fn handle(
     let _guard = broker.admin_lock.lock().await;
     let mut results = Vec::with_capacity(request.topics.len());
     let mut created_any = false;
+    let too_many = total_partitions(broker, &request.topics) > MAX_PARTITIONS_PER_REQUEST;
     for topic in request.topics {
         let name = topic.name.clone();
         let result = CreatableTopicResult::default()
             .with_name(name.clone())
             .with_num_partitions(-1)
             .with_replication_factor(-1);
+        if too_many {
+            results.push(refused(
+                result,
+                (
+                    ResponseError::PolicyViolation,
+                    "Excessively large number of partitions per request.".to_string(),
+                ),
+            ));
+            continue;
+        }
         if times_named[name.as_str()] > 1 {
             results.push(refused(
                 result,
@@ -56,7 +83,7 @@ pub async fn handle(
         }
         let outcome = match check(broker, &topic) {
             Err(refusal) => Err(refusal),
-            Ok(_) if request.validate_only => check_free(broker, name.as_str()).map(|_| None),
+            Ok(_) if request.validate_only => Ok(None),
             Ok(plan) => create(broker, name.as_str(), plan).await.map(Some),
         };
         results.push(match outcome {
@@ -107,6 +134,10 @@ fn check(broker: &Broker, topic: &CreatableTopic) -> Result<Plan, Refusal> {
     if let Some(why) = invalid_topic_name(name) {
         return Err((ResponseError::InvalidTopicException, why));
     }
+    // Kafka answers TOPIC_ALREADY_EXISTS before looking at partitions,
+    // replication or configs, so "create, ignore TopicExists" works whatever
+    // the request says.
+    check_free(broker, name)?;
     if let Some(other) = broker.topics.colliding(name) {
         return Err((
             ResponseError::InvalidTopicException,

@@ -1,6 +1,8 @@
 //! DeleteTopics: by name (every version) or by topic id (v6+). Deleting drops
 //! the topic's partitions and index at once; its objects become garbage.
 
+use std::collections::HashMap;
+
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
@@ -34,7 +36,35 @@ pub async fn handle(
     let _guard = broker.admin_lock.lock().await;
     let mut responses = Vec::with_capacity(wanted.len());
     let mut deleted_any = false;
+    let mut names_seen: HashMap<String, usize> = HashMap::new();
+    let mut ids_seen: HashMap<Uuid, usize> = HashMap::new();
+    for (name, topic_id) in &wanted {
+        match name {
+            Some(name) => *names_seen.entry(name.to_string()).or_default() += 1,
+            None => *ids_seen.entry(*topic_id).or_default() += 1,
+        }
+    }
     for (name, topic_id) in wanted {
+        // ControllerApis.deleteTopics refuses these shapes of v6+ requests.
+        let shape_error = match &name {
+            Some(_) if !topic_id.is_nil() => {
+                Some("You may not specify both topic name and topic id.")
+            }
+            None if topic_id.is_nil() => Some("Neither topic name nor id were specified."),
+            Some(n) if names_seen[n.as_str()] > 1 => Some("Duplicate topic name."),
+            None if ids_seen[&topic_id] > 1 => Some("Duplicate topic id."),
+            _ => None,
+        };
+        if let Some(message) = shape_error {
+            responses.push(
+                DeletableTopicResult::default()
+                    .with_name(name)
+                    .with_topic_id(topic_id)
+                    .with_error_code(ResponseError::InvalidRequest.code())
+                    .with_error_message(Some(StrBytes::from_static_str(message))),
+            );
+            continue;
+        }
         let view = match &name {
             Some(name) => broker.topics.by_name(name.as_str()),
             None => broker.topics.by_id(TopicId(topic_id)),

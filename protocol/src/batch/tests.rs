@@ -128,3 +128,41 @@ fn varint_decodes_zigzag() {
     assert_eq!(read_varint(&[0xac, 0x02]).unwrap(), (150, 2));
     assert!(read_varint(&[0x80]).is_err());
 }
+
+fn with_attributes(mut batch: BytesMut, attributes: i16) -> BytesMut {
+    batch[21..23].copy_from_slice(&attributes.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[21..]);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+    batch
+}
+
+#[test]
+fn control_batches_from_clients_are_invalid() {
+    let batch = with_attributes(encode(1, Compression::None), 1 << 5);
+    assert!(matches!(
+        validate_produce_batch(&batch),
+        Err(Error::InvalidRecord(_))
+    ));
+}
+
+#[test]
+fn unknown_codec_is_corrupt() {
+    let batch = with_attributes(encode(1, Compression::None), 6);
+    assert!(matches!(
+        validate_produce_batch(&batch),
+        Err(Error::CorruptBatch(_))
+    ));
+}
+
+#[test]
+fn idempotent_batch_without_sequence_is_invalid() {
+    let mut batch = encode(1, Compression::None);
+    batch[43..51].copy_from_slice(&7i64.to_be_bytes());
+    batch[53..57].copy_from_slice(&(-1i32).to_be_bytes());
+    let crc = crc32c::crc32c(&batch[21..]);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+    assert!(matches!(
+        validate_produce_batch(&batch),
+        Err(Error::InvalidRecord(_))
+    ));
+}
