@@ -1,8 +1,9 @@
 //! `lightstream-load`: a load tool on librdkafka (the `rdkafka` crate). It
 //! produces N records of S bytes to P partitions with acks=all, then consumes
 //! them back, and prints records/s, MB/s, produce latency percentiles and —
-//! when given the broker's PID — the broker's peak RSS and its RSS after the
-//! first and the last million records.
+//! when given the broker's PID — the broker's CPU use, its peak RSS and its
+//! mean RSS while the first and while the last million records were
+//! acknowledged (sampled every 50 ms).
 //!
 //! It is a benchmark program, not a test: it asserts only that every record
 //! came back. Run it through `compat-tests/bench/run.sh`, which starts a broker
@@ -113,20 +114,9 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let rss_at_first_million = if args.no_produce {
-        None
-    } else {
+    if !args.no_produce {
         recreate_topic(&args)?;
-        produce(&args)?
-    };
-    if let (Some(pid), Some(first)) = (args.broker_pid, rss_at_first_million) {
-        let last = proc_status_kib(pid, "VmRSS:").unwrap_or(0);
-        println!(
-            "broker_rss_mib after_first_million={:.1} at_end={:.1} change={:+.1}%",
-            first as f64 / 1024.0,
-            last as f64 / 1024.0,
-            (last as f64 - first as f64) * 100.0 / first as f64
-        );
+        produce(&args)?;
     }
     if !args.no_consume {
         consume(&args)?;
@@ -175,8 +165,8 @@ fn recreate_topic(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Produces every record; returns the broker's RSS (KiB) after the first million.
-fn produce(args: &Args) -> anyhow::Result<Option<u64>> {
+/// Produces every record and prints the figures of the produce phase.
+fn produce(args: &Args) -> anyhow::Result<()> {
     let deliveries = Arc::new(Deliveries::default());
     let mut config = ClientConfig::new();
     config
@@ -195,7 +185,9 @@ fn produce(args: &Args) -> anyhow::Result<Option<u64>> {
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.timeout_s);
     let bytes_per_record = args.size as f64;
-    let mut rss_first_million = None;
+    let sampler = args
+        .broker_pid
+        .map(|pid| RssSampler::start(pid, deliveries.clone()));
     for i in 0..args.records {
         if args.rate_mb_s > 0.0 {
             let due = Duration::from_secs_f64(i as f64 * bytes_per_record / (args.rate_mb_s * 1e6));
@@ -223,18 +215,6 @@ fn produce(args: &Args) -> anyhow::Result<Option<u64>> {
                     std::thread::sleep(Duration::from_millis(1));
                 }
             }
-        }
-        if i + 1 == 1_000_000.min(args.records) {
-            // Wait for the first million to be acknowledged before sampling.
-            while deliveries.delivered.load(Ordering::Relaxed)
-                + deliveries.failed.load(Ordering::Relaxed)
-                < i + 1
-            {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            rss_first_million = args
-                .broker_pid
-                .and_then(|pid| proc_status_kib(pid, "VmRSS:"));
         }
     }
     producer
@@ -265,7 +245,64 @@ fn produce(args: &Args) -> anyhow::Result<Option<u64>> {
     if failed > 0 {
         bail!("{failed} records were not acknowledged");
     }
-    Ok(rss_first_million)
+    if let Some(sampler) = sampler {
+        sampler.report(args.records);
+    }
+    Ok(())
+}
+
+/// Samples the broker's RSS every 50 ms together with the count of
+/// acknowledged records, to compare memory over the first and the last
+/// million records (means, so a single sample's timing does not decide).
+struct RssSampler {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<(u64, u64)>>,
+}
+
+impl RssSampler {
+    fn start(pid: u32, deliveries: Arc<Deliveries>) -> RssSampler {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut samples = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let acked = deliveries.delivered.load(Ordering::Relaxed);
+                    if let Some(kib) = proc_status_kib(pid, "VmRSS:") {
+                        samples.push((acked, kib));
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                samples
+            })
+        };
+        RssSampler { stop, thread }
+    }
+
+    fn report(self, records: u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        let samples = self.thread.join().unwrap_or_default();
+        let window = 1_000_000.min(records / 2).max(1);
+        let mean_mib = |keep: &dyn Fn(u64) -> bool| {
+            let picked: Vec<u64> = samples
+                .iter()
+                .filter(|(a, _)| keep(*a))
+                .map(|(_, k)| *k)
+                .collect();
+            (!picked.is_empty())
+                .then(|| picked.iter().sum::<u64>() as f64 / picked.len() as f64 / 1024.0)
+        };
+        let first = mean_mib(&|acked| acked <= window);
+        let last = mean_mib(&|acked| acked >= records - window);
+        match (first, last) {
+            (Some(first), Some(last)) => println!(
+                "broker_rss_mib mean_over_first_{window}={first:.1} mean_over_last_{window}={last:.1} change={:+.1}% samples={}",
+                (last - first) * 100.0 / first,
+                samples.len()
+            ),
+            _ => println!("broker_rss_mib too_few_samples={}", samples.len()),
+        }
+    }
 }
 
 fn consume(args: &Args) -> anyhow::Result<()> {
