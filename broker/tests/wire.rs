@@ -534,3 +534,184 @@ async fn create_topics_says_exists_before_judging_the_rest_and_caps_partitions()
     assert_eq!(huge.topics[0].error_code, 44, "POLICY_VIOLATION");
     broker.stop().await;
 }
+
+async fn create_topic_with_configs(
+    client: &mut Client,
+    name: &str,
+    configs: &[(&str, &str)],
+) -> CreateTopicsResponse {
+    use kafka_protocol::messages::create_topics_request::CreatableTopicConfig;
+    let request = CreateTopicsRequest::default().with_topics(vec![
+        CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_string(name.to_string())))
+            .with_num_partitions(1)
+            .with_replication_factor(-1)
+            .with_configs(
+                configs
+                    .iter()
+                    .map(|(k, v)| {
+                        CreatableTopicConfig::default()
+                            .with_name(StrBytes::from_string(k.to_string()))
+                            .with_value(Some(StrBytes::from_string(v.to_string())))
+                    })
+                    .collect(),
+            ),
+    ]);
+    client.call(ApiKey::CreateTopics, 7, &request).await
+}
+
+#[tokio::test]
+async fn compacted_topic_refuses_keyless_records() {
+    let broker = TestBroker::start().await;
+    let mut client = broker.connect().await;
+    let created =
+        create_topic_with_configs(&mut client, "compacted", &[("cleanup.policy", "compact")]).await;
+    assert_eq!(created.topics[0].error_code, 0);
+    let keyless =
+        protocol::testing::record_batch(&["v"], 1_700_000_000_000, false, Compression::None);
+    let refused: ProduceResponse = client
+        .call(
+            ApiKey::Produce,
+            9,
+            &produce_request("compacted", 0, keyless),
+        )
+        .await;
+    assert_eq!(
+        refused.responses[0].partition_responses[0].error_code, 87,
+        "INVALID_RECORD"
+    );
+    let accepted: ProduceResponse = client
+        .call(
+            ApiKey::Produce,
+            9,
+            &produce_request("compacted", 0, batch(&["v"])),
+        )
+        .await;
+    assert_eq!(accepted.responses[0].partition_responses[0].error_code, 0);
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn log_append_time_topic_stamps_the_broker_time() {
+    let broker = TestBroker::start().await;
+    let mut client = broker.connect().await;
+    create_topic_with_configs(
+        &mut client,
+        "stamped",
+        &[("message.timestamp.type", "LogAppendTime")],
+    )
+    .await;
+    let before_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let response: ProduceResponse = client
+        .call(
+            ApiKey::Produce,
+            9,
+            &produce_request("stamped", 0, batch(&["v"])),
+        )
+        .await;
+    let p = &response.responses[0].partition_responses[0];
+    assert_eq!(p.error_code, 0);
+    assert!(
+        p.log_append_time_ms >= before_ms,
+        "log_append_time_ms={}",
+        p.log_append_time_ms
+    );
+    let fetched: FetchResponse = client
+        .call(ApiKey::Fetch, 12, &fetch_request("stamped", 0, 0))
+        .await;
+    let records = fetched.responses[0].partitions[0].records.clone().unwrap();
+    let header = protocol::batch::parse_header(&records).unwrap();
+    assert!(header.is_log_append_time());
+    assert_eq!(header.max_timestamp, p.log_append_time_ms);
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn topics_are_found_and_deleted_by_topic_id() {
+    use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    let broker = TestBroker::start().await;
+    let mut client = broker.connect().await;
+    let created = create_topic(&mut client, "by-id", 2).await;
+    let topic_id = created.topics[0].topic_id;
+    let metadata: MetadataResponse = client
+        .call(
+            ApiKey::Metadata,
+            12,
+            &MetadataRequest::default().with_topics(Some(vec![
+                MetadataRequestTopic::default()
+                    .with_topic_id(topic_id)
+                    .with_name(None),
+            ])),
+        )
+        .await;
+    assert_eq!(metadata.topics[0].error_code, 0);
+    assert_eq!(
+        metadata.topics[0].name.as_ref().map(|n| n.as_str()),
+        Some("by-id")
+    );
+    assert_eq!(metadata.topics[0].partitions.len(), 2);
+    let deleted: DeleteTopicsResponse = client
+        .call(
+            ApiKey::DeleteTopics,
+            6,
+            &DeleteTopicsRequest::default()
+                .with_topics(vec![DeleteTopicState::default().with_topic_id(topic_id)]),
+        )
+        .await;
+    assert_eq!(deleted.responses[0].error_code, 0);
+    let again: DeleteTopicsResponse = client
+        .call(
+            ApiKey::DeleteTopics,
+            6,
+            &DeleteTopicsRequest::default()
+                .with_topics(vec![DeleteTopicState::default().with_topic_id(topic_id)]),
+        )
+        .await;
+    assert_eq!(again.responses[0].error_code, 100, "UNKNOWN_TOPIC_ID");
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn describe_cluster_and_broker_configs_describe_this_broker() {
+    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+    let broker = TestBroker::start().await;
+    let mut client = broker.connect().await;
+    let cluster: DescribeClusterResponse = client
+        .call(
+            ApiKey::DescribeCluster,
+            1,
+            &DescribeClusterRequest::default().with_endpoint_type(1),
+        )
+        .await;
+    assert_eq!(cluster.error_code, 0);
+    assert_eq!(cluster.brokers.len(), 1);
+    assert_eq!(cluster.controller_id, cluster.brokers[0].broker_id);
+    assert_eq!(cluster.brokers[0].port, broker.addr.port() as i32);
+    let node = cluster.brokers[0].broker_id.0.to_string();
+    let configs: DescribeConfigsResponse = client
+        .call(
+            ApiKey::DescribeConfigs,
+            4,
+            &DescribeConfigsRequest::default().with_resources(vec![
+                DescribeConfigsResource::default()
+                    .with_resource_type(4)
+                    .with_resource_name(StrBytes::from_string(node))
+                    .with_configuration_keys(Some(vec![StrBytes::from_static_str(
+                        "num.partitions",
+                    )])),
+            ]),
+        )
+        .await;
+    let result = &configs.results[0];
+    assert_eq!(result.error_code, 0);
+    assert_eq!(result.configs.len(), 1);
+    assert_eq!(
+        result.configs[0].value.as_ref().map(|v| v.as_str()),
+        Some("1")
+    );
+    broker.stop().await;
+}

@@ -30,9 +30,12 @@ pub async fn handle(broker: &Broker, version: i16, request: MetadataRequest) -> 
         Some(list) => {
             let mut out = Vec::with_capacity(list.len());
             for wanted in list {
+                // v10+ may name a topic by id, with a null (or empty) name.
+                let by_topic_id =
+                    !wanted.topic_id.is_nil() && wanted.name.as_ref().is_none_or(|n| n.is_empty());
                 out.push(match wanted.name {
-                    Some(name) => by_name(broker, name, allow_auto_create).await,
-                    None => by_id(broker, wanted.topic_id),
+                    Some(name) if !by_topic_id => by_name(broker, name, allow_auto_create).await,
+                    _ => by_id(broker, wanted.topic_id),
                 });
             }
             out
