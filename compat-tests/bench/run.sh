@@ -86,6 +86,8 @@ for SIZE in 100 1024; do
     echo "== lightstream-load: N=$N S=$SIZE P=4 acks=all, unthrottled"
     start_broker
     "$BIN/lightstream-load" --bootstrap "127.0.0.1:$PORT" --records "$N" --size "$SIZE" --partitions 4 --consumers 2 --broker-pid "$BROKER_PID"
+    echo "-- the same records consumed again with raw Fetch requests (no librdkafka per-record cost)"
+    "$BIN/lightstream-load" --bootstrap "127.0.0.1:$PORT" --records "$N" --size "$SIZE" --partitions 4 --consumers 2 --raw-fetch --no-produce --broker-pid "$BROKER_PID"
     stop_broker
 done
 

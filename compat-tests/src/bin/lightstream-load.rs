@@ -13,6 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+#[path = "../raw_fetch.rs"]
+mod raw_fetch;
+
 use anyhow::{Context, bail};
 use clap::Parser;
 use rdkafka::ClientConfig;
@@ -58,6 +61,10 @@ struct Args {
     /// run left in the topic (for profiling the read path alone).
     #[arg(long, default_value_t = false)]
     no_produce: bool,
+    /// Consume with raw Fetch requests instead of librdkafka: measures the
+    /// broker's consume rate without librdkafka's per-record cost.
+    #[arg(long, default_value_t = false)]
+    raw_fetch: bool,
     /// Consumer threads (each reads every K-th partition).
     #[arg(long, default_value_t = 1)]
     consumers: usize,
@@ -321,10 +328,21 @@ fn consume(args: &Args) -> anyhow::Result<()> {
                     n / parts + u64::from((*p as u64) < n % parts)
                 })
                 .sum();
-            let (bootstrap, topic, timeout_s) =
-                (args.bootstrap.clone(), args.topic.clone(), args.timeout_s);
+            let (bootstrap, topic, timeout_s, raw, size) = (
+                args.bootstrap.clone(),
+                args.topic.clone(),
+                args.timeout_s,
+                args.raw_fetch,
+                args.size as u64,
+            );
             std::thread::spawn(move || {
-                consume_partitions(&bootstrap, &topic, &partitions, expected, timeout_s)
+                if raw {
+                    // Count payload bytes like the librdkafka consumer does.
+                    raw_fetch::consume(&bootstrap, &topic, &partitions, expected, timeout_s)
+                        .map(|(records, _batch_bytes)| (records, records * size))
+                } else {
+                    consume_partitions(&bootstrap, &topic, &partitions, expected, timeout_s)
+                }
             })
         })
         .collect();
@@ -339,7 +357,12 @@ fn consume(args: &Args) -> anyhow::Result<()> {
     let elapsed = started.elapsed().as_secs_f64();
     let broker_cores = cpu_cores_used(args.broker_pid, cpu_before, elapsed);
     println!(
-        "consume records={count} consumers={} elapsed_s={elapsed:.2} records_per_s={:.0} mb_per_s={:.1} broker_cpu_cores={broker_cores}",
+        "consume client={} records={count} consumers={} elapsed_s={elapsed:.2} records_per_s={:.0} mb_per_s={:.1} broker_cpu_cores={broker_cores}",
+        if args.raw_fetch {
+            "raw-fetch"
+        } else {
+            "librdkafka"
+        },
         args.consumers,
         count as f64 / elapsed,
         bytes as f64 / 1e6 / elapsed
