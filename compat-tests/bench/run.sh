@@ -4,7 +4,8 @@
 #     bandwidth with fdatasync (dd), measured in the same run;
 #   - lightstream-load against a fresh release broker on a free loopback port:
 #     N records of 100 and 1024 bytes to 4 partitions with acks=all, then
-#     consumed; and a steady 50 MB/s offered load for produce latency.
+#     consumed (through librdkafka, then again with raw Fetch requests); and
+#     a steady 50 MB/s offered load for produce latency.
 # Prints every figure; asserts nothing. Installs iperf3 if missing.
 #
 # Usage: bash compat-tests/bench/run.sh [N]     (N defaults to 2,000,000)
