@@ -65,8 +65,8 @@ pub async fn serve(
 
     let write_loop = async move {
         while let Some(out) = replies.recv().await {
-            let bytes = match out {
-                Outgoing::Encoded(bytes) => bytes,
+            let mut segments = match out {
+                Outgoing::Encoded(bytes) => vec![bytes],
                 Outgoing::Response {
                     api_key,
                     api_version,
@@ -87,8 +87,13 @@ pub async fn serve(
                         written_tx.send_modify(|n| *n += 1);
                         continue;
                     };
-                    match protocol::encode_response(api_key, api_version, correlation_id, &body) {
-                        Ok(bytes) => bytes,
+                    match protocol::encode_response_segments(
+                        api_key,
+                        api_version,
+                        correlation_id,
+                        &body,
+                    ) {
+                        Ok(segments) => segments,
                         Err(e) => {
                             tracing::error!(%peer, ?api_key, api_version, error = %e, "cannot encode response; closing connection");
                             return;
@@ -96,7 +101,7 @@ pub async fn serve(
                     }
                 }
             };
-            if let Err(e) = writer.write_all(&bytes).await {
+            if let Err(e) = write_all_vectored(&mut writer, &mut segments).await {
                 tracing::debug!(%peer, error = %e, "client went away while we wrote");
                 return;
             }
@@ -196,4 +201,40 @@ pub async fn serve(
     if let Err(e) = writer_task.await {
         tracing::error!(%peer, error = %e, "connection writer failed");
     }
+}
+
+/// Writes every segment, in order, with as few system calls as the socket
+/// allows and without joining them first.
+async fn write_all_vectored(
+    writer: &mut (impl AsyncWriteExt + Unpin),
+    segments: &mut [Bytes],
+) -> std::io::Result<()> {
+    /// iovecs per call; Linux accepts 1,024.
+    const MAX_IOVECS: usize = 64;
+    let mut first = 0;
+    while first < segments.len() {
+        if segments[first].is_empty() {
+            first += 1;
+            continue;
+        }
+        let slices: Vec<std::io::IoSlice<'_>> = segments[first..]
+            .iter()
+            .take(MAX_IOVECS)
+            .map(|s| std::io::IoSlice::new(s))
+            .collect();
+        let mut written = writer.write_vectored(&slices).await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while written > 0 {
+            let segment = &mut segments[first];
+            let step = written.min(segment.len());
+            bytes::Buf::advance(segment, step);
+            written -= step;
+            if segment.is_empty() {
+                first += 1;
+            }
+        }
+    }
+    Ok(())
 }

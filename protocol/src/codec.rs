@@ -13,6 +13,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable};
 
+use crate::segmented::SegmentedBuf;
 use crate::{Error, versions};
 
 /// Bytes of the header prefix every request version shares.
@@ -102,36 +103,90 @@ pub fn decode_request(mut frame: Bytes) -> Result<Decoded, Error> {
     })))
 }
 
-/// Encodes a response with its length prefix and the right header version.
+/// Encodes a response with its length prefix and the right header version,
+/// as one buffer.
 pub fn encode_response(
     api_key: ApiKey,
     api_version: i16,
     correlation_id: i32,
     body: &ResponseKind,
 ) -> Result<Bytes, Error> {
+    let mut segments = encode_response_segments(api_key, api_version, correlation_id, body)?;
+    if segments.len() == 1 {
+        return Ok(segments.pop().expect("one segment"));
+    }
+    let mut joined = BytesMut::with_capacity(segments.iter().map(Bytes::len).sum());
+    for segment in &segments {
+        joined.extend_from_slice(segment);
+    }
+    Ok(joined.freeze())
+}
+
+/// Encodes a response with its length prefix as a list of segments to be
+/// written in order. A Fetch answer's record sets are referenced, not copied
+/// (see `segmented`); every other answer is one segment.
+pub fn encode_response_segments(
+    api_key: ApiKey,
+    api_version: i16,
+    correlation_id: i32,
+    body: &ResponseKind,
+) -> Result<Vec<Bytes>, Error> {
     let header_version = api_key.response_header_version(api_version);
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
-    // Fetch answers carry megabytes of records: size the buffer once instead
-    // of growing (and copying) it a dozen times.
-    let body_hint = match body {
-        ResponseKind::Fetch(fetch) => fetch.compute_size(api_version).unwrap_or(0),
-        _ => 0,
-    };
-    let mut buf = BytesMut::with_capacity(64 + body_hint);
+    if let ResponseKind::Fetch(fetch) = body {
+        let records: Vec<Bytes> = fetch
+            .responses
+            .iter()
+            .flat_map(|t| t.partitions.iter())
+            .filter_map(|p| p.records.clone())
+            .collect();
+        let size = header
+            .compute_size(header_version)
+            .and_then(|h| Ok(h + fetch.compute_size(api_version)?))
+            .map_err(encode_failed(api_key, api_version))?;
+        let mut buf = SegmentedBuf::new(records, 4 + size.min(SMALL_PART_CAPACITY));
+        buf.put_i32(
+            i32::try_from(size)
+                .map_err(|_| Error::Encode(format!("response too large size={size}")))?,
+        );
+        header
+            .encode(&mut buf, header_version)
+            .map_err(encode_failed(api_key, api_version))?;
+        fetch
+            .encode(&mut buf, api_version)
+            .map_err(encode_failed(api_key, api_version))?;
+        if buf.len() != size + 4 {
+            return Err(Error::Encode(format!(
+                "fetch answer size mismatch computed={size} encoded={}",
+                buf.len() - 4
+            )));
+        }
+        return Ok(buf.into_segments());
+    }
+    let mut buf = BytesMut::with_capacity(64);
     buf.put_i32(0); // length, patched below
     header
         .encode(&mut buf, header_version)
-        .map_err(|e| Error::Encode(format!("response header api_key={api_key:?}: {e}")))?;
-    body.encode(&mut buf, api_version).map_err(|e| {
-        Error::Encode(format!(
-            "api_key={api_key:?} api_version={api_version}: {e}"
-        ))
-    })?;
+        .map_err(encode_failed(api_key, api_version))?;
+    body.encode(&mut buf, api_version)
+        .map_err(encode_failed(api_key, api_version))?;
     let size = i32::try_from(buf.len() - 4)
         .map_err(|_| Error::Encode(format!("response too large size={}", buf.len())))?;
     buf[..4].copy_from_slice(&size.to_be_bytes());
-    Ok(buf.freeze())
+    Ok(vec![buf.freeze()])
 }
+
+fn encode_failed<E: std::fmt::Display>(api_key: ApiKey, api_version: i16) -> impl Fn(E) -> Error {
+    move |e| {
+        Error::Encode(format!(
+            "api_key={api_key:?} api_version={api_version}: {e}"
+        ))
+    }
+}
+
+/// Capacity reserved for the copied parts of a Fetch answer (headers,
+/// fields, small record sets); it grows if needed.
+const SMALL_PART_CAPACITY: usize = 64 * 1024;
 
 /// The answer to an ApiVersions request of an unknown version: v0 form,
 /// UNSUPPORTED_VERSION, with the supported list so the client can pick.

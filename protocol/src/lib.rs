@@ -8,10 +8,11 @@
 pub mod batch;
 pub mod codec;
 pub mod frame;
+pub mod segmented;
 pub mod testing;
 pub mod versions;
 
-pub use codec::{Decoded, Request, decode_request, encode_response};
+pub use codec::{Decoded, Request, decode_request, encode_response, encode_response_segments};
 pub use kafka_protocol;
 
 /// What can be wrong with bytes from the wire.
