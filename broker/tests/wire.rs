@@ -29,11 +29,16 @@ struct TestBroker {
 
 impl TestBroker {
     async fn start() -> TestBroker {
+        Self::start_with(Settings::default()).await
+    }
+
+    /// A broker with `settings`, listening on a free loopback port.
+    async fn start_with(settings: Settings) -> TestBroker {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let settings = Settings {
             listen: addr.to_string(),
-            ..Settings::default()
+            ..settings
         };
         let broker = Broker::with_components(
             settings,
@@ -429,34 +434,12 @@ async fn acks_zero_produce_gets_no_answer_and_a_refused_one_closes_the_connectio
 
 #[tokio::test]
 async fn connections_over_the_limit_wait_until_one_closes() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let settings = Settings {
-        listen: addr.to_string(),
+    let broker = TestBroker::start_with(Settings {
         max_connections: 1,
         ..Settings::default()
-    };
-    let broker = Broker::with_components(
-        settings,
-        addr.port(),
-        Arc::new(metadata::SqliteStore::open_in_memory().unwrap()),
-        Arc::new(storage::MemoryStore::new()),
-        Arc::new(storage::SystemClock),
-    )
-    .await
-    .unwrap();
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn(broker::server::run(
-        Arc::new(broker),
-        listener,
-        shutdown.clone(),
-    ));
-    let connect = || async {
-        Client {
-            stream: TcpStream::connect(addr).await.unwrap(),
-            correlation_id: 0,
-        }
-    };
+    })
+    .await;
+    let connect = || broker.connect();
     let mut first = connect().await;
     let _: ApiVersionsResponse = first
         .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
@@ -475,8 +458,7 @@ async fn connections_over_the_limit_wait_until_one_closes() {
     );
     drop(first);
     assert_eq!(waiting.await.unwrap(), 0, "served once the first closed");
-    shutdown.cancel();
-    task.await.unwrap();
+    broker.stop().await;
 }
 
 #[tokio::test]

@@ -25,21 +25,27 @@ fn values(records: &Bytes) -> Vec<(i64, String)> {
     offsets_and_values(records)
 }
 
-struct Fixture {
+/// A log over `store` and an in-memory SQLite store holding one topic "t"
+/// with two partitions; `tp` is its partition 0. The clock says 9,999.
+struct Fixture<S = MemoryStore> {
     log: Arc<Log>,
-    store: Arc<MemoryStore>,
+    store: Arc<S>,
     metadata: Arc<SqliteStore>,
     tp: TopicPartition,
 }
 
 async fn fixture(config: LogConfig) -> Fixture {
+    fixture_over(config, MemoryStore::new()).await
+}
+
+async fn fixture_over<S: crate::ObjectStore>(config: LogConfig, store: S) -> Fixture<S> {
     let metadata = Arc::new(SqliteStore::open_in_memory().unwrap());
     let topic_id = TopicId::new_random();
     metadata
         .create_topic("t", topic_id, 2, BTreeMap::new())
         .await
         .unwrap();
-    let store = Arc::new(MemoryStore::new());
+    let store = Arc::new(store);
     let log = Log::open(
         config,
         store.clone(),
@@ -326,22 +332,8 @@ impl crate::ObjectStore for FaultyStore {
 
 #[tokio::test]
 async fn failed_object_write_is_retriable_and_leaves_no_gap() {
-    let metadata = Arc::new(SqliteStore::open_in_memory().unwrap());
-    let topic_id = TopicId::new_random();
-    metadata
-        .create_topic("t", topic_id, 1, BTreeMap::new())
-        .await
-        .unwrap();
-    let store = Arc::new(FaultyStore::new(false));
-    let log = Log::open(
-        LogConfig::default(),
-        store.clone(),
-        metadata,
-        Arc::new(crate::SystemClock),
-    )
-    .await
-    .unwrap();
-    let tp = TopicPartition::new(topic_id, 0);
+    let f = fixture_over(LogConfig::default(), FaultyStore::new(false)).await;
+    let (log, store, tp) = (f.log, f.store, f.tp);
     let first = log
         .append(tp, batch(&["a"], 1), AppendOptions::default())
         .await
@@ -407,27 +399,17 @@ async fn many_concurrent_appends_get_dense_offsets_in_order() {
 
 #[tokio::test]
 async fn full_flush_buffer_makes_enqueue_wait_until_a_flush_ends() {
-    let metadata = Arc::new(SqliteStore::open_in_memory().unwrap());
-    let topic_id = TopicId::new_random();
-    metadata
-        .create_topic("t", topic_id, 1, BTreeMap::new())
-        .await
-        .unwrap();
-    let store = Arc::new(FaultyStore::new(true));
     let one_batch = batch(&["a"], 1);
-    let log = Log::open(
+    let f = fixture_over(
         LogConfig {
             flush_interval_ms: 0,
             flush_buffer_max_bytes: one_batch.len(),
             ..LogConfig::default()
         },
-        store.clone(),
-        metadata,
-        Arc::new(crate::SystemClock),
+        FaultyStore::new(true),
     )
-    .await
-    .unwrap();
-    let tp = TopicPartition::new(topic_id, 0);
+    .await;
+    let (log, store, tp) = (f.log, f.store, f.tp);
     let first = log
         .enqueue(tp, one_batch.clone(), AppendOptions::default())
         .await
@@ -451,26 +433,16 @@ async fn full_flush_buffer_makes_enqueue_wait_until_a_flush_ends() {
 
 #[tokio::test]
 async fn one_failed_flush_fails_only_the_flushes_sealed_before_it_was_handled() {
-    let metadata = Arc::new(SqliteStore::open_in_memory().unwrap());
-    let topic_id = TopicId::new_random();
-    metadata
-        .create_topic("t", topic_id, 1, BTreeMap::new())
-        .await
-        .unwrap();
-    let store = Arc::new(FaultyStore::new(true));
-    let log = Log::open(
+    let f = fixture_over(
         LogConfig {
             flush_interval_ms: 0,
             max_flushes_in_flight: 4,
             ..LogConfig::default()
         },
-        store.clone(),
-        metadata,
-        Arc::new(crate::SystemClock),
+        FaultyStore::new(true),
     )
-    .await
-    .unwrap();
-    let tp = TopicPartition::new(topic_id, 0);
+    .await;
+    let (log, store, tp) = (f.log, f.store, f.tp);
     let gate = store.gate.as_ref().expect("gated store");
     // Three flushes in flight, all stuck in their object writes.
     let mut stuck = Vec::new();
