@@ -11,12 +11,16 @@
 //!   be durable, commits its index entries in one metadata transaction, and
 //!   only then answers the appends. Commits are strictly in order.
 //!
-//! When a flush fails (object write or commit), every flush sealed after it
-//! carries offsets that now follow a hole, so the committer fails those too
-//! (the `generation` moves on) and resets the reserved offsets to the
-//! committed ones. Nothing is acknowledged that is not committed, and the
-//! metadata store's conditional commit refuses any flush that would leave a
-//! gap, whatever the timing.
+//! When a flush fails (object write or commit), the flushes sealed before the
+//! failure was handled carry offsets that now follow a hole: the failure
+//! moves the `generation` on and resets the reserved offsets to the committed
+//! ones (under the seal lock), and the committer answers those stale flushes
+//! with a retriable error without committing them. Flushes sealed afterwards
+//! start from committed offsets and commit normally. A topic deleted while
+//! its batches were in flight fails only its own partitions' appends. Nothing
+//! is acknowledged that is not committed, and the metadata store's
+//! conditional commit refuses any flush that would leave a gap, whatever the
+//! timing.
 
 use std::collections::HashMap;
 use std::sync::Arc;
