@@ -6,6 +6,17 @@
 use crate::protocol::buf::{ByteBuf, ByteBufMut};
 use anyhow::Result;
 
+/// LIGHTSTREAM PATCH: the most bytes one record batch may decompress to.
+/// Batches come from clients; without a bound a few kilobytes of zeros
+/// compressed with any codec expand until the process runs out of memory.
+/// Far above any real batch (producers cap batches at about a megabyte).
+pub const MAX_DECOMPRESSED_BYTES: usize = 128 * 1024 * 1024;
+
+/// LIGHTSTREAM PATCH: the error for a batch past `MAX_DECOMPRESSED_BYTES`.
+pub(crate) fn too_large() -> anyhow::Error {
+    anyhow::anyhow!("record batch decompresses to more than {MAX_DECOMPRESSED_BYTES} bytes")
+}
+
 #[cfg(feature = "gzip")]
 mod gzip;
 #[cfg(feature = "lz4")]

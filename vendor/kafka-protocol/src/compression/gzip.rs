@@ -3,7 +3,7 @@ use std::io::Write;
 use anyhow::{Context, Result};
 use bytes::buf::BufMut;
 use bytes::{Bytes, BytesMut};
-use flate2::write::{GzDecoder, GzEncoder};
+use flate2::write::GzEncoder;
 use flate2::Compression;
 
 use crate::protocol::buf::{ByteBuf, ByteBufMut};
@@ -39,13 +39,19 @@ impl<B: ByteBuf> Decompressor<B> for Gzip {
     where
         F: FnOnce(&mut Self::Buf) -> Result<R>,
     {
-        let mut tmp = BytesMut::new();
-
-        // Decompress directly from the input buffer
-        let mut d = GzDecoder::new((&mut tmp).writer());
-        d.write_all(&buf.copy_to_bytes(buf.remaining()))
-            .context("Failed to decompress gzip")?;
-        d.finish().context("Failed to decompress gzip")?;
+        // LIGHTSTREAM PATCH: read through a bounded reader instead of
+        // writing everything out (see MAX_DECOMPRESSED_BYTES).
+        let mut tmp = BytesMut::new().writer();
+        let compressed = buf.copy_to_bytes(buf.remaining());
+        let mut d = std::io::Read::take(
+            flate2::read::GzDecoder::new(bytes::Buf::reader(compressed)),
+            super::MAX_DECOMPRESSED_BYTES as u64 + 1,
+        );
+        std::io::copy(&mut d, &mut tmp).context("Failed to decompress gzip")?;
+        let tmp = tmp.into_inner();
+        if tmp.len() > super::MAX_DECOMPRESSED_BYTES {
+            return Err(super::too_large());
+        }
 
         f(&mut tmp.into())
     }

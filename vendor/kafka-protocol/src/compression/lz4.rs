@@ -48,9 +48,18 @@ impl<B: ByteBuf> Decompressor<B> for Lz4 {
         let buf = buf.copy_to_bytes(buf.remaining());
 
         let mut decoder = Decoder::new(buf.reader()).context("Failed to decompress lz4")?;
-        io::copy(&mut decoder, &mut tmp).context("Failed to decompress lz4")?;
+        // LIGHTSTREAM PATCH: bounded (see MAX_DECOMPRESSED_BYTES).
+        io::copy(
+            &mut io::Read::take(&mut decoder, super::MAX_DECOMPRESSED_BYTES as u64 + 1),
+            &mut tmp,
+        )
+        .context("Failed to decompress lz4")?;
+        let tmp = tmp.into_inner();
+        if tmp.len() > super::MAX_DECOMPRESSED_BYTES {
+            return Err(super::too_large());
+        }
 
-        f(&mut tmp.into_inner().into())
+        f(&mut tmp.into())
     }
 }
 

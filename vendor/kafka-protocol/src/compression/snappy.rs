@@ -81,6 +81,10 @@ impl<B: ByteBuf> Decompressor<B> for Snappy {
         {
             let compressed = compressed.copy_to_bytes(compressed.remaining());
             let actual_len = decompress_len(&compressed).context("failed to read snappy header")?;
+            // LIGHTSTREAM PATCH: the length is the sender's claim (see MAX_DECOMPRESSED_BYTES).
+            if actual_len > super::MAX_DECOMPRESSED_BYTES {
+                return Err(super::too_large());
+            }
             let mut tmp = BytesMut::zeroed(actual_len);
             Decoder::new()
                 .decompress(&compressed, &mut tmp)
@@ -105,6 +109,12 @@ impl<B: ByteBuf> Decompressor<B> for Snappy {
             let uncompressed_block_length = decompress_len(&compressed_block)
                 .context("failed to get snappy uncompressed length")?;
             let uncompressed_block_start = uncompressed.len();
+            // LIGHTSTREAM PATCH: the lengths are the sender's claims (see MAX_DECOMPRESSED_BYTES).
+            if uncompressed_block_start.saturating_add(uncompressed_block_length)
+                > super::MAX_DECOMPRESSED_BYTES
+            {
+                return Err(super::too_large());
+            }
             uncompressed.resize(
                 uncompressed_block_start.saturating_add(uncompressed_block_length),
                 0,
