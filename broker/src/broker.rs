@@ -32,6 +32,8 @@ pub struct Broker {
     pub shutdown: CancellationToken,
     /// The broker's time (record timestamp checks); injected for tests.
     pub clock: Arc<dyn Clock>,
+    /// Room for requests read but not yet answered (`queued_max_request_bytes`).
+    pub request_room: Arc<tokio::sync::Semaphore>,
 }
 
 /// What stopped the broker from opening.
@@ -97,6 +99,7 @@ impl Broker {
             }
         });
         let advertised_port = settings.advertised_port.unwrap_or(bound_port) as i32;
+        let settings_queued_max_request_bytes = settings.queued_max_request_bytes;
         let defaults = broker_defaults(&settings, &advertised_host, advertised_port);
         defaults.validate()?;
         let broker = Broker {
@@ -111,6 +114,9 @@ impl Broker {
             admin_lock: tokio::sync::Mutex::new(()),
             shutdown: CancellationToken::new(),
             clock,
+            request_room: Arc::new(tokio::sync::Semaphore::new(
+                settings_queued_max_request_bytes,
+            )),
         };
         broker.refresh_topics().await?;
         Ok(broker)

@@ -38,6 +38,10 @@ pub struct Settings {
     pub socket_request_max_bytes: usize,
     /// Kafka `max.connections`: connections beyond it wait in the accept backlog.
     pub max_connections: usize,
+    /// Kafka `queued.max.request.bytes`: bytes of requests read but not yet
+    /// answered, across all connections. When reached, connections stop
+    /// reading until answers go out. At least `socket_request_max_bytes`.
+    pub queued_max_request_bytes: usize,
     /// Requests of one connection read ahead of their responses. Reading
     /// stops when reached, which pushes back on a client that pipelines.
     pub max_in_flight_requests_per_connection: usize,
@@ -72,6 +76,7 @@ impl Default for Settings {
             message_max_bytes: 1_048_588,
             socket_request_max_bytes: protocol::frame::DEFAULT_MAX_FRAME_BYTES,
             max_connections: 1_000,
+            queued_max_request_bytes: 512 * 1024 * 1024,
             max_in_flight_requests_per_connection: 16,
             flush_interval_ms: 2,
             flush_max_bytes: 8 * 1024 * 1024,
@@ -186,6 +191,14 @@ impl Settings {
         }
         if self.flush_buffer_max_bytes > u32::MAX as usize {
             return invalid("flush_buffer_max_bytes", "must fit in 32 bits");
+        }
+        if self.queued_max_request_bytes < self.socket_request_max_bytes
+            || self.queued_max_request_bytes > u32::MAX as usize
+        {
+            return invalid(
+                "queued_max_request_bytes",
+                "must be at least socket_request_max_bytes and fit in 32 bits",
+            );
         }
         if !matches!(self.log_format.as_str(), "plain" | "json") {
             return invalid("log_format", "must be plain or json");

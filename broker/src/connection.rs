@@ -21,7 +21,7 @@ use kafka_protocol::messages::{ApiKey, ResponseKind};
 use protocol::{Decoded, frame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -57,14 +57,17 @@ pub async fn serve(
 ) {
     let _ = stream.set_nodelay(true);
     let (mut reader, mut writer) = stream.into_split();
-    let (queue, mut replies) =
-        mpsc::channel::<Outgoing>(broker.settings.max_in_flight_requests_per_connection);
+    let (queue, mut replies) = mpsc::channel::<(Outgoing, OwnedSemaphorePermit)>(
+        broker.settings.max_in_flight_requests_per_connection,
+    );
     // How many queued items the writer has finished; the reader waits on it
     // before any request but a produce (see the module doc).
     let (written_tx, mut written) = watch::channel(0u64);
 
     let write_loop = async move {
-        while let Some(out) = replies.recv().await {
+        // `_room` is the request's share of `queued_max_request_bytes`,
+        // given back once its answer is written.
+        while let Some((out, _room)) = replies.recv().await {
             let mut segments = match out {
                 Outgoing::Encoded(bytes) => vec![bytes],
                 Outgoing::Response {
@@ -144,6 +147,17 @@ pub async fn serve(
                     return;
                 }
             };
+            // Cancel-safe: an unfinished acquire holds nothing.
+            let room_wanted = frame
+                .len()
+                .clamp(1, broker.settings.queued_max_request_bytes)
+                as u32;
+            let room = tokio::select! {
+                room = broker.request_room.clone().acquire_many_owned(room_wanted) => {
+                    room.expect("the request semaphore is never closed")
+                }
+                _ = shutdown.cancelled() => return,
+            };
             let outgoing = match protocol::decode_request(frame) {
                 Ok(Decoded::Request(request)) => {
                     // Like Kafka's muted channel: a request other than a
@@ -187,7 +201,7 @@ pub async fn serve(
                     return;
                 }
             };
-            if queue.send(outgoing).await.is_err() {
+            if queue.send((outgoing, room)).await.is_err() {
                 return; // the writer stopped: the client is gone
             }
             queued += 1;

@@ -697,3 +697,48 @@ async fn describe_cluster_and_broker_configs_describe_this_broker() {
     );
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn requests_wait_when_queued_request_bytes_are_used_up() {
+    let broker = TestBroker::start_with(Settings {
+        socket_request_max_bytes: 48 * 1024,
+        queued_max_request_bytes: 48 * 1024,
+        ..Settings::default()
+    })
+    .await;
+    let mut admin = broker.connect().await;
+    create_topic(&mut admin, "waiting", 1).await;
+    // A 30 KiB client id makes each Fetch take most of the 48 KiB budget.
+    let first = broker.connect().await;
+    let second = broker.connect().await;
+    let long_poll = tokio::spawn(big_fetch(first, 1_500));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let waited = big_fetch(second, 0).await;
+    assert!(
+        waited >= Duration::from_millis(800),
+        "the second request was read while the first held the room: answered after {waited:?}"
+    );
+    long_poll.await.unwrap();
+    broker.stop().await;
+}
+
+/// Sends a Fetch whose client id is 30 KiB; returns how long its answer took.
+async fn big_fetch(mut client: Client, max_wait_ms: i32) -> Duration {
+    let request = fetch_request("waiting", 0, max_wait_ms);
+    let mut body = BytesMut::new();
+    RequestHeader::default()
+        .with_request_api_key(ApiKey::Fetch as i16)
+        .with_request_api_version(12)
+        .with_correlation_id(1)
+        .with_client_id(Some(StrBytes::from_string("c".repeat(30 * 1024))))
+        .encode(&mut body, ApiKey::Fetch.request_header_version(12))
+        .unwrap();
+    request.encode(&mut body, 12).unwrap();
+    let mut frame = BytesMut::new();
+    frame.put_i32(body.len() as i32);
+    frame.extend_from_slice(&body);
+    let started = std::time::Instant::now();
+    client.send_raw(&frame).await;
+    assert!(client.read_frame().await.is_some(), "answered");
+    started.elapsed()
+}
