@@ -27,6 +27,16 @@ fn values(records: &Bytes) -> Vec<(i64, String)> {
 
 /// A log over `store` and an in-memory SQLite store holding one topic "t"
 /// with two partitions; `tp` is its partition 0. The clock says 9,999.
+/// Appends one single-record batch per value, in order.
+async fn append_each<S>(f: &Fixture<S>, values: &[&str]) {
+    for v in values {
+        f.log
+            .append(f.tp, batch(&[v], 1), AppendOptions::default())
+            .await
+            .unwrap();
+    }
+}
+
 struct Fixture<S = MemoryStore> {
     log: Arc<Log>,
     store: Arc<S>,
@@ -117,12 +127,7 @@ async fn read_from_middle_of_batch_returns_whole_batch() {
 #[tokio::test]
 async fn read_returns_at_least_one_batch_above_max_bytes() {
     let f = fixture(LogConfig::default()).await;
-    for v in ["one", "two"] {
-        f.log
-            .append(f.tp, batch(&[v], 1), AppendOptions::default())
-            .await
-            .unwrap();
-    }
+    append_each(&f, &["one", "two"]).await;
     let read = f.log.read(f.tp, 0, 1, true).await.unwrap();
     assert_eq!(values(&read.records), vec![(0, "one".into())]);
 }
@@ -487,12 +492,7 @@ async fn one_failed_flush_fails_only_the_flushes_sealed_before_it_was_handled() 
 #[tokio::test]
 async fn read_without_min_one_leaves_out_a_batch_over_the_limit_and_says_more_is_there() {
     let f = fixture(LogConfig::default()).await;
-    for v in ["one", "two"] {
-        f.log
-            .append(f.tp, batch(&[v], 1), AppendOptions::default())
-            .await
-            .unwrap();
-    }
+    append_each(&f, &["one", "two"]).await;
     let none = f.log.read(f.tp, 0, 1, false).await.unwrap();
     assert!(none.records.is_empty());
     assert!(none.more_available);
@@ -512,13 +512,8 @@ async fn read_walks_past_one_page_of_index_entries() {
         ..LogConfig::default()
     })
     .await;
-    for i in 0..10 {
-        let value = format!("v{i}");
-        f.log
-            .append(f.tp, batch(&[value.as_str()], 1), AppendOptions::default())
-            .await
-            .unwrap();
-    }
+    let values: Vec<String> = (0..10).map(|i| format!("v{i}")).collect();
+    append_each(&f, &values.iter().map(String::as_str).collect::<Vec<_>>()).await;
     let read = f.log.read(f.tp, 0, 1 << 20, true).await.unwrap();
     assert_eq!(
         values(&read.records).len(),
