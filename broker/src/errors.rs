@@ -14,9 +14,9 @@ pub fn storage_error(e: &storage::Error) -> ResponseError {
     match e {
         E::UnknownTopicOrPartition(_) => ResponseError::UnknownTopicOrPartition,
         E::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
-        // A broker that is stopping or was fenced tells clients to look for
+        // A broker that is stopping tells clients to look for
         // the leader again, as Kafka does during a controlled shutdown.
-        E::NotLeader(_) | E::ShuttingDown => ResponseError::NotLeaderOrFollower,
+        E::ShuttingDown => ResponseError::NotLeaderOrFollower,
         E::Metadata(m) => metadata_error(m),
         E::Unavailable(_)
         | E::Io(_)

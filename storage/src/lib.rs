@@ -52,9 +52,6 @@ pub enum Error {
         log_start_offset: i64,
         high_watermark: i64,
     },
-    /// Another writer owns the partition now.
-    #[error("not leader for {0}")]
-    NotLeader(metadata::TopicPartition),
     /// The write could not be made durable; a retry may succeed.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
