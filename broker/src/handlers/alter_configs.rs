@@ -18,12 +18,13 @@ use crate::broker::Broker;
 use crate::configs::{self, ConfigError};
 use crate::errors;
 
-/// The outcome of altering one resource.
-type Outcome = Result<(), (ResponseError, String)>;
+/// The outcome of altering one resource: `Ok(true)` when new configs were stored.
+type Outcome = Result<bool, (ResponseError, String)>;
 
 pub async fn handle_alter(broker: &Broker, request: AlterConfigsRequest) -> AlterConfigsResponse {
     let _guard = broker.admin_lock.lock().await;
     let mut responses = Vec::with_capacity(request.resources.len());
+    let mut stored_any = false;
     for resource in request.resources {
         let changes: Vec<(String, Option<String>)> = resource
             .configs
@@ -38,6 +39,7 @@ pub async fn handle_alter(broker: &Broker, request: AlterConfigsRequest) -> Alte
             |_current| configs::apply_alter_configs(changes),
         )
         .await;
+        stored_any |= matches!(outcome, Ok(true));
         let (code, message) = split(outcome);
         responses.push(
             alter_configs_response::AlterConfigsResourceResponse::default()
@@ -47,7 +49,9 @@ pub async fn handle_alter(broker: &Broker, request: AlterConfigsRequest) -> Alte
                 .with_error_message(message),
         );
     }
-    refresh(broker).await;
+    if stored_any {
+        refresh(broker).await;
+    }
     AlterConfigsResponse::default().with_responses(responses)
 }
 
@@ -57,6 +61,7 @@ pub async fn handle_incremental(
 ) -> IncrementalAlterConfigsResponse {
     let _guard = broker.admin_lock.lock().await;
     let mut responses = Vec::with_capacity(request.resources.len());
+    let mut stored_any = false;
     for resource in request.resources {
         let ops: Vec<(String, i8, Option<String>)> = resource
             .configs
@@ -77,6 +82,7 @@ pub async fn handle_incremental(
             |current| configs::apply_incremental_alter(current, &ops),
         )
         .await;
+        stored_any |= matches!(outcome, Ok(true));
         let (code, message) = split(outcome);
         responses.push(
             incremental_alter_configs_response::AlterConfigsResourceResponse::default()
@@ -86,7 +92,9 @@ pub async fn handle_incremental(
                 .with_error_message(message),
         );
     }
-    refresh(broker).await;
+    if stored_any {
+        refresh(broker).await;
+    }
     IncrementalAlterConfigsResponse::default().with_responses(responses)
 }
 
@@ -123,7 +131,7 @@ async fn alter_topic(
     let next =
         change(&view.topic.configs).map_err(|e| (errors::config_error(&e), e.to_string()))?;
     if validate_only {
-        return Ok(());
+        return Ok(false);
     }
     broker
         .metadata
@@ -131,12 +139,12 @@ async fn alter_topic(
         .await
         .map_err(|e| (errors::metadata_error(&e), e.to_string()))?;
     tracing::info!(topic = name, "altered topic configs");
-    Ok(())
+    Ok(true)
 }
 
 fn split(outcome: Outcome) -> (i16, Option<StrBytes>) {
     match outcome {
-        Ok(()) => (0, None),
+        Ok(_) => (0, None),
         Err((code, message)) => (code.code(), Some(StrBytes::from_string(message))),
     }
 }
