@@ -512,8 +512,8 @@ async fn read_walks_past_one_page_of_index_entries() {
         ..LogConfig::default()
     })
     .await;
-    let values: Vec<String> = (0..10).map(|i| format!("v{i}")).collect();
-    append_each(&f, &values.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let ten: Vec<String> = (0..10).map(|i| format!("v{i}")).collect();
+    append_each(&f, &ten.iter().map(String::as_str).collect::<Vec<_>>()).await;
     let read = f.log.read(f.tp, 0, 1 << 20, true).await.unwrap();
     assert_eq!(
         values(&read.records).len(),
