@@ -22,7 +22,10 @@
 
 use std::collections::BTreeMap;
 
-use crate::model::{FlushCommit, IndexEntry, PartitionState, Topic, TopicId, TopicPartition};
+use crate::model::{
+    FlushCommit, IndexEntry, PartitionState, ProducerBatch, ProducerState, Topic, TopicId,
+    TopicPartition,
+};
 use crate::store::{Error, MetadataStore};
 
 /// What a backend's factory hands the suite: a fresh, empty store, plus
@@ -66,6 +69,11 @@ macro_rules! metadata_store_contract_tests {
             index_entry_max_timestamp_returns_lowest_offset_among_ties,
             delete_topic_removes_partitions_and_index,
             topic_name_is_reusable_after_delete_with_a_new_id,
+            producer_states_are_committed_with_the_flush_and_replaced,
+            producer_states_of_a_refused_commit_are_not_stored,
+            malformed_producer_states_are_refused_whole,
+            producer_states_expire_and_go_with_their_topic,
+            producer_ids_are_never_allocated_twice,
         );
     };
     (@checks $make_fixture:expr; $($check:ident),* $(,)?) => {
@@ -147,6 +155,7 @@ fn flush(object_key: &str, entries: Vec<IndexEntry>) -> FlushCommit {
         object_size: entries.len() as u64 * ENTRY_LENGTH_BYTES,
         leader_epochs: vec![0; entries.len()],
         entries,
+        producers: Vec::new(),
     }
 }
 
@@ -769,4 +778,118 @@ pub async fn topic_name_is_reusable_after_delete_with_a_new_id(store: &dyn Metad
     // The new topic's log starts afresh at offset 0.
     commit_ok(store, &flush("o2", vec![entry(new_tp, 0, 4, 10)])).await;
     assert_eq!(next_offset(store, new_tp).await, 5);
+}
+
+fn producer(tp: TopicPartition, producer_id: i64, epoch: i16, last_seq: i32) -> ProducerState {
+    ProducerState {
+        topic_partition: tp,
+        producer_id,
+        producer_epoch: epoch,
+        last_write_ms: 1_000 + i64::from(last_seq),
+        batches: vec![ProducerBatch {
+            first_sequence: last_seq - 4,
+            last_sequence: last_seq,
+            base_offset: 100,
+            last_offset: 104,
+        }],
+    }
+}
+
+async fn producer_states(store: &dyn MetadataStore) -> Vec<ProducerState> {
+    let mut all = store.producer_states().await.expect("producer_states");
+    all.sort_by_key(|s| (s.topic_partition, s.producer_id));
+    all
+}
+
+pub async fn producer_states_are_committed_with_the_flush_and_replaced(store: &dyn MetadataStore) {
+    let t = create(store, "t", 2).await;
+    let (tp0, tp1) = (
+        TopicPartition::new(t.topic_id, 0),
+        TopicPartition::new(t.topic_id, 1),
+    );
+    assert!(producer_states(store).await.is_empty());
+    let mut first = flush("o1", vec![entry(tp0, 0, 4, 10), entry(tp1, 0, 4, 10)]);
+    first.producers = vec![producer(tp0, 7, 0, 4), producer(tp1, 7, 0, 4)];
+    commit_ok(store, &first).await;
+    assert_eq!(producer_states(store).await, first.producers);
+
+    // Five batches retained, replaced whole; another producer added beside.
+    let mut full = producer(tp0, 7, 1, 9);
+    full.batches = (0..5)
+        .map(|i| ProducerBatch {
+            first_sequence: i * 2,
+            last_sequence: i * 2 + 1,
+            base_offset: 5 + i64::from(i) * 2,
+            last_offset: 6 + i64::from(i) * 2,
+        })
+        .collect();
+    let mut second = flush("o2", vec![entry(tp0, 5, 14, 10)]);
+    second.producers = vec![full.clone(), producer(tp0, 8, 0, 0)];
+    commit_ok(store, &second).await;
+    let expected = vec![full, producer(tp0, 8, 0, 0), producer(tp1, 7, 0, 4)];
+    let mut expected_sorted = expected.clone();
+    expected_sorted.sort_by_key(|s| (s.topic_partition, s.producer_id));
+    assert_eq!(producer_states(store).await, expected_sorted);
+}
+
+pub async fn producer_states_of_a_refused_commit_are_not_stored(store: &dyn MetadataStore) {
+    let t = create(store, "t", 1).await;
+    let tp = TopicPartition::new(t.topic_id, 0);
+    let mut gap = flush("o1", vec![entry(tp, 3, 4, 10)]);
+    gap.producers = vec![producer(tp, 7, 0, 4)];
+    assert_err!(store.commit_flush(&gap).await, Error::OffsetMismatch { .. });
+    assert!(producer_states(store).await.is_empty());
+}
+
+pub async fn malformed_producer_states_are_refused_whole(store: &dyn MetadataStore) {
+    let t = create(store, "t", 2).await;
+    let (tp0, tp1) = (
+        TopicPartition::new(t.topic_id, 0),
+        TopicPartition::new(t.topic_id, 1),
+    );
+    let mut without_entry = flush("o1", vec![entry(tp0, 0, 4, 10)]);
+    without_entry.producers = vec![producer(tp1, 7, 0, 4)];
+    let mut twice = flush("o2", vec![entry(tp0, 0, 4, 10)]);
+    twice.producers = vec![producer(tp0, 7, 0, 4), producer(tp0, 7, 0, 9)];
+    let mut too_many = flush("o3", vec![entry(tp0, 0, 4, 10)]);
+    let mut state = producer(tp0, 7, 0, 4);
+    state.batches = vec![state.batches[0]; 6];
+    too_many.producers = vec![state];
+    for commit in [without_entry, twice, too_many] {
+        assert_err!(store.commit_flush(&commit).await, Error::Backend(_));
+    }
+    assert_eq!(next_offset(store, tp0).await, 0);
+    assert!(producer_states(store).await.is_empty());
+}
+
+pub async fn producer_states_expire_and_go_with_their_topic(store: &dyn MetadataStore) {
+    let t = create(store, "t", 1).await;
+    let kept = create(store, "kept", 1).await;
+    let tp = TopicPartition::new(t.topic_id, 0);
+    let kept_tp = TopicPartition::new(kept.topic_id, 0);
+    let mut commit = flush("o1", vec![entry(tp, 0, 4, 10), entry(kept_tp, 0, 4, 10)]);
+    // last_write_ms 1_004, 1_009 and 1_004.
+    commit.producers = vec![
+        producer(tp, 1, 0, 4),
+        producer(tp, 2, 0, 9),
+        producer(kept_tp, 3, 0, 4),
+    ];
+    commit_ok(store, &commit).await;
+    assert_eq!(
+        store.expire_producer_states(1_005).await.expect("expire"),
+        2
+    );
+    assert_eq!(producer_states(store).await, vec![producer(tp, 2, 0, 9)]);
+    store.delete_topic(t.topic_id).await.expect("delete_topic");
+    assert!(producer_states(store).await.is_empty());
+}
+
+pub async fn producer_ids_are_never_allocated_twice(store: &dyn MetadataStore) {
+    let a = store.allocate_producer_ids(1000).await.expect("allocate");
+    let b = store.allocate_producer_ids(1000).await.expect("allocate");
+    let c = store.allocate_producer_ids(1).await.expect("allocate");
+    assert!(a >= 0, "producer ids are not negative: {a}");
+    assert!(b >= a + 1000, "blocks overlap: {a} then {b}");
+    assert!(c >= b + 1000, "blocks overlap: {b} then {c}");
+    assert_err!(store.allocate_producer_ids(0).await, Error::Backend(_));
 }

@@ -97,4 +97,77 @@ pub struct FlushCommit {
     pub entries: Vec<IndexEntry>,
     /// The leader epoch the writer believes it holds, per entry (same order as `entries`).
     pub leader_epochs: Vec<i32>,
+    /// The new state of every idempotent producer that wrote to the flush's
+    /// partitions, each replacing the stored one for its (partition, producer id).
+    pub producers: Vec<ProducerState>,
+}
+
+/// Kafka keeps this many of a producer's most recent batches per partition to
+/// recognise retries (`ProducerStateEntry.NUM_BATCHES_TO_RETAIN`); it is also
+/// the most in-flight requests an idempotent producer may have.
+pub const PRODUCER_BATCHES_RETAINED: usize = 5;
+
+/// One batch an idempotent producer wrote to a partition: enough to answer a
+/// retry of it with the offsets it was first given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProducerBatch {
+    pub first_sequence: i32,
+    pub last_sequence: i32,
+    pub base_offset: i64,
+    pub last_offset: i64,
+}
+
+/// What a partition remembers of one idempotent producer (Kafka's
+/// `ProducerStateEntry`), committed with the index entries of the flush that
+/// wrote its batches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProducerState {
+    pub topic_partition: TopicPartition,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    /// Broker time of its last write (ms); the state expires
+    /// `producer.id.expiration.ms` after it.
+    pub last_write_ms: i64,
+    /// The last batches written under `producer_epoch`, oldest first, at most
+    /// `PRODUCER_BATCHES_RETAINED`.
+    pub batches: Vec<ProducerBatch>,
+}
+
+impl ProducerBatch {
+    /// Bytes of one batch in `encode_batches`.
+    const ENCODED_LEN: usize = 24;
+
+    /// The batches in a compact, versionless byte form for one column:
+    /// per batch first and last sequence (i32) and base and last offset (i64),
+    /// big-endian.
+    pub fn encode_batches(batches: &[ProducerBatch]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(batches.len() * Self::ENCODED_LEN);
+        for b in batches {
+            out.extend_from_slice(&b.first_sequence.to_be_bytes());
+            out.extend_from_slice(&b.last_sequence.to_be_bytes());
+            out.extend_from_slice(&b.base_offset.to_be_bytes());
+            out.extend_from_slice(&b.last_offset.to_be_bytes());
+        }
+        out
+    }
+
+    /// The inverse of `encode_batches`; `None` for bytes it did not write.
+    pub fn decode_batches(bytes: &[u8]) -> Option<Vec<ProducerBatch>> {
+        if !bytes.len().is_multiple_of(Self::ENCODED_LEN) {
+            return None;
+        }
+        let i32_at = |c: &[u8], at: usize| i32::from_be_bytes(c[at..at + 4].try_into().unwrap());
+        let i64_at = |c: &[u8], at: usize| i64::from_be_bytes(c[at..at + 8].try_into().unwrap());
+        Some(
+            bytes
+                .chunks_exact(Self::ENCODED_LEN)
+                .map(|c| ProducerBatch {
+                    first_sequence: i32_at(c, 0),
+                    last_sequence: i32_at(c, 4),
+                    base_offset: i64_at(c, 8),
+                    last_offset: i64_at(c, 16),
+                })
+                .collect(),
+        )
+    }
 }

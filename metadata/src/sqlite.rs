@@ -21,7 +21,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
-use crate::model::{FlushCommit, IndexEntry, PartitionState, Topic, TopicId, TopicPartition, Uuid};
+use crate::model::{
+    FlushCommit, IndexEntry, PRODUCER_BATCHES_RETAINED, PartitionState, ProducerBatch,
+    ProducerState, Topic, TopicId, TopicPartition, Uuid,
+};
 use crate::store::{Error, MetadataStore, Result};
 
 /// How long a write waits for another connection (another broker sharing the
@@ -31,7 +34,7 @@ const BUSY_TIMEOUT_MS: u64 = 5_000;
 
 /// The schema this code reads and writes, kept in `PRAGMA user_version`.
 /// A file with another non-zero version is refused rather than guessed at.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS cluster (
@@ -77,6 +80,24 @@ CREATE TABLE IF NOT EXISTS objects (
     size           INTEGER NOT NULL,
     created_at_ms  INTEGER NOT NULL
 );
+";
+
+/// Version 1 → 2: idempotent producers (producer ids and per-partition state).
+/// Also part of a new file's schema.
+const SCHEMA_2: &str = "
+CREATE TABLE IF NOT EXISTS producer_ids (
+    singleton         INTEGER PRIMARY KEY CHECK (singleton = 0),
+    next_producer_id  INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS producer_state (
+    topic_id        BLOB NOT NULL,
+    partition       INTEGER NOT NULL,
+    producer_id     INTEGER NOT NULL,
+    producer_epoch  INTEGER NOT NULL,
+    last_write_ms   INTEGER NOT NULL,
+    batches         BLOB NOT NULL,
+    PRIMARY KEY (topic_id, partition, producer_id)
+) WITHOUT ROWID;
 ";
 
 /// Index entries of `(?1, ?2)` with `last_offset >= ?3`, at most `?4`.
@@ -183,11 +204,19 @@ impl SqliteStore {
             0 => {
                 tx.execute_batch(SCHEMA)
                     .or_backend(|| "create schema".into())?;
+                tx.execute_batch(SCHEMA_2)
+                    .or_backend(|| "create schema 2".into())?;
                 tx.execute(
                     "INSERT OR IGNORE INTO cluster (singleton, cluster_id) VALUES (0, ?1)",
                     params![new_cluster_id()],
                 )
                 .or_backend(|| "insert cluster_id".into())?;
+                tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+                    .or_backend(|| "set user_version".into())?;
+            }
+            1 => {
+                tx.execute_batch(SCHEMA_2)
+                    .or_backend(|| "migrate schema 1 to 2".into())?;
                 tx.pragma_update(None, "user_version", SCHEMA_VERSION)
                     .or_backend(|| "set user_version".into())?;
             }
@@ -297,6 +326,7 @@ impl MetadataStore for SqliteStore {
                 "topic_configs",
                 "partition_state",
                 "partition_index",
+                "producer_state",
             ] {
                 tx.execute(
                     &format!("DELETE FROM {table} WHERE topic_id = ?1"),
@@ -425,6 +455,7 @@ impl MetadataStore for SqliteStore {
 
     async fn commit_flush(&self, flush: &FlushCommit) -> Result<()> {
         let rows = IndexRow::from_commit(flush)?;
+        let producers = ProducerRow::from_commit(flush)?;
         let object_key = flush.object_key.clone();
         let object_size = to_i64(flush.object_size, "object_size", &object_key)?;
         let created_at_ms = now_ms();
@@ -433,12 +464,106 @@ impl MetadataStore for SqliteStore {
             for row in &rows {
                 append_entry(&tx, row, &object_key)?;
             }
+            for producer in &producers {
+                upsert_producer(&tx, producer)?;
+            }
             tx.execute(
                 "INSERT INTO objects (object_key, size, created_at_ms) VALUES (?1, ?2, ?3)",
                 params![object_key, object_size, created_at_ms],
             )
             .or_backend(|| format!("insert objects object_key={object_key}"))?;
             commit(tx)
+        })
+        .await
+    }
+
+    async fn producer_states(&self) -> Result<Vec<ProducerState>> {
+        self.with_conn(|conn| {
+            let mut stmt = conn
+                .prepare(
+                    "SELECT topic_id, partition, producer_id, producer_epoch, last_write_ms, batches \
+                     FROM producer_state",
+                )
+                .or_backend(|| "prepare read producer_state".into())?;
+            let rows = stmt
+                .query_map([], |row| {
+                    let topic_id = TopicId(Uuid::from_bytes(row.get(0)?));
+                    let tp = TopicPartition::new(topic_id, row.get(1)?);
+                    let producer_id: i64 = row.get(2)?;
+                    let batches: Vec<u8> = row.get(5)?;
+                    Ok((
+                        ProducerState {
+                            topic_partition: tp,
+                            producer_id,
+                            producer_epoch: row.get(3)?,
+                            last_write_ms: row.get(4)?,
+                            batches: Vec::new(),
+                        },
+                        batches,
+                    ))
+                })
+                .or_backend(|| "read producer_state".into())?;
+            let mut states = Vec::new();
+            for row in rows {
+                let (mut state, batches) = row.or_backend(|| "read producer_state row".into())?;
+                state.batches = ProducerBatch::decode_batches(&batches).ok_or_else(|| {
+                    Error::Backend(format!(
+                        "corrupt producer_state batches topic_partition={} producer_id={} bytes={}",
+                        state.topic_partition,
+                        state.producer_id,
+                        batches.len()
+                    ))
+                })?;
+                states.push(state);
+            }
+            Ok(states)
+        })
+        .await
+    }
+
+    async fn expire_producer_states(&self, before_ms: i64) -> Result<u64> {
+        self.with_conn(move |conn| {
+            let tx = begin_write(conn)?;
+            let deleted = tx
+                .execute(
+                    "DELETE FROM producer_state WHERE last_write_ms < ?1",
+                    params![before_ms],
+                )
+                .or_backend(|| format!("expire producer_state before_ms={before_ms}"))?;
+            commit(tx)?;
+            Ok(deleted as u64)
+        })
+        .await
+    }
+
+    async fn allocate_producer_ids(&self, count: i64) -> Result<i64> {
+        if count < 1 {
+            return Err(Error::Backend(format!(
+                "allocate_producer_ids count={count} must be at least 1"
+            )));
+        }
+        self.with_conn(move |conn| {
+            let tx = begin_write(conn)?;
+            let first: i64 = tx
+                .query_row(
+                    "SELECT next_producer_id FROM producer_ids WHERE singleton = 0",
+                    [],
+                    |row| row.get(0),
+                )
+                .optional()
+                .or_backend(|| "read next_producer_id".into())?
+                .unwrap_or(0);
+            let next = first.checked_add(count).ok_or_else(|| {
+                Error::Backend(format!("producer ids exhausted first={first} count={count}"))
+            })?;
+            tx.execute(
+                "INSERT INTO producer_ids (singleton, next_producer_id) VALUES (0, ?1)
+                 ON CONFLICT (singleton) DO UPDATE SET next_producer_id = excluded.next_producer_id",
+                params![next],
+            )
+            .or_backend(|| format!("update next_producer_id next={next}"))?;
+            commit(tx)?;
+            Ok(first)
         })
         .await
     }
@@ -576,6 +701,74 @@ impl IndexRow {
         }
         Ok(rows)
     }
+}
+
+/// One producer state of a commit, checked before any SQL runs.
+struct ProducerRow {
+    state: ProducerState,
+    batches: Vec<u8>,
+}
+
+impl ProducerRow {
+    /// Refuses a malformed commit whole: a state of a partition the commit
+    /// has no entry for, a (partition, producer id) twice, too many batches.
+    fn from_commit(commit: &FlushCommit) -> Result<Vec<ProducerRow>> {
+        let key = &commit.object_key;
+        let mut seen = std::collections::HashSet::new();
+        let mut rows = Vec::with_capacity(commit.producers.len());
+        for state in &commit.producers {
+            let tp = state.topic_partition;
+            let pid = state.producer_id;
+            if !commit.entries.iter().any(|e| e.topic_partition == tp) {
+                return Err(Error::Backend(format!(
+                    "invalid flush commit object_key={key} producer_id={pid} of topic_partition={tp} without an entry"
+                )));
+            }
+            if !seen.insert((tp, pid)) {
+                return Err(Error::Backend(format!(
+                    "invalid flush commit object_key={key} duplicate producer_id={pid} topic_partition={tp}"
+                )));
+            }
+            if state.batches.len() > PRODUCER_BATCHES_RETAINED {
+                return Err(Error::Backend(format!(
+                    "invalid flush commit object_key={key} producer_id={pid} topic_partition={tp} batches={}",
+                    state.batches.len()
+                )));
+            }
+            rows.push(ProducerRow {
+                batches: ProducerBatch::encode_batches(&state.batches),
+                state: state.clone(),
+            });
+        }
+        Ok(rows)
+    }
+}
+
+/// Replaces the stored state of one (partition, producer id).
+fn upsert_producer(tx: &Transaction<'_>, row: &ProducerRow) -> Result<()> {
+    let s = &row.state;
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO producer_state
+             (topic_id, partition, producer_id, producer_epoch, last_write_ms, batches)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )
+    .and_then(|mut stmt| {
+        stmt.execute(params![
+            id_bytes(s.topic_partition.topic_id),
+            s.topic_partition.partition,
+            s.producer_id,
+            s.producer_epoch,
+            s.last_write_ms,
+            row.batches,
+        ])
+    })
+    .or_backend(|| {
+        format!(
+            "upsert producer_state topic_partition={} producer_id={}",
+            s.topic_partition, s.producer_id
+        )
+    })?;
+    Ok(())
 }
 
 /// Adds context to a rusqlite error and makes it a `Backend` error.

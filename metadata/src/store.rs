@@ -11,7 +11,9 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 
-use crate::model::{FlushCommit, IndexEntry, PartitionState, Topic, TopicId, TopicPartition};
+use crate::model::{
+    FlushCommit, IndexEntry, PartitionState, ProducerState, Topic, TopicId, TopicPartition,
+};
 
 /// What went wrong, in kinds the caller branches on.
 #[derive(Debug, thiserror::Error)]
@@ -91,11 +93,27 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// `UnknownTopic` when the topic was deleted meanwhile). On success each
     /// partition's `next_offset` becomes its entry's `last_offset + 1`.
     ///
+    /// In the same transaction, each of `producers` replaces the stored state
+    /// of its (partition, producer id).
+    ///
     /// A malformed commit is refused whole, before the store is read, as
     /// `Backend`: `leader_epochs` not one per entry, a partition twice, an entry
-    /// in another object than `object_key`, `last_offset < base_offset`, or a
-    /// byte count beyond `i64::MAX`.
+    /// in another object than `object_key`, `last_offset < base_offset`, a
+    /// byte count beyond `i64::MAX`, a producer state of a partition with no
+    /// entry, a (partition, producer id) twice, or more than
+    /// `PRODUCER_BATCHES_RETAINED` batches in one state.
     async fn commit_flush(&self, commit: &FlushCommit) -> Result<()>;
+
+    /// The committed producer states of every partition, in no promised order.
+    async fn producer_states(&self) -> Result<Vec<ProducerState>>;
+
+    /// Deletes the producer states last written before `before_ms`
+    /// (`producer.id.expiration.ms`); returns how many went.
+    async fn expire_producer_states(&self, before_ms: i64) -> Result<u64>;
+
+    /// Reserves `count` (≥ 1) producer ids that were never reserved before, by
+    /// any broker sharing the store, across restarts; returns the first.
+    async fn allocate_producer_ids(&self, count: i64) -> Result<i64>;
 
     /// Index entries of a partition whose `last_offset >= from_offset`, in offset
     /// order, at most `max_entries`: the first is the entry holding `from_offset`

@@ -62,6 +62,7 @@ fn one_entry_commit(
             max_timestamp: 1_700_000_000_000,
         }],
         leader_epochs: vec![0],
+        producers: Vec::new(),
     }
 }
 

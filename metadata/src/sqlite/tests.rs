@@ -56,6 +56,7 @@ async fn commit_with_position_beyond_i64_is_refused_before_any_sql() {
             max_timestamp: 0,
         }],
         leader_epochs: vec![0],
+        producers: Vec::new(),
     };
     let err = store
         .commit_flush(&commit)
@@ -97,6 +98,39 @@ fn open_refuses_a_newer_schema() {
     drop(conn);
     let err = SqliteStore::open(&path).expect_err("newer schema");
     assert!(err.to_string().contains("unsupported schema"), "{err}");
+}
+
+#[tokio::test]
+async fn open_migrates_a_version_1_file_keeping_its_data() {
+    let dir = tempfile::tempdir().expect("create temp dir");
+    let path = dir.path().join("metadata.db");
+    {
+        // A file as version 1 wrote it: the first schema only.
+        let conn = Connection::open(&path).expect("open raw");
+        conn.execute_batch(SCHEMA).expect("schema 1");
+        conn.execute(
+            "INSERT INTO cluster (singleton, cluster_id) VALUES (0, 'abc')",
+            [],
+        )
+        .expect("cluster id");
+        conn.pragma_update(None, "user_version", 1)
+            .expect("set user_version");
+    }
+    let store = SqliteStore::open(&path).expect("open and migrate");
+    assert_eq!(store.cluster_id().await.expect("cluster_id"), "abc");
+    assert!(store.producer_states().await.expect("states").is_empty());
+    assert_eq!(store.allocate_producer_ids(10).await.expect("ids"), 0);
+    let version: i64 = store
+        .conn
+        .lock()
+        .expect("lock")
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .expect("user_version");
+    assert_eq!(version, SCHEMA_VERSION);
+    drop(store);
+    // Producer ids survive a reopen.
+    let store = SqliteStore::open(&path).expect("reopen");
+    assert_eq!(store.allocate_producer_ids(10).await.expect("ids"), 10);
 }
 
 #[test]
