@@ -50,6 +50,29 @@ pub fn record_batch(
     buf.freeze()
 }
 
+/// `record_batch(values, first_timestamp_ms, false, None)` written by an
+/// idempotent producer: `producer_id`, `producer_epoch`, and sequences from
+/// `base_sequence` (wrapping after `i32::MAX` as Kafka's do). The CRC is
+/// recomputed, so the batch passes `validate_produce_batch`.
+pub fn idempotent_batch(
+    values: &[&str],
+    first_timestamp_ms: i64,
+    producer_id: i64,
+    producer_epoch: i16,
+    base_sequence: i32,
+) -> Bytes {
+    let mut batch =
+        BytesMut::from(&record_batch(values, first_timestamp_ms, false, Compression::None)[..]);
+    // v2 layout: producer id at 43, epoch at 51, base sequence at 53; CRC at
+    // 17 covers everything from the attributes at 21.
+    batch[43..51].copy_from_slice(&producer_id.to_be_bytes());
+    batch[51..53].copy_from_slice(&producer_epoch.to_be_bytes());
+    batch[53..57].copy_from_slice(&base_sequence.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[21..]);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+    batch.freeze()
+}
+
 /// (offset, value as UTF-8) of every record in concatenated batches.
 /// Panics on bytes that do not decode: for tests only.
 pub fn offsets_and_values(records: &Bytes) -> Vec<(i64, String)> {

@@ -8,6 +8,7 @@
 
 pub mod clock;
 pub mod contract;
+pub mod failpoint;
 pub mod log;
 pub mod object_format;
 pub mod object_store;
@@ -57,6 +58,12 @@ pub enum Error {
     Unavailable(String),
     #[error("log is shutting down")]
     ShuttingDown,
+    /// An idempotent producer's batch does not follow its last sequence.
+    #[error("{0}")]
+    OutOfOrderSequence(String),
+    /// An idempotent producer wrote with an epoch older than its current one.
+    #[error("{0}")]
+    InvalidProducerEpoch(String),
     #[error("metadata: {0}")]
     Metadata(#[from] metadata::Error),
 }

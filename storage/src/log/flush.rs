@@ -28,11 +28,12 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use metadata::{FlushCommit, IndexEntry};
+use metadata::{FlushCommit, IndexEntry, ProducerState};
 use protocol::batch;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use super::producers::{Check, FlushOutcome, answer_duplicate};
 use super::{AppendResult, Inner, Partition, PendingBatch};
 use crate::object_format::{FooterEntry, ObjectBuilder};
 use crate::{Error, Result};
@@ -43,6 +44,8 @@ struct PlacedRun {
     entry: IndexEntry,
     leader_epoch: i32,
     replies: Vec<(oneshot::Sender<Result<AppendResult>>, AppendResult)>,
+    /// The new state of each idempotent producer with a batch in the run.
+    producers: Vec<ProducerState>,
 }
 
 /// A sealed flush whose object is being written.
@@ -52,6 +55,8 @@ struct SealedFlush {
     object: Bytes,
     runs: Vec<PlacedRun>,
     write: JoinHandle<Result<()>>,
+    /// Duplicates of this flush's batches wait on it.
+    outcome: Arc<FlushOutcome>,
     sealed_at: Instant,
     /// The flush buffer room of its batches: held until the flush ends, so
     /// `flush_buffer_max_bytes` bounds buffered and in-flight bytes together.
@@ -138,6 +143,8 @@ fn seal(inner: &Arc<Inner>, batches: Vec<PendingBatch>) -> Option<SealedFlush> {
     }
 
     let now_ms = inner.clock.now_ms();
+    let expiration_ms = inner.config.producer_id_expiration_ms;
+    let outcome = Arc::new(FlushOutcome::default());
     let mut builder = ObjectBuilder::with_capacity(total_bytes, order.len());
     let mut runs = Vec::with_capacity(order.len());
     let mut room = Vec::new();
@@ -158,10 +165,27 @@ fn seal(inner: &Arc<Inner>, batches: Vec<PendingBatch>) -> Option<SealedFlush> {
         let position = builder.position();
         let mut max_timestamp = -1i64;
         let mut replies = Vec::with_capacity(group.len());
-        let batch_count = group.len() as u32;
+        let mut producer_ids = Vec::new();
         for b in group {
+            let header = batch::parse_header(&b.bytes).expect("append checked the batch header");
+            // Sequence rules first: a refused batch or a duplicate is not written.
+            match state.producers.check(tp, &header, now_ms, expiration_ms) {
+                Ok(Check::Append) => {}
+                Ok(Check::Duplicate { batch, flush }) => {
+                    let result = AppendResult {
+                        base_offset: batch.base_offset,
+                        log_append_time_ms: -1,
+                        log_start_offset,
+                    };
+                    answer_duplicate(flush, (b.reply, result));
+                    continue;
+                }
+                Err(e) => {
+                    let _ = b.reply.send(Err(e));
+                    continue;
+                }
+            }
             let stored = builder.append(&b.bytes);
-            let header = batch::parse_header(stored).expect("append checked the batch header");
             batch::set_base_offset(stored, next_offset);
             batch::set_partition_leader_epoch(stored, leader_epoch);
             let log_append_time_ms = if b.options.log_append_time {
@@ -172,6 +196,15 @@ fn seal(inner: &Arc<Inner>, batches: Vec<PendingBatch>) -> Option<SealedFlush> {
                 max_timestamp = max_timestamp.max(header.max_timestamp);
                 -1
             };
+            if header.producer_id >= 0 {
+                let pid = header.producer_id;
+                state
+                    .producers
+                    .record(&header, next_offset, now_ms, expiration_ms, &outcome);
+                if !producer_ids.contains(&pid) {
+                    producer_ids.push(pid);
+                }
+            }
             room.push(b.permit);
             replies.push((
                 b.reply,
@@ -183,14 +216,21 @@ fn seal(inner: &Arc<Inner>, batches: Vec<PendingBatch>) -> Option<SealedFlush> {
             ));
             next_offset += header.last_offset_delta as i64 + 1;
         }
+        if replies.is_empty() {
+            continue; // every batch was refused or a duplicate: no run
+        }
         state.reserved_next_offset = next_offset;
+        let producers = producer_ids
+            .into_iter()
+            .filter_map(|pid| state.producers.snapshot(tp, pid))
+            .collect();
         drop(state);
         let footer = builder.finish_run(
             FooterEntry {
                 topic_partition: tp,
                 base_offset,
                 last_offset: next_offset - 1,
-                batch_count,
+                batch_count: replies.len() as u32,
                 position: 0,
                 length: 0,
                 max_timestamp,
@@ -210,6 +250,7 @@ fn seal(inner: &Arc<Inner>, batches: Vec<PendingBatch>) -> Option<SealedFlush> {
             },
             leader_epoch,
             replies,
+            producers,
         });
     }
     drop(seal_guard);
@@ -231,6 +272,7 @@ fn seal(inner: &Arc<Inner>, batches: Vec<PendingBatch>) -> Option<SealedFlush> {
         object,
         runs,
         write,
+        outcome,
         sealed_at: Instant::now(),
         _room: room,
     })
@@ -250,6 +292,7 @@ async fn commit(inner: &Inner, flush: SealedFlush) {
         object,
         runs,
         write,
+        outcome,
         sealed_at,
         _room,
     } = flush;
@@ -261,19 +304,20 @@ async fn commit(inner: &Inner, flush: SealedFlush) {
     if let Err(e) = written {
         tracing::warn!(object_key, error = %e, "object write failed; failing the flush");
         let why = format!("object write failed: {e}");
-        return fail(inner, &object_key, runs, why, Outcome::Refused).await;
+        return fail(inner, &object_key, runs, &outcome, why, Outcome::Refused).await;
     }
     if generation != inner.generation.load(Ordering::Acquire) {
         // Sealed before an earlier flush failed: its offsets follow a hole.
         // The failure already reset the reservations; only answer.
         let why = "an earlier flush failed; retry".to_string();
-        return answer_failed(inner, &object_key, runs, why, true).await;
+        return answer_failed(inner, &object_key, runs, &outcome, why, true).await;
     }
+    crate::failpoint::crash_point("flush.before_commit");
     let (runs, gone) = match commit_runs(inner, &object_key, object.len(), runs).await {
         Ok(split) => split,
         Err((e, runs)) => {
             tracing::warn!(object_key, error = %e, "index commit failed; failing the flush");
-            let outcome = match &e {
+            let kind = match &e {
                 Error::Metadata(
                     metadata::Error::Fenced { .. }
                     | metadata::Error::OffsetMismatch { .. }
@@ -282,9 +326,10 @@ async fn commit(inner: &Inner, flush: SealedFlush) {
                 _ => Outcome::Uncertain,
             };
             let why = format!("index commit failed: {e}");
-            return fail(inner, &object_key, runs, why, outcome).await;
+            return fail(inner, &object_key, runs, &outcome, why, kind).await;
         }
     };
+    crate::failpoint::crash_point("flush.after_commit");
     tracing::debug!(
         object_key,
         object_bytes = object.len(),
@@ -307,6 +352,9 @@ async fn commit(inner: &Inner, flush: SealedFlush) {
     for run in runs {
         {
             let mut s = run.partition.state.lock().expect("partition lock");
+            for producer in &run.producers {
+                s.producers.commit(producer);
+            }
             s.next_offset = run.entry.last_offset + 1;
             s.recent.push_back(run.entry.clone());
             while s.recent.len() > inner.config.recent_index_entries {
@@ -320,6 +368,7 @@ async fn commit(inner: &Inner, flush: SealedFlush) {
             let _ = reply.send(Ok(result));
         }
     }
+    outcome.committed();
 }
 
 /// How sure we are that a failed flush changed nothing in the metadata store.
@@ -342,6 +391,7 @@ async fn fail(
     inner: &Inner,
     object_key: &str,
     runs: Vec<PlacedRun>,
+    flush: &FlushOutcome,
     why: String,
     outcome: Outcome,
 ) {
@@ -354,10 +404,11 @@ async fn fail(
         for partition in inner.partitions.read().expect("partitions lock").values() {
             let mut s = partition.state.lock().expect("partition lock");
             s.reserved_next_offset = s.next_offset;
+            s.producers.reset_to_committed();
         }
     }
     let delete = !matches!(outcome, Outcome::Uncertain);
-    answer_failed(inner, object_key, runs, why, delete).await;
+    answer_failed(inner, object_key, runs, flush, why, delete).await;
 }
 
 /// Answers a flush's appends with a retriable error; deletes its object when
@@ -366,9 +417,11 @@ async fn answer_failed(
     inner: &Inner,
     object_key: &str,
     runs: Vec<PlacedRun>,
+    flush: &FlushOutcome,
     why: String,
     delete_object: bool,
 ) {
+    flush.failed(&why);
     if delete_object && let Err(e) = inner.store.delete(object_key).await {
         tracing::warn!(object_key, error = %e, "could not delete an uncommitted object");
     }
@@ -428,6 +481,10 @@ fn flush_commit(object_key: &str, object_size: usize, runs: &[PlacedRun]) -> Flu
         object_size: object_size as u64,
         entries: runs.iter().map(|r| r.entry.clone()).collect(),
         leader_epochs: runs.iter().map(|r| r.leader_epoch).collect(),
+        producers: runs
+            .iter()
+            .flat_map(|r| r.producers.iter().cloned())
+            .collect(),
     }
 }
 
@@ -472,6 +529,9 @@ async fn reload_states(inner: &Inner) {
         Err(e) => {
             tracing::warn!(error = %e, "could not reload partition states after a refused commit")
         }
+    }
+    if let Err(e) = super::load_producers(inner).await {
+        tracing::warn!(error = %e, "could not reload producer states after a refused commit");
     }
 }
 

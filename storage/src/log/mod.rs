@@ -16,12 +16,13 @@
 //! returned offset.
 
 mod flush;
+mod producers;
 mod read;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use metadata::{IndexEntry, MetadataStore, PartitionState, TopicPartition};
@@ -56,6 +57,12 @@ pub struct LogConfig {
     /// More hides fsync and upload latency; each holds its object in memory,
     /// within `flush_buffer_max_bytes`.
     pub max_flushes_in_flight: usize,
+    /// Kafka's `producer.id.expiration.ms`: an idempotent producer's state on
+    /// a partition is forgotten this long after its last write there.
+    pub producer_id_expiration_ms: i64,
+    /// Kafka's `producer.id.expiration.check.interval.ms`: how often expired
+    /// producer states are removed (they are ignored as soon as they expire).
+    pub producer_id_expiration_check_interval_ms: u64,
 }
 
 impl Default for LogConfig {
@@ -68,6 +75,8 @@ impl Default for LogConfig {
             recent_index_entries: 64,
             read_max_index_entries: 32,
             max_flushes_in_flight: 4,
+            producer_id_expiration_ms: 86_400_000,
+            producer_id_expiration_check_interval_ms: 600_000,
         }
     }
 }
@@ -118,6 +127,8 @@ pub(crate) struct PartitionMem {
     pub(crate) reserved_next_offset: i64,
     /// The newest committed index entries, oldest first.
     pub(crate) recent: VecDeque<IndexEntry>,
+    /// Idempotent producers' last batches, committed and in flight.
+    pub(crate) producers: producers::Producers,
 }
 
 pub(crate) struct PendingBatch {
@@ -201,6 +212,8 @@ impl Log {
             inner,
         };
         log.sync_partitions().await?;
+        load_producers(&log.inner).await?;
+        tokio::spawn(expire_producers(log.inner.clone()));
         Ok(log)
     }
 
@@ -333,7 +346,62 @@ fn new_partition(state: PartitionState) -> Partition {
             next_offset: state.next_offset,
             reserved_next_offset: state.next_offset,
             recent: VecDeque::new(),
+            producers: producers::Producers::default(),
         }),
+    }
+}
+
+/// Replaces every partition's producer states with the committed ones.
+pub(crate) async fn load_producers(inner: &Inner) -> Result<()> {
+    let mut by_partition: HashMap<TopicPartition, Vec<metadata::ProducerState>> = HashMap::new();
+    for state in inner.metadata.producer_states().await? {
+        by_partition
+            .entry(state.topic_partition)
+            .or_default()
+            .push(state);
+    }
+    let partitions = inner.partitions.read().expect("partitions lock");
+    for (tp, partition) in partitions.iter() {
+        let states = by_partition.remove(tp).unwrap_or_default();
+        partition
+            .state
+            .lock()
+            .expect("partition lock")
+            .producers
+            .load(states);
+    }
+    Ok(())
+}
+
+/// Every `producer_id_expiration_check_interval_ms`, forgets producers that
+/// have not written for `producer_id_expiration_ms`, in memory and in the
+/// metadata store, so their state does not grow without bound.
+async fn expire_producers(inner: Arc<Inner>) {
+    let interval =
+        Duration::from_millis(inner.config.producer_id_expiration_check_interval_ms.max(1));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = inner.shutdown.cancelled() => return,
+        }
+        let now_ms = inner.clock.now_ms();
+        let expiration_ms = inner.config.producer_id_expiration_ms;
+        let mut expired = 0;
+        {
+            let _seal = inner.seal_lock.lock().expect("seal lock");
+            for partition in inner.partitions.read().expect("partitions lock").values() {
+                let mut state = partition.state.lock().expect("partition lock");
+                expired += state.producers.expire(now_ms, expiration_ms);
+            }
+        }
+        match inner
+            .metadata
+            .expire_producer_states(now_ms.saturating_sub(expiration_ms).saturating_add(1))
+            .await
+        {
+            Ok(rows) => tracing::debug!(expired, rows, "expired producer states"),
+            Err(e) => tracing::warn!(error = %e, "could not expire producer states"),
+        }
     }
 }
 

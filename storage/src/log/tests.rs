@@ -8,6 +8,8 @@ use protocol::kafka_protocol::records::Compression;
 use protocol::testing::{offsets_and_values, record_batch};
 
 use super::*;
+
+mod idempotence;
 use crate::{Clock, MemoryStore, OffsetSpec};
 
 struct FixedClock(AtomicI64);
@@ -41,6 +43,7 @@ struct Fixture<S = MemoryStore> {
     log: Arc<Log>,
     store: Arc<S>,
     metadata: Arc<SqliteStore>,
+    clock: Arc<FixedClock>,
     tp: TopicPartition,
 }
 
@@ -56,18 +59,15 @@ async fn fixture_over<S: crate::ObjectStore>(config: LogConfig, store: S) -> Fix
         .await
         .unwrap();
     let store = Arc::new(store);
-    let log = Log::open(
-        config,
-        store.clone(),
-        metadata.clone(),
-        Arc::new(FixedClock(AtomicI64::new(9_999))),
-    )
-    .await
-    .unwrap();
+    let clock = Arc::new(FixedClock(AtomicI64::new(9_999)));
+    let log = Log::open(config, store.clone(), metadata.clone(), clock.clone())
+        .await
+        .unwrap();
     Fixture {
         log: Arc::new(log),
         store,
         metadata,
+        clock,
         tp: TopicPartition::new(topic_id, 0),
     }
 }
