@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
 use crate::configs::BrokerDefaults;
+use crate::producer_ids::ProducerIds;
 use crate::topics::TopicCache;
 
 pub struct Broker {
@@ -34,6 +35,8 @@ pub struct Broker {
     pub clock: Arc<dyn Clock>,
     /// Room for requests read but not yet answered (`queued_max_request_bytes`).
     pub request_room: Arc<tokio::sync::Semaphore>,
+    /// Hands out producer ids (InitProducerId) from blocks reserved in the metadata store.
+    pub producer_ids: ProducerIds,
 }
 
 /// What stopped the broker from opening.
@@ -82,6 +85,9 @@ impl Broker {
             flush_max_bytes: settings.flush_max_bytes,
             flush_buffer_max_bytes: settings.flush_buffer_max_bytes,
             tail_cache_max_bytes: settings.tail_cache_max_bytes,
+            producer_id_expiration_ms: settings.producer_id_expiration_ms,
+            producer_id_expiration_check_interval_ms: settings
+                .producer_id_expiration_check_interval_ms,
             ..LogConfig::default()
         };
         let log = Log::open(log_config, objects, metadata.clone(), clock.clone()).await?;
@@ -117,6 +123,7 @@ impl Broker {
             request_room: Arc::new(tokio::sync::Semaphore::new(
                 settings_queued_max_request_bytes,
             )),
+            producer_ids: ProducerIds::default(),
         };
         broker.refresh_topics().await?;
         Ok(broker)

@@ -55,6 +55,11 @@ pub struct Settings {
     pub tail_cache_max_bytes: usize,
     /// Kafka `fetch.max.bytes`: upper bound on one Fetch answer.
     pub fetch_max_bytes: i32,
+    /// Kafka `producer.id.expiration.ms`: an idempotent producer's state on a
+    /// partition is forgotten this long after its last write there.
+    pub producer_id_expiration_ms: i64,
+    /// Kafka `producer.id.expiration.check.interval.ms`.
+    pub producer_id_expiration_check_interval_ms: u64,
     /// How long shutdown waits for in-flight requests before giving up on them.
     pub shutdown_timeout_ms: u64,
     /// Log filter, in `tracing_subscriber::EnvFilter` syntax (`info`, `broker=debug`).
@@ -83,6 +88,8 @@ impl Default for Settings {
             flush_buffer_max_bytes: 64 * 1024 * 1024,
             tail_cache_max_bytes: 64 * 1024 * 1024,
             fetch_max_bytes: 55 * 1024 * 1024,
+            producer_id_expiration_ms: 86_400_000,
+            producer_id_expiration_check_interval_ms: 600_000,
             shutdown_timeout_ms: 30_000,
             log: "info".to_string(),
             log_format: "plain".to_string(),

@@ -18,6 +18,8 @@ pub fn storage_error(e: &storage::Error) -> ResponseError {
         // the leader again, as Kafka does during a controlled shutdown.
         E::ShuttingDown => ResponseError::NotLeaderOrFollower,
         E::Metadata(m) => metadata_error(m),
+        E::OutOfOrderSequence(_) => ResponseError::OutOfOrderSequenceNumber,
+        E::InvalidProducerEpoch(_) => ResponseError::InvalidProducerEpoch,
         E::Unavailable(_)
         | E::Io(_)
         | E::NotFound(_)
@@ -45,6 +47,13 @@ pub fn metadata_error(e: &metadata::Error) -> ResponseError {
             ResponseError::KafkaStorageError
         }
     }
+}
+
+/// The code for a failure to reserve producer ids: retriable, as Kafka's
+/// `RPCProducerIdManager` answers while no block is available.
+pub fn producer_id_error(e: &metadata::Error) -> ResponseError {
+    tracing::warn!(error = %e, "producer id block not reserved; answered COORDINATOR_LOAD_IN_PROGRESS");
+    ResponseError::CoordinatorLoadInProgress
 }
 
 /// The code for a record batch that failed the produce checks, as Kafka's

@@ -9,5 +9,6 @@ pub mod configs;
 pub mod connection;
 pub mod errors;
 pub mod handlers;
+pub mod producer_ids;
 pub mod server;
 pub mod topics;

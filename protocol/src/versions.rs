@@ -38,6 +38,7 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::CreatePartitions, 0, 3),
     api(ApiKey::IncrementalAlterConfigs, 0, 1),
     api(ApiKey::DescribeCluster, 0, 2),
+    api(ApiKey::InitProducerId, 0, 5),
 ];
 
 /// The supported range of `api_key`, if the broker answers it at all.

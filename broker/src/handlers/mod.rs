@@ -13,6 +13,7 @@ mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
 mod fetch;
+mod init_producer_id;
 mod list_offsets;
 mod metadata;
 mod produce;
@@ -60,6 +61,7 @@ pub async fn dispatch(broker: &Arc<Broker>, request: Request) -> Reply {
             now(alter_configs::handle_incremental(broker, r).await)
         }
         RequestKind::DescribeCluster(r) => now(describe_cluster::handle(broker, r)),
+        RequestKind::InitProducerId(r) => now(init_producer_id::handle(broker, r).await),
         other => {
             // The version table and this match must agree; a request that gets
             // here is a programming error, answered by closing the connection.

@@ -116,6 +116,12 @@ async fn append(
             return Outcome::Failed(errors::batch_error(&e), Some(e.to_string()));
         }
     };
+    if header.is_transactional() {
+        return Outcome::Failed(
+            ResponseError::InvalidTxnState,
+            Some("transactional batches are not supported yet".to_string()),
+        );
+    }
     let max_bytes = view.settings.max_message_bytes;
     if header.size_bytes() > max_bytes as usize {
         return Outcome::Failed(
