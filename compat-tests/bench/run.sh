@@ -13,6 +13,8 @@ set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$REPO_ROOT"
 N="${1:-2000000}"
+SECTIONS="${BENCH_SECTIONS:-throughput,latency,idempotence}"
+section() { [[ ",$SECTIONS," == *",$1,"* ]]; }
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$REPO_ROOT/target}"
 
 command -v iperf3 >/dev/null || { apt-get update -q && apt-get install -y -q iperf3; }
@@ -83,18 +85,46 @@ stop_broker() {
     BROKER_PID=""
 }
 
-for SIZE in 100 1024; do
-    echo "== lightstream-load: N=$N S=$SIZE P=4 acks=all, unthrottled"
-    start_broker
-    "$BIN/lightstream-load" --bootstrap "127.0.0.1:$PORT" --records "$N" --size "$SIZE" --partitions 4 --consumers 2 --broker-pid "$BROKER_PID"
-    echo "-- the same records consumed again with raw Fetch requests (no librdkafka per-record cost)"
-    "$BIN/lightstream-load" --bootstrap "127.0.0.1:$PORT" --records "$N" --size "$SIZE" --partitions 4 --consumers 2 --raw-fetch --no-produce --broker-pid "$BROKER_PID"
-    stop_broker
-done
+if section throughput; then
+    for SIZE in 100 1024; do
+        echo "== lightstream-load: N=$N S=$SIZE P=4 acks=all, unthrottled"
+        start_broker
+        "$BIN/lightstream-load" --bootstrap "127.0.0.1:$PORT" --records "$N" --size "$SIZE" --partitions 4 --consumers 2 --broker-pid "$BROKER_PID"
+        echo "-- the same records consumed again with raw Fetch requests (no librdkafka per-record cost)"
+        "$BIN/lightstream-load" --bootstrap "127.0.0.1:$PORT" --records "$N" --size "$SIZE" --partitions 4 --consumers 2 --raw-fetch --no-produce --broker-pid "$BROKER_PID"
+        stop_broker
+    done
+fi
 
-LATENCY_N=$(( N < 1000000 ? N : 1000000 ))
-echo "== lightstream-load: steady 50 MB/s offered, N=$LATENCY_N S=1024 P=4 acks=all, linger.ms=1"
-start_broker
-"$BIN/lightstream-load" --bootstrap "127.0.0.1:$PORT" --records "$LATENCY_N" --size 1024 --partitions 4 \
-    --rate-mb-s 50 --linger-ms 1 --no-consume --broker-pid "$BROKER_PID"
-stop_broker
+if section latency; then
+    LATENCY_N=$(( N < 1000000 ? N : 1000000 ))
+    echo "== lightstream-load: steady 50 MB/s offered, N=$LATENCY_N S=1024 P=4 acks=all, linger.ms=1"
+    start_broker
+    "$BIN/lightstream-load" --bootstrap "127.0.0.1:$PORT" --records "$LATENCY_N" --size 1024 --partitions 4 \
+        --rate-mb-s 50 --linger-ms 1 --no-consume --broker-pid "$BROKER_PID"
+    stop_broker
+fi
+
+if section idempotence; then
+    # Off and on alternate, each on a fresh broker, so drift on the shared
+    # machine (page cache, other load) hits both alike. Idempotence makes
+    # librdkafka keep at most 5 requests in flight per connection, so "off"
+    # runs twice: with the client's default and with 5, which isolates the
+    # broker's cost (sequence checks, producer state) from the client's.
+    for SIZE in 100 1024; do
+        for ROUND in 1 2; do
+            for MODE in off off-5-in-flight on; do
+                echo "== lightstream-load: N=$N S=$SIZE P=4 acks=all idempotence=$MODE (round $ROUND)"
+                start_broker
+                case "$MODE" in
+                    off) FLAGS=() ;;
+                    off-5-in-flight) FLAGS=(--max-in-flight 5) ;;
+                    on) FLAGS=(--idempotence) ;;
+                esac
+                "$BIN/lightstream-load" --bootstrap "127.0.0.1:$PORT" --records "$N" --size "$SIZE" --partitions 4 \
+                    --no-consume "${FLAGS[@]}" --broker-pid "$BROKER_PID"
+                stop_broker
+            done
+        done
+    done
+fi

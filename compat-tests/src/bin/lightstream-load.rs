@@ -51,6 +51,10 @@ struct Args {
     broker_pid: Option<u32>,
     #[arg(long, default_value_t = false)]
     idempotence: bool,
+    /// librdkafka max.in.flight.requests.per.connection (idempotence caps it
+    /// at 5; set 5 without idempotence to compare the broker's cost alone).
+    #[arg(long)]
+    max_in_flight: Option<u32>,
     /// librdkafka linger.ms for the producer.
     #[arg(long, default_value_t = 5)]
     linger_ms: u32,
@@ -184,6 +188,9 @@ fn produce(args: &Args) -> anyhow::Result<()> {
         .set("queue.buffering.max.kbytes", "262144")
         .set("queue.buffering.max.messages", "1000000")
         .set("enable.idempotence", args.idempotence.to_string());
+    if let Some(n) = args.max_in_flight {
+        config.set("max.in.flight.requests.per.connection", n.to_string());
+    }
     let producer: ThreadedProducer<LatencyContext> = config
         .create_with_context(LatencyContext(deliveries.clone()))
         .context("producer")?;
@@ -233,11 +240,13 @@ fn produce(args: &Args) -> anyhow::Result<()> {
     latencies.sort_unstable();
     let mb = args.records as f64 * args.size as f64 / 1e6;
     println!(
-        "produce records={} size={} partitions={} idempotence={} rate_limit_mb_s={} elapsed_s={:.2} records_per_s={:.0} mb_per_s={:.1} failed={} latency_ms p50={:.2} p99={:.2} p999={:.2} max={:.2} broker_cpu_cores={}",
+        "produce records={} size={} partitions={} idempotence={} max_in_flight={} rate_limit_mb_s={} elapsed_s={:.2} records_per_s={:.0} mb_per_s={:.1} failed={} latency_ms p50={:.2} p99={:.2} p999={:.2} max={:.2} broker_cpu_cores={}",
         args.records,
         args.size,
         args.partitions,
         args.idempotence,
+        args.max_in_flight
+            .map_or_else(|| "default".to_string(), |n| n.to_string()),
         args.rate_mb_s,
         elapsed,
         args.records as f64 / elapsed,
