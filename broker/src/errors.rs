@@ -21,6 +21,7 @@ pub fn storage_error(e: &storage::Error) -> ResponseError {
         E::OutOfOrderSequence(_) => ResponseError::OutOfOrderSequenceNumber,
         E::InvalidProducerEpoch(_) => ResponseError::InvalidProducerEpoch,
         E::Unavailable(_)
+        | E::TimedOut(_)
         | E::Io(_)
         | E::NotFound(_)
         | E::AlreadyExists(_)

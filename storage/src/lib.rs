@@ -53,6 +53,9 @@ pub enum Error {
         log_start_offset: i64,
         high_watermark: i64,
     },
+    /// An operation did not finish in time; it may still complete.
+    #[error("timed out: {0}")]
+    TimedOut(String),
     /// The write could not be made durable; a retry may succeed.
     #[error("storage unavailable: {0}")]
     Unavailable(String),

@@ -264,7 +264,14 @@ fn seal(inner: &Arc<Inner>, batches: Vec<PendingBatch>) -> Option<SealedFlush> {
     }
     let write = {
         let (store, key, bytes) = (inner.store.clone(), object_key.clone(), object.clone());
-        tokio::spawn(async move { store.put(&key, bytes).await })
+        let limit = Duration::from_millis(inner.config.object_write_timeout_ms);
+        tokio::spawn(async move {
+            tokio::time::timeout(limit, store.put(&key, bytes))
+                .await
+                .unwrap_or(Err(Error::TimedOut(format!(
+                    "object write key={key} after {limit:?}"
+                ))))
+        })
     };
     Some(SealedFlush {
         generation,
@@ -304,7 +311,11 @@ async fn commit(inner: &Inner, flush: SealedFlush) {
     if let Err(e) = written {
         tracing::warn!(object_key, error = %e, "object write failed; failing the flush");
         let why = format!("object write failed: {e}");
-        return fail(inner, &object_key, runs, &outcome, why, Outcome::Refused).await;
+        let kind = match e {
+            Error::TimedOut(_) => FailureKind::WriteTimedOut,
+            _ => FailureKind::Refused,
+        };
+        return fail(inner, &object_key, runs, &outcome, why, kind).await;
     }
     if generation != inner.generation.load(Ordering::Acquire) {
         // Sealed before an earlier flush failed: its offsets follow a hole.
@@ -322,8 +333,8 @@ async fn commit(inner: &Inner, flush: SealedFlush) {
                     metadata::Error::Fenced { .. }
                     | metadata::Error::OffsetMismatch { .. }
                     | metadata::Error::UnknownTopic(_),
-                ) => Outcome::RefusedReload,
-                _ => Outcome::Uncertain,
+                ) => FailureKind::RefusedReload,
+                _ => FailureKind::Uncertain,
             };
             let why = format!("index commit failed: {e}");
             return fail(inner, &object_key, runs, &outcome, why, kind).await;
@@ -372,9 +383,12 @@ async fn commit(inner: &Inner, flush: SealedFlush) {
 }
 
 /// How sure we are that a failed flush changed nothing in the metadata store.
-enum Outcome {
+enum FailureKind {
     /// The object write failed: nothing was committed.
     Refused,
+    /// The object write timed out: nothing was committed, but the write
+    /// may still complete, so its object is not deleted here.
+    WriteTimedOut,
     /// The store refused the commit (fenced, offset mismatch, unknown topic):
     /// nothing was committed, but our view of the partitions is stale.
     RefusedReload,
@@ -393,9 +407,9 @@ async fn fail(
     runs: Vec<PlacedRun>,
     flush: &FlushOutcome,
     why: String,
-    outcome: Outcome,
+    kind: FailureKind,
 ) {
-    if matches!(outcome, Outcome::RefusedReload | Outcome::Uncertain) {
+    if matches!(kind, FailureKind::RefusedReload | FailureKind::Uncertain) {
         reload_states(inner).await;
     }
     {
@@ -407,7 +421,8 @@ async fn fail(
             s.producers.reset_to_committed();
         }
     }
-    let delete = !matches!(outcome, Outcome::Uncertain);
+    // A timed-out write may still land: leave its object to garbage collection.
+    let delete = matches!(kind, FailureKind::Refused | FailureKind::RefusedReload);
     answer_failed(inner, object_key, runs, flush, why, delete).await;
 }
 
@@ -491,10 +506,11 @@ fn flush_commit(object_key: &str, object_size: usize, runs: &[PlacedRun]) -> Flu
 /// Commits; if the store timed out, reads the partitions back to learn
 /// whether the commit applied before deciding.
 async fn commit_or_read_back(inner: &Inner, commit: &FlushCommit) -> Result<()> {
-    match inner.metadata.commit_flush(commit).await {
+    let committed = metadata_call(inner, inner.metadata.commit_flush(commit)).await;
+    match committed {
         Ok(()) => Ok(()),
         Err(metadata::Error::Timeout) => {
-            let states = inner.metadata.partition_states().await?;
+            let states = metadata_call(inner, inner.metadata.partition_states()).await?;
             let applied = commit.entries.iter().all(|e| {
                 states.iter().any(|s| {
                     s.topic_partition == e.topic_partition && s.next_offset == e.last_offset + 1
@@ -510,28 +526,45 @@ async fn commit_or_read_back(inner: &Inner, commit: &FlushCommit) -> Result<()> 
     }
 }
 
+/// A metadata call bounded by `metadata_timeout_ms`; past it, `Timeout`
+/// (the call may still apply: the caller reads back before deciding).
+async fn metadata_call<T>(
+    inner: &Inner,
+    call: impl std::future::Future<Output = metadata::Result<T>>,
+) -> metadata::Result<T> {
+    let limit = Duration::from_millis(inner.config.metadata_timeout_ms);
+    tokio::time::timeout(limit, call)
+        .await
+        .unwrap_or(Err(metadata::Error::Timeout))
+}
+
+/// Replaces the in-memory partition and producer states with the committed
+/// ones. Both or neither: with offsets reloaded but producer states stale, a
+/// retry of a batch that did commit would pass as new and be written twice;
+/// with neither reloaded, the store's conditional commit refuses the next
+/// flush (its offsets are stale too) and the reload is tried again.
 async fn reload_states(inner: &Inner) {
-    match inner.metadata.partition_states().await {
-        Ok(states) => {
-            let partitions = inner.partitions.read().expect("partitions lock");
-            for s in states {
-                if let Some(partition) = partitions.get(&s.topic_partition) {
-                    let mut mem = partition.state.lock().expect("partition lock");
-                    mem.leader_epoch = s.leader_epoch;
-                    mem.next_offset = s.next_offset;
-                    mem.log_start_offset = s.log_start_offset;
-                    mem.recent.clear();
-                    drop(mem);
-                    partition.high_watermark.send_replace(s.next_offset);
-                }
-            }
+    let states = metadata_call(inner, inner.metadata.partition_states()).await;
+    let producers = metadata_call(inner, inner.metadata.producer_states()).await;
+    let (states, producers) = match (states, producers) {
+        (Ok(states), Ok(producers)) => (states, producers),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::warn!(error = %e, "could not reload partition states after a failed commit");
+            return;
         }
-        Err(e) => {
-            tracing::warn!(error = %e, "could not reload partition states after a refused commit")
+    };
+    super::apply_producer_states(inner, producers);
+    let partitions = inner.partitions.read().expect("partitions lock");
+    for s in states {
+        if let Some(partition) = partitions.get(&s.topic_partition) {
+            let mut mem = partition.state.lock().expect("partition lock");
+            mem.leader_epoch = s.leader_epoch;
+            mem.next_offset = s.next_offset;
+            mem.log_start_offset = s.log_start_offset;
+            mem.recent.clear();
+            drop(mem);
+            partition.high_watermark.send_replace(s.next_offset);
         }
-    }
-    if let Err(e) = super::load_producers(inner).await {
-        tracing::warn!(error = %e, "could not reload producer states after a refused commit");
     }
 }
 

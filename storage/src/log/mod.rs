@@ -57,6 +57,11 @@ pub struct LogConfig {
     /// More hides fsync and upload latency; each holds its object in memory,
     /// within `flush_buffer_max_bytes`.
     pub max_flushes_in_flight: usize,
+    /// Longest an object write may take before its flush fails (retriable).
+    pub object_write_timeout_ms: u64,
+    /// Longest a metadata commit (or its read-back) may take before it is
+    /// treated as timed out: read back, then failed if not applied.
+    pub metadata_timeout_ms: u64,
     /// Kafka's `producer.id.expiration.ms`: an idempotent producer's state on
     /// a partition is forgotten this long after its last write there.
     pub producer_id_expiration_ms: i64,
@@ -75,6 +80,8 @@ impl Default for LogConfig {
             recent_index_entries: 64,
             read_max_index_entries: 32,
             max_flushes_in_flight: 4,
+            object_write_timeout_ms: 30_000,
+            metadata_timeout_ms: 10_000,
             producer_id_expiration_ms: 86_400_000,
             producer_id_expiration_check_interval_ms: 600_000,
         }
@@ -352,9 +359,15 @@ fn new_partition(state: PartitionState) -> Partition {
 }
 
 /// Replaces every partition's producer states with the committed ones.
-pub(crate) async fn load_producers(inner: &Inner) -> Result<()> {
+async fn load_producers(inner: &Inner) -> Result<()> {
+    apply_producer_states(inner, inner.metadata.producer_states().await?);
+    Ok(())
+}
+
+/// Replaces every partition's producer states with `states`.
+pub(crate) fn apply_producer_states(inner: &Inner, states: Vec<metadata::ProducerState>) {
     let mut by_partition: HashMap<TopicPartition, Vec<metadata::ProducerState>> = HashMap::new();
-    for state in inner.metadata.producer_states().await? {
+    for state in states {
         by_partition
             .entry(state.topic_partition)
             .or_default()
@@ -370,7 +383,6 @@ pub(crate) async fn load_producers(inner: &Inner) -> Result<()> {
             .producers
             .load(states);
     }
-    Ok(())
 }
 
 /// Every `producer_id_expiration_check_interval_ms`, forgets producers that

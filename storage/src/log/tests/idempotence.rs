@@ -296,11 +296,17 @@ enum CommitFault {
     TimeoutBeforeApply,
     /// Applied, then reported as a timeout, and the read-back fails too.
     TimeoutAfterApplyUnreadable,
+    /// Never answers and never applies.
+    Hang,
+    /// Never answers; applies 500 ms later, after the log gave up on it.
+    HangThenApplyLate,
 }
 
 /// The in-memory SQLite store with one injected fault in its next commit.
 struct FaultyMetadata {
     inner: SqliteStore,
+    /// When the late commit of `HangThenApplyLate` applied (or was refused).
+    late: Arc<tokio::sync::Notify>,
     next_fault: Mutex<Option<CommitFault>>,
     unreadable: std::sync::atomic::AtomicBool,
 }
@@ -364,6 +370,18 @@ impl MetadataStore for FaultyMetadata {
                 self.inner.commit_flush(commit).await?;
                 Err(metadata::Error::Timeout)
             }
+            Some(CommitFault::Hang) => std::future::pending().await,
+            Some(CommitFault::HangThenApplyLate) => {
+                let (store, commit) = (self.inner.clone(), commit.clone());
+                let late = self.late.clone();
+                // Outlives this call, which the log drops when it times out.
+                tokio::spawn(async move {
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    let _ = store.commit_flush(&commit).await;
+                    late.notify_one();
+                });
+                std::future::pending().await
+            }
             Some(CommitFault::TimeoutAfterApplyUnreadable) => {
                 self.inner.commit_flush(commit).await?;
                 self.unreadable
@@ -407,6 +425,7 @@ impl MetadataStore for FaultyMetadata {
 async fn faulty_metadata_log() -> (Log, Arc<FaultyMetadata>, TopicPartition) {
     let metadata = Arc::new(FaultyMetadata {
         inner: SqliteStore::open_in_memory().unwrap(),
+        late: Arc::new(tokio::sync::Notify::new()),
         next_fault: Mutex::new(None),
         unreadable: std::sync::atomic::AtomicBool::new(false),
     });
@@ -416,7 +435,10 @@ async fn faulty_metadata_log() -> (Log, Arc<FaultyMetadata>, TopicPartition) {
         .await
         .unwrap();
     let log = Log::open(
-        LogConfig::default(),
+        LogConfig {
+            metadata_timeout_ms: 200,
+            ..LogConfig::default()
+        },
         Arc::new(MemoryStore::new()),
         metadata.clone(),
         Arc::new(FixedClock(AtomicI64::new(9_999))),
@@ -436,6 +458,8 @@ async fn commit_faults_never_lose_or_duplicate_a_retried_batch() {
         CommitFault::TimeoutBeforeApply,
         CommitFault::TimeoutAfterApply,
         CommitFault::TimeoutAfterApplyUnreadable,
+        CommitFault::Hang,
+        CommitFault::HangThenApplyLate,
     ] {
         let (log, metadata, tp) = faulty_metadata_log().await;
         append(&log, tp, idem(&["a"], 0, 0)).await.unwrap();
@@ -450,6 +474,10 @@ async fn commit_faults_never_lose_or_duplicate_a_retried_batch() {
                 matches!(faulted, Err(Error::Unavailable(_) | Error::Metadata(_))),
                 "{fault:?}: {faulted:?}"
             ),
+        }
+        if let CommitFault::HangThenApplyLate = fault {
+            // The retry comes after the commit the log gave up on applied.
+            metadata.late.notified().await;
         }
         // The client retries the batch until it is acknowledged.
         let mut retry = append(&log, tp, idem(&["b"], 0, 1)).await;
@@ -477,4 +505,45 @@ async fn commit_faults_never_lose_or_duplicate_a_retried_batch() {
         assert_eq!(states[0].batches.last().unwrap().last_sequence, 2);
         log.shutdown().await;
     }
+}
+
+#[tokio::test]
+async fn a_hung_object_write_times_out_and_its_retry_is_written_once() {
+    let f = fixture_over(
+        LogConfig {
+            flush_interval_ms: 0,
+            object_write_timeout_ms: 100,
+            ..LogConfig::default()
+        },
+        FaultyStore::new(true),
+    )
+    .await;
+    let hung = append(&f.log, f.tp, idem(&["a"], 0, 0)).await;
+    assert!(matches!(hung, Err(Error::Unavailable(_))), "{hung:?}");
+    f.store.gate.as_ref().unwrap().add_permits(100);
+    assert_eq!(
+        append(&f.log, f.tp, idem(&["a"], 0, 0))
+            .await
+            .unwrap()
+            .base_offset,
+        0
+    );
+    assert_eq!(
+        append(&f.log, f.tp, idem(&["a"], 0, 0))
+            .await
+            .unwrap()
+            .base_offset,
+        0
+    );
+    assert_eq!(
+        append(&f.log, f.tp, idem(&["b"], 0, 1))
+            .await
+            .unwrap()
+            .base_offset,
+        1
+    );
+    assert_eq!(
+        all_values(&f.log, f.tp).await,
+        vec![(0, "a".into()), (1, "b".into())]
+    );
 }
