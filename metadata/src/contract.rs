@@ -23,8 +23,8 @@
 use std::collections::BTreeMap;
 
 use crate::model::{
-    FlushCommit, IndexEntry, PartitionState, ProducerBatch, ProducerState, Topic, TopicId,
-    TopicPartition,
+    CommittedOffset, FlushCommit, IndexEntry, PartitionState, ProducerBatch, ProducerState,
+    StoredGroup, Topic, TopicId, TopicPartition,
 };
 use crate::store::{Error, MetadataStore};
 
@@ -74,6 +74,9 @@ macro_rules! metadata_store_contract_tests {
             malformed_producer_states_are_refused_whole,
             producer_states_expire_and_go_with_their_topic,
             producer_ids_are_never_allocated_twice,
+            committed_offsets_are_replaced_per_partition_and_kept_per_group,
+            groups_are_saved_listed_and_deleted_with_their_offsets,
+            committed_offsets_are_deleted_per_partition,
         );
     };
     (@checks $make_fixture:expr; $($check:ident),* $(,)?) => {
@@ -892,4 +895,110 @@ pub async fn producer_ids_are_never_allocated_twice(store: &dyn MetadataStore) {
     assert!(b >= a + 1000, "blocks overlap: {a} then {b}");
     assert!(c >= b + 1000, "blocks overlap: {b} then {c}");
     assert_err!(store.allocate_producer_ids(0).await, Error::Backend(_));
+}
+
+fn offset(topic: &str, partition: i32, offset: i64, metadata: &str) -> CommittedOffset {
+    CommittedOffset {
+        topic: topic.to_string(),
+        partition,
+        offset,
+        leader_epoch: 3,
+        metadata: metadata.to_string(),
+        commit_timestamp_ms: 1_000 + offset,
+    }
+}
+
+async fn offsets_of(store: &dyn MetadataStore, group_id: &str) -> Vec<CommittedOffset> {
+    store
+        .committed_offsets(group_id)
+        .await
+        .expect("committed_offsets")
+}
+
+pub async fn committed_offsets_are_replaced_per_partition_and_kept_per_group(
+    store: &dyn MetadataStore,
+) {
+    assert!(offsets_of(store, "g").await.is_empty());
+    store
+        .commit_offsets("g", &[offset("t", 1, 5, "m1"), offset("t", 0, 7, "")])
+        .await
+        .expect("commit");
+    store
+        .commit_offsets("g", &[offset("t", 1, 9, "m2"), offset("a", 0, 1, "é")])
+        .await
+        .expect("commit");
+    store
+        .commit_offsets("other", &[offset("t", 0, 42, "")])
+        .await
+        .expect("commit");
+    assert_eq!(
+        offsets_of(store, "g").await,
+        vec![
+            offset("a", 0, 1, "é"),
+            offset("t", 0, 7, ""),
+            offset("t", 1, 9, "m2")
+        ]
+    );
+    assert_eq!(
+        offsets_of(store, "other").await,
+        vec![offset("t", 0, 42, "")]
+    );
+    // Committing records the group, with no protocol type.
+    let groups = store.groups().await.expect("groups");
+    assert_eq!(
+        groups,
+        vec![
+            StoredGroup {
+                group_id: "g".into(),
+                protocol_type: String::new()
+            },
+            StoredGroup {
+                group_id: "other".into(),
+                protocol_type: String::new()
+            }
+        ]
+    );
+}
+
+pub async fn groups_are_saved_listed_and_deleted_with_their_offsets(store: &dyn MetadataStore) {
+    let consumer = StoredGroup {
+        group_id: "g".into(),
+        protocol_type: "consumer".into(),
+    };
+    store.save_group(&consumer).await.expect("save");
+    store
+        .commit_offsets("g", &[offset("t", 0, 7, "")])
+        .await
+        .expect("commit");
+    // A commit keeps the saved protocol type.
+    assert_eq!(
+        store.groups().await.expect("groups"),
+        vec![consumer.clone()]
+    );
+    store.delete_group("g").await.expect("delete");
+    assert!(store.groups().await.expect("groups").is_empty());
+    assert!(offsets_of(store, "g").await.is_empty());
+    store
+        .delete_group("never")
+        .await
+        .expect("delete of an unknown group");
+}
+
+pub async fn committed_offsets_are_deleted_per_partition(store: &dyn MetadataStore) {
+    store
+        .commit_offsets(
+            "g",
+            &[
+                offset("t", 0, 1, ""),
+                offset("t", 1, 2, ""),
+                offset("u", 0, 3, ""),
+            ],
+        )
+        .await
+        .expect("commit");
+    store
+        .delete_committed_offsets("g", &[("t".into(), 1), ("u".into(), 0), ("x".into(), 0)])
+        .await
+        .expect("delete");
+    assert_eq!(offsets_of(store, "g").await, vec![offset("t", 0, 1, "")]);
 }

@@ -171,3 +171,27 @@ impl ProducerBatch {
         )
     }
 }
+
+/// A consumer group's committed offset for one partition (OffsetCommit),
+/// keyed by topic name as Kafka keys them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommittedOffset {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    /// The leader epoch the consumer saw at `offset`, or -1.
+    pub leader_epoch: i32,
+    /// The client's metadata string, returned unchanged by OffsetFetch.
+    pub metadata: String,
+    /// Broker time of the commit (ms); offsets retention counts from it.
+    pub commit_timestamp_ms: i64,
+}
+
+/// A consumer group as stored: its id and the protocol type of its members
+/// ("consumer" for Kafka consumers, "" for offsets-only groups). Membership
+/// is not stored: after a restart members rejoin, as after a coordinator move.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredGroup {
+    pub group_id: String,
+    pub protocol_type: String,
+}

@@ -22,8 +22,8 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
 use crate::model::{
-    FlushCommit, IndexEntry, PRODUCER_BATCHES_RETAINED, PartitionState, ProducerBatch,
-    ProducerState, Topic, TopicId, TopicPartition, Uuid,
+    CommittedOffset, FlushCommit, IndexEntry, PRODUCER_BATCHES_RETAINED, PartitionState,
+    ProducerBatch, ProducerState, StoredGroup, Topic, TopicId, TopicPartition, Uuid,
 };
 use crate::store::{Error, MetadataStore, Result};
 
@@ -34,7 +34,7 @@ const BUSY_TIMEOUT_MS: u64 = 5_000;
 
 /// The schema this code reads and writes, kept in `PRAGMA user_version`.
 /// A file with another non-zero version is refused rather than guessed at.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS cluster (
@@ -80,6 +80,25 @@ CREATE TABLE IF NOT EXISTS objects (
     size           INTEGER NOT NULL,
     created_at_ms  INTEGER NOT NULL
 );
+";
+
+/// Version 2 → 3: consumer groups and their committed offsets.
+/// Also part of a new file's schema.
+const SCHEMA_3: &str = "
+CREATE TABLE IF NOT EXISTS consumer_groups (
+    group_id       TEXT PRIMARY KEY,
+    protocol_type  TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS committed_offsets (
+    group_id             TEXT NOT NULL,
+    topic                TEXT NOT NULL,
+    partition            INTEGER NOT NULL,
+    committed_offset     INTEGER NOT NULL,
+    leader_epoch         INTEGER NOT NULL,
+    metadata             TEXT NOT NULL,
+    commit_timestamp_ms  INTEGER NOT NULL,
+    PRIMARY KEY (group_id, topic, partition)
+) WITHOUT ROWID;
 ";
 
 /// Version 1 → 2: idempotent producers (producer ids and per-partition state).
@@ -206,6 +225,8 @@ impl SqliteStore {
                     .or_backend(|| "create schema".into())?;
                 tx.execute_batch(SCHEMA_2)
                     .or_backend(|| "create schema 2".into())?;
+                tx.execute_batch(SCHEMA_3)
+                    .or_backend(|| "create schema 3".into())?;
                 tx.execute(
                     "INSERT OR IGNORE INTO cluster (singleton, cluster_id) VALUES (0, ?1)",
                     params![new_cluster_id()],
@@ -214,9 +235,13 @@ impl SqliteStore {
                 tx.pragma_update(None, "user_version", SCHEMA_VERSION)
                     .or_backend(|| "set user_version".into())?;
             }
-            1 => {
-                tx.execute_batch(SCHEMA_2)
-                    .or_backend(|| "migrate schema 1 to 2".into())?;
+            1 | 2 => {
+                if version == 1 {
+                    tx.execute_batch(SCHEMA_2)
+                        .or_backend(|| "migrate schema 1 to 2".into())?;
+                }
+                tx.execute_batch(SCHEMA_3)
+                    .or_backend(|| "migrate schema to 3".into())?;
                 tx.pragma_update(None, "user_version", SCHEMA_VERSION)
                     .or_backend(|| "set user_version".into())?;
             }
@@ -532,6 +557,147 @@ impl MetadataStore for SqliteStore {
                 .or_backend(|| format!("expire producer_state before_ms={before_ms}"))?;
             commit(tx)?;
             Ok(deleted as u64)
+        })
+        .await
+    }
+
+    async fn save_group(&self, group: &StoredGroup) -> Result<()> {
+        let group = group.clone();
+        self.with_conn(move |conn| {
+            let tx = begin_write(conn)?;
+            tx.execute(
+                "INSERT INTO consumer_groups (group_id, protocol_type) VALUES (?1, ?2)
+                 ON CONFLICT (group_id) DO UPDATE SET protocol_type = excluded.protocol_type",
+                params![group.group_id, group.protocol_type],
+            )
+            .or_backend(|| format!("save group group_id={}", group.group_id))?;
+            commit(tx)
+        })
+        .await
+    }
+
+    async fn groups(&self) -> Result<Vec<StoredGroup>> {
+        self.with_conn(|conn| {
+            let mut stmt = conn
+                .prepare("SELECT group_id, protocol_type FROM consumer_groups ORDER BY group_id")
+                .or_backend(|| "prepare read consumer_groups".into())?;
+            let rows = stmt
+                .query_map([], |row| {
+                    Ok(StoredGroup {
+                        group_id: row.get(0)?,
+                        protocol_type: row.get(1)?,
+                    })
+                })
+                .or_backend(|| "read consumer_groups".into())?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+                .or_backend(|| "read consumer_groups row".into())
+        })
+        .await
+    }
+
+    async fn delete_group(&self, group_id: &str) -> Result<()> {
+        let group_id = group_id.to_string();
+        self.with_conn(move |conn| {
+            let tx = begin_write(conn)?;
+            for table in ["consumer_groups", "committed_offsets"] {
+                tx.execute(
+                    &format!("DELETE FROM {table} WHERE group_id = ?1"),
+                    params![group_id],
+                )
+                .or_backend(|| format!("delete from {table} group_id={group_id}"))?;
+            }
+            commit(tx)
+        })
+        .await
+    }
+
+    async fn commit_offsets(&self, group_id: &str, offsets: &[CommittedOffset]) -> Result<()> {
+        let group_id = group_id.to_string();
+        let offsets = offsets.to_vec();
+        self.with_conn(move |conn| {
+            let tx = begin_write(conn)?;
+            tx.execute(
+                "INSERT OR IGNORE INTO consumer_groups (group_id, protocol_type) VALUES (?1, '')",
+                params![group_id],
+            )
+            .or_backend(|| format!("record group group_id={group_id}"))?;
+            {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "INSERT OR REPLACE INTO committed_offsets (group_id, topic, partition,
+                             committed_offset, leader_epoch, metadata, commit_timestamp_ms)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    )
+                    .or_backend(|| "prepare commit offsets".into())?;
+                for o in &offsets {
+                    stmt.execute(params![
+                        group_id,
+                        o.topic,
+                        o.partition,
+                        o.offset,
+                        o.leader_epoch,
+                        o.metadata,
+                        o.commit_timestamp_ms
+                    ])
+                    .or_backend(|| {
+                        format!(
+                            "commit offset group_id={group_id} topic={} partition={}",
+                            o.topic, o.partition
+                        )
+                    })?;
+                }
+            }
+            commit(tx)
+        })
+        .await
+    }
+
+    async fn committed_offsets(&self, group_id: &str) -> Result<Vec<CommittedOffset>> {
+        let group_id = group_id.to_string();
+        self.with_conn(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT topic, partition, committed_offset, leader_epoch, metadata, commit_timestamp_ms
+                     FROM committed_offsets WHERE group_id = ?1 ORDER BY topic, partition",
+                )
+                .or_backend(|| "prepare read committed_offsets".into())?;
+            let rows = stmt
+                .query_map(params![group_id], |row| {
+                    Ok(CommittedOffset {
+                        topic: row.get(0)?,
+                        partition: row.get(1)?,
+                        offset: row.get(2)?,
+                        leader_epoch: row.get(3)?,
+                        metadata: row.get(4)?,
+                        commit_timestamp_ms: row.get(5)?,
+                    })
+                })
+                .or_backend(|| format!("read committed_offsets group_id={group_id}"))?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+                .or_backend(|| format!("read committed_offsets row group_id={group_id}"))
+        })
+        .await
+    }
+
+    async fn delete_committed_offsets(
+        &self,
+        group_id: &str,
+        partitions: &[(String, i32)],
+    ) -> Result<()> {
+        let group_id = group_id.to_string();
+        let partitions = partitions.to_vec();
+        self.with_conn(move |conn| {
+            let tx = begin_write(conn)?;
+            for (topic, partition) in &partitions {
+                tx.execute(
+                    "DELETE FROM committed_offsets WHERE group_id = ?1 AND topic = ?2 AND partition = ?3",
+                    params![group_id, topic, partition],
+                )
+                .or_backend(|| {
+                    format!("delete offset group_id={group_id} topic={topic} partition={partition}")
+                })?;
+            }
+            commit(tx)
         })
         .await
     }

@@ -12,7 +12,8 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 
 use crate::model::{
-    FlushCommit, IndexEntry, PartitionState, ProducerState, Topic, TopicId, TopicPartition,
+    CommittedOffset, FlushCommit, IndexEntry, PartitionState, ProducerState, StoredGroup, Topic,
+    TopicId, TopicPartition,
 };
 
 /// What went wrong, in kinds the caller branches on.
@@ -110,6 +111,32 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Deletes the producer states last written before `before_ms`
     /// (`producer.id.expiration.ms`); returns how many went.
     async fn expire_producer_states(&self, before_ms: i64) -> Result<u64>;
+
+    /// Records a consumer group (creating or updating its protocol type).
+    async fn save_group(&self, group: &StoredGroup) -> Result<()>;
+
+    /// Every stored group, ordered by id.
+    async fn groups(&self) -> Result<Vec<StoredGroup>>;
+
+    /// Deletes a group with all its committed offsets (DeleteGroups). Not an
+    /// error if it does not exist.
+    async fn delete_group(&self, group_id: &str) -> Result<()>;
+
+    /// Stores committed offsets of a group, each replacing the one of its
+    /// (topic, partition), all in one transaction. Records the group (with an
+    /// empty protocol type) if it was not stored.
+    async fn commit_offsets(&self, group_id: &str, offsets: &[CommittedOffset]) -> Result<()>;
+
+    /// A group's committed offsets, ordered by topic and partition.
+    async fn committed_offsets(&self, group_id: &str) -> Result<Vec<CommittedOffset>>;
+
+    /// Deletes a group's committed offsets of the given (topic, partition)s
+    /// (OffsetDelete, retention). Absent ones are ignored.
+    async fn delete_committed_offsets(
+        &self,
+        group_id: &str,
+        partitions: &[(String, i32)],
+    ) -> Result<()>;
 
     /// Reserves `count` (≥ 1) producer ids that were never reserved before, by
     /// any broker sharing the store, across restarts; returns the first.

@@ -120,6 +120,7 @@ async fn open_migrates_a_version_1_file_keeping_its_data() {
     assert_eq!(store.cluster_id().await.expect("cluster_id"), "abc");
     assert!(store.producer_states().await.expect("states").is_empty());
     assert_eq!(store.allocate_producer_ids(10).await.expect("ids"), 0);
+    assert!(store.groups().await.expect("groups").is_empty());
     let version: i64 = store
         .conn
         .lock()

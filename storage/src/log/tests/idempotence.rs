@@ -396,6 +396,37 @@ impl MetadataStore for FaultyMetadata {
     async fn expire_producer_states(&self, before_ms: i64) -> metadata::Result<u64> {
         self.inner.expire_producer_states(before_ms).await
     }
+    async fn save_group(&self, group: &metadata::StoredGroup) -> metadata::Result<()> {
+        self.inner.save_group(group).await
+    }
+    async fn groups(&self) -> metadata::Result<Vec<metadata::StoredGroup>> {
+        self.inner.groups().await
+    }
+    async fn delete_group(&self, group_id: &str) -> metadata::Result<()> {
+        self.inner.delete_group(group_id).await
+    }
+    async fn commit_offsets(
+        &self,
+        group_id: &str,
+        offsets: &[metadata::CommittedOffset],
+    ) -> metadata::Result<()> {
+        self.inner.commit_offsets(group_id, offsets).await
+    }
+    async fn committed_offsets(
+        &self,
+        group_id: &str,
+    ) -> metadata::Result<Vec<metadata::CommittedOffset>> {
+        self.inner.committed_offsets(group_id).await
+    }
+    async fn delete_committed_offsets(
+        &self,
+        group_id: &str,
+        partitions: &[(String, i32)],
+    ) -> metadata::Result<()> {
+        self.inner
+            .delete_committed_offsets(group_id, partitions)
+            .await
+    }
     async fn allocate_producer_ids(&self, count: i64) -> metadata::Result<i64> {
         self.inner.allocate_producer_ids(count).await
     }
