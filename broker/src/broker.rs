@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
 use crate::configs::BrokerDefaults;
+use crate::groups::{GroupConfig, GroupCoordinator};
 use crate::producer_ids::ProducerIds;
 use crate::topics::TopicCache;
 
@@ -37,6 +38,8 @@ pub struct Broker {
     pub request_room: Arc<tokio::sync::Semaphore>,
     /// Hands out producer ids (InitProducerId) from blocks reserved in the metadata store.
     pub producer_ids: ProducerIds,
+    /// The group coordinator (every group: this broker coordinates them all).
+    pub groups: Arc<GroupCoordinator>,
 }
 
 /// What stopped the broker from opening.
@@ -108,6 +111,21 @@ impl Broker {
         let settings_queued_max_request_bytes = settings.queued_max_request_bytes;
         let defaults = broker_defaults(&settings, &advertised_host, advertised_port);
         defaults.validate()?;
+        let shutdown = CancellationToken::new();
+        let groups = GroupCoordinator::open(
+            GroupConfig {
+                initial_rebalance_delay_ms: settings.group_initial_rebalance_delay_ms,
+                min_session_timeout_ms: settings.group_min_session_timeout_ms,
+                max_session_timeout_ms: settings.group_max_session_timeout_ms,
+                offsets_retention_ms: settings.offsets_retention_minutes.saturating_mul(60_000),
+                offsets_retention_check_interval_ms: settings.offsets_retention_check_interval_ms,
+                offset_metadata_max_bytes: settings.offset_metadata_max_bytes,
+            },
+            metadata.clone(),
+            clock.clone(),
+            shutdown.clone(),
+        )
+        .await?;
         let broker = Broker {
             cluster_id,
             advertised_host,
@@ -118,12 +136,13 @@ impl Broker {
             defaults,
             settings,
             admin_lock: tokio::sync::Mutex::new(()),
-            shutdown: CancellationToken::new(),
+            shutdown,
             clock,
             request_room: Arc::new(tokio::sync::Semaphore::new(
                 settings_queued_max_request_bytes,
             )),
             producer_ids: ProducerIds::default(),
+            groups,
         };
         broker.refresh_topics().await?;
         Ok(broker)

@@ -60,6 +60,20 @@ pub struct Settings {
     pub producer_id_expiration_ms: i64,
     /// Kafka `producer.id.expiration.check.interval.ms`.
     pub producer_id_expiration_check_interval_ms: u64,
+    /// Kafka `group.initial.rebalance.delay.ms`: a new group's first
+    /// rebalance waits this long for more members.
+    pub group_initial_rebalance_delay_ms: i64,
+    /// Kafka `group.min.session.timeout.ms`.
+    pub group_min_session_timeout_ms: i32,
+    /// Kafka `group.max.session.timeout.ms`.
+    pub group_max_session_timeout_ms: i32,
+    /// Kafka `offsets.retention.minutes`: offsets of an empty group expire
+    /// this long after it became empty.
+    pub offsets_retention_minutes: i64,
+    /// Kafka `offsets.retention.check.interval.ms`.
+    pub offsets_retention_check_interval_ms: i64,
+    /// Kafka `offset.metadata.max.bytes`.
+    pub offset_metadata_max_bytes: usize,
     /// How long shutdown waits for in-flight requests before giving up on them.
     pub shutdown_timeout_ms: u64,
     /// Log filter, in `tracing_subscriber::EnvFilter` syntax (`info`, `broker=debug`).
@@ -90,6 +104,12 @@ impl Default for Settings {
             fetch_max_bytes: 55 * 1024 * 1024,
             producer_id_expiration_ms: 86_400_000,
             producer_id_expiration_check_interval_ms: 600_000,
+            group_initial_rebalance_delay_ms: 3_000,
+            group_min_session_timeout_ms: 6_000,
+            group_max_session_timeout_ms: 1_800_000,
+            offsets_retention_minutes: 10_080,
+            offsets_retention_check_interval_ms: 600_000,
+            offset_metadata_max_bytes: 4_096,
             shutdown_timeout_ms: 30_000,
             log: "info".to_string(),
             log_format: "plain".to_string(),

@@ -172,7 +172,7 @@ pub async fn serve(
                     let api_version = request.api_version();
                     let correlation_id = request.header.correlation_id;
                     tracing::trace!(%peer, ?api_key, api_version, correlation_id, "request");
-                    let reply = match handlers::dispatch(&broker, *request).await {
+                    let reply = match handlers::dispatch(&broker, *request, peer).await {
                         Reply::Now(body) => PendingReply::Ready(body),
                         Reply::Later(task) => PendingReply::Task(task),
                         Reply::Close => {

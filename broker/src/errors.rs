@@ -50,6 +50,29 @@ pub fn metadata_error(e: &metadata::Error) -> ResponseError {
     }
 }
 
+/// The code for a group coordinator error.
+pub fn group_error(e: &crate::groups::GroupError) -> ResponseError {
+    use crate::groups::GroupError as E;
+    match e {
+        E::UnknownMemberId => ResponseError::UnknownMemberId,
+        E::IllegalGeneration => ResponseError::IllegalGeneration,
+        E::RebalanceInProgress => ResponseError::RebalanceInProgress,
+        E::FencedInstanceId => ResponseError::FencedInstanceId,
+        E::InconsistentGroupProtocol => ResponseError::InconsistentGroupProtocol,
+        E::InvalidSessionTimeout => ResponseError::InvalidSessionTimeout,
+        E::MemberIdRequired => ResponseError::MemberIdRequired,
+        E::GroupIdNotFound => ResponseError::GroupIdNotFound,
+        E::NonEmptyGroup => ResponseError::NonEmptyGroup,
+        E::GroupSubscribedToTopic => ResponseError::GroupSubscribedToTopic,
+        E::CoordinatorNotAvailable => ResponseError::CoordinatorNotAvailable,
+        E::InvalidGroupId => ResponseError::InvalidGroupId,
+        // A failed write of offsets: retriable, as Kafka answers when its
+        // offsets topic cannot be written.
+        E::Storage => ResponseError::CoordinatorNotAvailable,
+        E::NotCoordinator => ResponseError::NotCoordinator,
+    }
+}
+
 /// The code for a failure to reserve producer ids: retriable, as Kafka's
 /// `RPCProducerIdManager` answers while no block is available.
 pub fn producer_id_error(e: &metadata::Error) -> ResponseError {

@@ -8,6 +8,7 @@ pub mod config;
 pub mod configs;
 pub mod connection;
 pub mod errors;
+pub mod groups;
 pub mod handlers;
 pub mod producer_ids;
 pub mod server;

@@ -9,14 +9,25 @@ mod alter_configs;
 mod api_versions;
 mod create_partitions;
 mod create_topics;
+mod delete_groups;
 mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
+mod describe_groups;
 mod fetch;
+mod find_coordinator;
+mod heartbeat;
 mod init_producer_id;
+mod join_group;
+mod leave_group;
+mod list_groups;
 mod list_offsets;
 mod metadata;
+mod offset_commit;
+mod offset_delete;
+mod offset_fetch;
 mod produce;
+mod sync_group;
 
 use std::sync::Arc;
 
@@ -44,8 +55,14 @@ fn now(body: impl Into<ResponseKind>) -> Reply {
 
 /// Routes one request to its handler. Requests reach here only for APIs and
 /// versions in `protocol::versions::SUPPORTED_APIS`.
-pub async fn dispatch(broker: &Arc<Broker>, request: Request) -> Reply {
+pub async fn dispatch(broker: &Arc<Broker>, request: Request, peer: std::net::SocketAddr) -> Reply {
     let version = request.api_version();
+    let client_id = request
+        .header
+        .client_id
+        .as_ref()
+        .map(|c| c.to_string())
+        .unwrap_or_default();
     match request.body {
         RequestKind::ApiVersions(r) => now(api_versions::handle(r)),
         RequestKind::Metadata(r) => now(metadata::handle(broker, version, r).await),
@@ -62,6 +79,21 @@ pub async fn dispatch(broker: &Arc<Broker>, request: Request) -> Reply {
         }
         RequestKind::DescribeCluster(r) => now(describe_cluster::handle(broker, r)),
         RequestKind::InitProducerId(r) => now(init_producer_id::handle(broker, r).await),
+        RequestKind::FindCoordinator(r) => now(find_coordinator::handle(broker, version, r)),
+        RequestKind::JoinGroup(r) => {
+            // Kafka reports the client's host as Java's InetAddress prints it.
+            let client = (client_id, format!("/{}", peer.ip()));
+            join_group::handle(broker, version, r, client)
+        }
+        RequestKind::SyncGroup(r) => sync_group::handle(broker, r),
+        RequestKind::Heartbeat(r) => now(heartbeat::handle(broker, r)),
+        RequestKind::LeaveGroup(r) => now(leave_group::handle(broker, version, r)),
+        RequestKind::OffsetCommit(r) => now(offset_commit::handle(broker, version, r).await),
+        RequestKind::OffsetFetch(r) => now(offset_fetch::handle(broker, version, r)),
+        RequestKind::DescribeGroups(r) => now(describe_groups::handle(broker, version, r)),
+        RequestKind::ListGroups(r) => now(list_groups::handle(broker, r)),
+        RequestKind::DeleteGroups(r) => now(delete_groups::handle(broker, r).await),
+        RequestKind::OffsetDelete(r) => now(offset_delete::handle(broker, r).await),
         other => {
             // The version table and this match must agree; a request that gets
             // here is a programming error, answered by closing the connection.

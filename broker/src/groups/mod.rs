@@ -1,0 +1,636 @@
+//! The group coordinator: every classic consumer group this broker
+//! coordinates (a single broker coordinates them all), their committed
+//! offsets, and the timer that expires sessions and ends rebalances.
+//!
+//! Each group is a `Group` state machine behind its own lock; the registry
+//! maps group ids to them. Committed offsets are written to the metadata
+//! store before they are acknowledged and cached in the group; membership is
+//! memory only — after a restart, members rejoin (as after a Kafka
+//! coordinator move) and resume from their committed offsets.
+//!
+//! Time comes from the injected clock: the timer task ticks every
+//! `TICK_MS` and hands `clock.now_ms()` to each group.
+
+mod group;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use metadata::{CommittedOffset, MetadataStore, StoredGroup};
+use storage::Clock;
+use tokio_util::sync::CancellationToken;
+
+pub use group::{
+    Group, GroupState, JoinAnswer, JoinRequest, JoinedMember, Pending, SyncAnswer, SyncAssignment,
+};
+
+/// How often the timer looks at session and rebalance deadlines.
+const TICK_MS: u64 = 50;
+
+/// The group settings, with Kafka's names and defaults.
+#[derive(Clone, Debug)]
+pub struct GroupConfig {
+    /// `group.initial.rebalance.delay.ms`: a new group's first rebalance
+    /// waits this long for more members (3 s in Kafka).
+    pub initial_rebalance_delay_ms: i64,
+    /// `group.min.session.timeout.ms` / `group.max.session.timeout.ms`.
+    pub min_session_timeout_ms: i32,
+    pub max_session_timeout_ms: i32,
+    /// `offsets.retention.minutes`, in ms: offsets of an Empty group expire
+    /// this long after it became Empty (or after their commit, for groups
+    /// that never had members).
+    pub offsets_retention_ms: i64,
+    /// `offsets.retention.check.interval.ms`.
+    pub offsets_retention_check_interval_ms: i64,
+    /// `offset.metadata.max.bytes`.
+    pub offset_metadata_max_bytes: usize,
+}
+
+impl Default for GroupConfig {
+    fn default() -> Self {
+        GroupConfig {
+            initial_rebalance_delay_ms: 3_000,
+            min_session_timeout_ms: 6_000,
+            max_session_timeout_ms: 1_800_000,
+            offsets_retention_ms: 7 * 24 * 60 * 60 * 1_000,
+            offsets_retention_check_interval_ms: 600_000,
+            offset_metadata_max_bytes: 4_096,
+        }
+    }
+}
+
+/// The group errors Kafka answers; `crate::errors::group_error` maps them to codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum GroupError {
+    #[error("unknown member id")]
+    UnknownMemberId,
+    #[error("illegal generation")]
+    IllegalGeneration,
+    #[error("rebalance in progress")]
+    RebalanceInProgress,
+    #[error("fenced instance id")]
+    FencedInstanceId,
+    #[error("inconsistent group protocol")]
+    InconsistentGroupProtocol,
+    #[error("invalid session timeout")]
+    InvalidSessionTimeout,
+    #[error("member id required")]
+    MemberIdRequired,
+    #[error("group id not found")]
+    GroupIdNotFound,
+    #[error("group is not empty")]
+    NonEmptyGroup,
+    #[error("group is subscribed to the topic")]
+    GroupSubscribedToTopic,
+    #[error("coordinator not available")]
+    CoordinatorNotAvailable,
+    #[error("invalid group id")]
+    InvalidGroupId,
+    #[error("metadata store failed")]
+    Storage,
+    /// The broker is shutting down: clients look for the coordinator again.
+    #[error("not coordinator")]
+    NotCoordinator,
+}
+
+/// Offsets a timer step found expired: (group id, partitions, whether the
+/// group itself goes, having no offsets left and no members).
+type Expired = (String, Vec<(String, i32)>, bool);
+
+/// A group's entry in the registry: the state machine, and a lock that
+/// orders the offset commits of one group (store write, then cache).
+struct Entry {
+    group: Mutex<Group>,
+    commits: tokio::sync::Mutex<()>,
+}
+
+/// A group as DescribeGroups shows it.
+pub struct GroupDescription {
+    pub state: GroupState,
+    pub protocol_type: String,
+    pub protocol_name: String,
+    pub members: Vec<MemberDescription>,
+}
+
+pub struct MemberDescription {
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    /// Only in a Stable group, as Kafka.
+    pub metadata: bytes::Bytes,
+    pub assignment: bytes::Bytes,
+}
+
+pub struct GroupCoordinator {
+    config: GroupConfig,
+    metadata: Arc<dyn MetadataStore>,
+    clock: Arc<dyn Clock>,
+    groups: Mutex<HashMap<String, Arc<Entry>>>,
+}
+
+impl GroupCoordinator {
+    /// Loads the stored groups (Empty, with their committed offsets) and
+    /// starts the timer, which stops with `shutdown`.
+    pub async fn open(
+        config: GroupConfig,
+        metadata: Arc<dyn MetadataStore>,
+        clock: Arc<dyn Clock>,
+        shutdown: CancellationToken,
+    ) -> metadata::Result<Arc<GroupCoordinator>> {
+        let now_ms = clock.now_ms();
+        let mut groups = HashMap::new();
+        for stored in metadata.groups().await? {
+            let protocol_type = Some(stored.protocol_type).filter(|t| !t.is_empty());
+            let mut group = Group::new(&stored.group_id, protocol_type, now_ms);
+            for o in metadata.committed_offsets(&stored.group_id).await? {
+                group.offsets.insert((o.topic.clone(), o.partition), o);
+            }
+            groups.insert(stored.group_id, new_entry(group));
+        }
+        let coordinator = Arc::new(GroupCoordinator {
+            config,
+            metadata,
+            clock,
+            groups: Mutex::new(groups),
+        });
+        tokio::spawn(run_timer(Arc::downgrade(&coordinator), shutdown));
+        Ok(coordinator)
+    }
+
+    pub fn config(&self) -> &GroupConfig {
+        &self.config
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    fn entry(&self, group_id: &str) -> Option<Arc<Entry>> {
+        self.groups
+            .lock()
+            .expect("groups lock")
+            .get(group_id)
+            .cloned()
+    }
+
+    fn entry_or_create(&self, group_id: &str, protocol_type: Option<&str>) -> Arc<Entry> {
+        let mut groups = self.groups.lock().expect("groups lock");
+        if let Some(entry) = groups.get(group_id) {
+            return entry.clone();
+        }
+        let group = Group::new(group_id, protocol_type.map(str::to_string), self.now_ms());
+        let entry = new_entry(group);
+        groups.insert(group_id.to_string(), entry.clone());
+        entry
+    }
+
+    /// JoinGroup. A known member id of an unknown group is UNKNOWN_MEMBER_ID.
+    pub fn join(&self, group_id: &str, request: JoinRequest) -> Pending<JoinAnswer> {
+        if group_id.is_empty() {
+            return Pending::Now(JoinAnswer::error(
+                GroupError::InvalidGroupId,
+                &request.member_id,
+            ));
+        }
+        let entry = if request.member_id.is_empty() {
+            self.entry_or_create(group_id, Some(&request.protocol_type))
+        } else {
+            match self.entry(group_id) {
+                Some(entry) => entry,
+                None => {
+                    return Pending::Now(JoinAnswer::error(
+                        GroupError::UnknownMemberId,
+                        &request.member_id,
+                    ));
+                }
+            }
+        };
+        let protocol_type = request.protocol_type.clone();
+        let (answer, changed_type) = {
+            let mut group = entry.group.lock().expect("group lock");
+            let before = group.protocol_type.clone();
+            let answer = group.join(request, &self.config, self.now_ms());
+            (answer, group.protocol_type != before)
+        };
+        if changed_type {
+            self.save_group(group_id, &protocol_type);
+        }
+        answer
+    }
+
+    /// Records the group's protocol type, so ListGroups shows it after a restart.
+    fn save_group(&self, group_id: &str, protocol_type: &str) {
+        let metadata = self.metadata.clone();
+        let stored = StoredGroup {
+            group_id: group_id.to_string(),
+            protocol_type: protocol_type.to_string(),
+        };
+        tokio::spawn(async move {
+            if let Err(e) = metadata.save_group(&stored).await {
+                tracing::warn!(group = stored.group_id, error = %e, "could not save group");
+            }
+        });
+    }
+
+    pub fn sync(
+        &self,
+        group_id: &str,
+        generation_id: i32,
+        member_id: &str,
+        group_instance_id: Option<&str>,
+        protocol: (Option<&str>, Option<&str>),
+        assignments: Vec<(String, bytes::Bytes)>,
+    ) -> Pending<SyncAnswer> {
+        let Some(entry) = self.entry(group_id) else {
+            return Pending::Now(Err(GroupError::UnknownMemberId));
+        };
+        let mut group = entry.group.lock().expect("group lock");
+        group.sync(
+            generation_id,
+            member_id,
+            group_instance_id,
+            protocol,
+            assignments,
+            self.now_ms(),
+        )
+    }
+
+    pub fn heartbeat(
+        &self,
+        group_id: &str,
+        generation_id: i32,
+        member_id: &str,
+        group_instance_id: Option<&str>,
+    ) -> Result<(), GroupError> {
+        let entry = self.entry(group_id).ok_or(GroupError::UnknownMemberId)?;
+        let mut group = entry.group.lock().expect("group lock");
+        group.heartbeat(generation_id, member_id, group_instance_id, self.now_ms())
+    }
+
+    /// LeaveGroup: one answer per (member id, instance id). `Err` for the
+    /// whole request when the group does not exist.
+    pub fn leave(
+        &self,
+        group_id: &str,
+        members: &[(String, Option<String>)],
+    ) -> Result<Vec<Result<(), GroupError>>, GroupError> {
+        let entry = self.entry(group_id).ok_or(GroupError::UnknownMemberId)?;
+        let mut group = entry.group.lock().expect("group lock");
+        if group.state == GroupState::Dead {
+            return Err(GroupError::CoordinatorNotAvailable);
+        }
+        let now_ms = self.now_ms();
+        Ok(members
+            .iter()
+            .map(|(member_id, instance_id)| {
+                group.leave(member_id, instance_id.as_deref(), &self.config, now_ms)
+            })
+            .collect())
+    }
+
+    /// OffsetCommit of already-checked partitions: the member is checked,
+    /// the offsets stored, then cached. `version_9_or_later` picks the error
+    /// for a member commit to a group that does not exist.
+    pub async fn commit_offsets(
+        &self,
+        group_id: &str,
+        generation_id: i32,
+        member_id: &str,
+        group_instance_id: Option<&str>,
+        version_9_or_later: bool,
+        mut offsets: Vec<CommittedOffset>,
+    ) -> Result<(), GroupError> {
+        if group_id.is_empty() {
+            return Err(GroupError::InvalidGroupId);
+        }
+        let simple = generation_id < 0 && member_id.is_empty() && group_instance_id.is_none();
+        let entry = match self.entry(group_id) {
+            Some(entry) => entry,
+            None if generation_id < 0 => self.entry_or_create(group_id, None),
+            None if version_9_or_later => return Err(GroupError::GroupIdNotFound),
+            None => return Err(GroupError::IllegalGeneration),
+        };
+        let _order = entry.commits.lock().await;
+        let now_ms = self.now_ms();
+        {
+            let mut group = entry.group.lock().expect("group lock");
+            group.validate_commit(generation_id, member_id, group_instance_id)?;
+            if !simple {
+                group.touch(member_id, now_ms);
+            }
+        }
+        for o in &mut offsets {
+            o.commit_timestamp_ms = now_ms;
+        }
+        if let Err(e) = self.metadata.commit_offsets(group_id, &offsets).await {
+            tracing::warn!(group = group_id, error = %e, "offset commit not stored");
+            return Err(GroupError::Storage);
+        }
+        let mut group = entry.group.lock().expect("group lock");
+        for o in offsets {
+            group.offsets.insert((o.topic.clone(), o.partition), o);
+        }
+        Ok(())
+    }
+
+    /// OffsetFetch: the committed offsets of `partitions` (all of the
+    /// group's when `None`), -1 for those without one; nothing for an
+    /// unknown group asked for all.
+    pub fn fetch_offsets(
+        &self,
+        group_id: &str,
+        partitions: Option<Vec<(String, i32)>>,
+    ) -> Vec<CommittedOffset> {
+        let committed: BTreeMap<(String, i32), CommittedOffset> = self
+            .entry(group_id)
+            .map(|e| e.group.lock().expect("group lock").offsets.clone())
+            .unwrap_or_default();
+        match partitions {
+            None => committed.into_values().collect(),
+            Some(wanted) => wanted
+                .into_iter()
+                .map(|(topic, partition)| {
+                    committed
+                        .get(&(topic.clone(), partition))
+                        .cloned()
+                        .unwrap_or(CommittedOffset {
+                            topic,
+                            partition,
+                            offset: -1,
+                            leader_epoch: -1,
+                            metadata: String::new(),
+                            commit_timestamp_ms: -1,
+                        })
+                })
+                .collect(),
+        }
+    }
+
+    pub fn describe(&self, group_id: &str) -> Option<GroupDescription> {
+        let entry = self.entry(group_id)?;
+        let group = entry.group.lock().expect("group lock");
+        let stable = group.state == GroupState::Stable;
+        let protocol = group.protocol_name.clone().unwrap_or_default();
+        Some(GroupDescription {
+            state: group.state,
+            protocol_type: group.protocol_type.clone().unwrap_or_default(),
+            protocol_name: protocol.clone(),
+            members: group
+                .members
+                .values()
+                .map(|m| MemberDescription {
+                    member_id: m.member_id.clone(),
+                    group_instance_id: m.group_instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    metadata: if stable {
+                        m.protocols
+                            .iter()
+                            .find(|(n, _)| *n == protocol)
+                            .map(|(_, b)| b.clone())
+                            .unwrap_or_default()
+                    } else {
+                        bytes::Bytes::new()
+                    },
+                    assignment: if stable {
+                        m.assignment.clone()
+                    } else {
+                        bytes::Bytes::new()
+                    },
+                })
+                .collect(),
+        })
+    }
+
+    /// (group id, protocol type, state) of every group, ordered by id.
+    pub fn list(&self) -> Vec<(String, String, GroupState)> {
+        let entries: Vec<(String, Arc<Entry>)> = self
+            .groups
+            .lock()
+            .expect("groups lock")
+            .iter()
+            .map(|(id, e)| (id.clone(), e.clone()))
+            .collect();
+        let mut out: Vec<_> = entries
+            .into_iter()
+            .map(|(id, e)| {
+                let g = e.group.lock().expect("group lock");
+                (id, g.protocol_type.clone().unwrap_or_default(), g.state)
+            })
+            .filter(|(_, _, state)| *state != GroupState::Dead)
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// DeleteGroups of one group: only an Empty group goes, with its offsets.
+    pub async fn delete_group(&self, group_id: &str) -> Result<(), GroupError> {
+        let entry = self.entry(group_id).ok_or(GroupError::GroupIdNotFound)?;
+        let _order = entry.commits.lock().await;
+        {
+            let mut group = entry.group.lock().expect("group lock");
+            match group.state {
+                GroupState::Dead => return Err(GroupError::GroupIdNotFound),
+                GroupState::Empty => group.state = GroupState::Dead,
+                _ => return Err(GroupError::NonEmptyGroup),
+            }
+        }
+        let deleted = self.metadata.delete_group(group_id).await;
+        self.groups.lock().expect("groups lock").remove(group_id);
+        deleted.map_err(|e| {
+            tracing::warn!(group = group_id, error = %e, "group deletion not stored");
+            GroupError::Storage
+        })
+    }
+
+    /// OffsetDelete: per partition, GROUP_SUBSCRIBED_TO_TOPIC for topics a
+    /// member of a non-empty consumer group is subscribed to.
+    pub async fn delete_offsets(
+        &self,
+        group_id: &str,
+        partitions: Vec<(String, i32)>,
+    ) -> Result<Vec<((String, i32), Option<GroupError>)>, GroupError> {
+        let entry = self.entry(group_id).ok_or(GroupError::GroupIdNotFound)?;
+        let _order = entry.commits.lock().await;
+        let answers: Vec<((String, i32), Option<GroupError>)> = {
+            let group = entry.group.lock().expect("group lock");
+            match group.state {
+                GroupState::Dead => return Err(GroupError::GroupIdNotFound),
+                GroupState::Empty => {}
+                _ if group.protocol_type.as_deref() != Some("consumer") => {
+                    return Err(GroupError::NonEmptyGroup);
+                }
+                _ => {}
+            }
+            let non_empty = group.state != GroupState::Empty;
+            partitions
+                .into_iter()
+                .map(|tp| {
+                    let error = (non_empty && group.subscribed_to(&tp.0))
+                        .then_some(GroupError::GroupSubscribedToTopic);
+                    (tp, error)
+                })
+                .collect()
+        };
+        let gone: Vec<(String, i32)> = answers
+            .iter()
+            .filter(|(_, e)| e.is_none())
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        if let Err(e) = self
+            .metadata
+            .delete_committed_offsets(group_id, &gone)
+            .await
+        {
+            tracing::warn!(group = group_id, error = %e, "offset deletion not stored");
+            return Err(GroupError::Storage);
+        }
+        let mut group = entry.group.lock().expect("group lock");
+        for tp in &gone {
+            group.offsets.remove(tp);
+        }
+        Ok(answers)
+    }
+
+    /// One timer step: sessions, rebalances, and (every check interval)
+    /// offsets retention.
+    fn tick(&self, retention_due: bool) -> Vec<Expired> {
+        let now_ms = self.now_ms();
+        let entries: Vec<(String, Arc<Entry>)> = self
+            .groups
+            .lock()
+            .expect("groups lock")
+            .iter()
+            .map(|(id, e)| (id.clone(), e.clone()))
+            .collect();
+        let mut expired = Vec::new();
+        for (id, entry) in entries {
+            let mut group = entry.group.lock().expect("group lock");
+            group.tick(&self.config, now_ms);
+            if retention_due && group.state == GroupState::Empty {
+                let retention = self.config.offsets_retention_ms;
+                let empty_since = group.state_since_ms;
+                let has_protocol = group.protocol_type.is_some();
+                let old: Vec<(String, i32)> = group
+                    .offsets
+                    .values()
+                    .filter(|o| {
+                        let base = if has_protocol {
+                            empty_since.max(o.commit_timestamp_ms)
+                        } else {
+                            o.commit_timestamp_ms
+                        };
+                        now_ms.saturating_sub(base) >= retention
+                    })
+                    .map(|o| (o.topic.clone(), o.partition))
+                    .collect();
+                for tp in &old {
+                    group.offsets.remove(tp);
+                }
+                let drop_group = group.offsets.is_empty();
+                if !old.is_empty() || drop_group {
+                    expired.push((id, old, drop_group));
+                }
+            }
+        }
+        expired
+    }
+
+    async fn expire(&self, expired: Vec<Expired>) {
+        for (group_id, partitions, drop_group) in expired {
+            tracing::info!(
+                group = group_id,
+                partitions = partitions.len(),
+                drop_group,
+                "offsets expired"
+            );
+            let result = if drop_group {
+                let removed = {
+                    let mut groups = self.groups.lock().expect("groups lock");
+                    let empty = groups.get(&group_id).is_some_and(|e| {
+                        let g = e.group.lock().expect("group lock");
+                        g.state == GroupState::Empty && g.offsets.is_empty()
+                    });
+                    if empty {
+                        groups.remove(&group_id);
+                    }
+                    empty
+                };
+                if removed {
+                    self.metadata.delete_group(&group_id).await
+                } else {
+                    self.metadata
+                        .delete_committed_offsets(&group_id, &partitions)
+                        .await
+                }
+            } else {
+                self.metadata
+                    .delete_committed_offsets(&group_id, &partitions)
+                    .await
+            };
+            if let Err(e) = result {
+                tracing::warn!(group = group_id, error = %e, "expired offsets not deleted");
+            }
+        }
+    }
+}
+
+impl GroupCoordinator {
+    /// Answers every held JoinGroup and SyncGroup with NOT_COORDINATOR, so
+    /// a stopping broker does not keep them waiting for a rebalance.
+    fn answer_waiters_on_shutdown(&self) {
+        let entries: Vec<Arc<Entry>> = self
+            .groups
+            .lock()
+            .expect("groups lock")
+            .values()
+            .cloned()
+            .collect();
+        for entry in entries {
+            entry
+                .group
+                .lock()
+                .expect("group lock")
+                .fail_waiters(GroupError::NotCoordinator);
+        }
+    }
+}
+
+fn new_entry(group: Group) -> Arc<Entry> {
+    Arc::new(Entry {
+        group: Mutex::new(group),
+        commits: tokio::sync::Mutex::new(()),
+    })
+}
+
+async fn run_timer(coordinator: std::sync::Weak<GroupCoordinator>, shutdown: CancellationToken) {
+    let mut interval = tokio::time::interval(Duration::from_millis(TICK_MS));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_retention_ms = i64::MIN;
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = shutdown.cancelled() => {
+                if let Some(coordinator) = coordinator.upgrade() {
+                    coordinator.answer_waiters_on_shutdown();
+                }
+                return;
+            }
+        }
+        let Some(coordinator) = coordinator.upgrade() else {
+            return;
+        };
+        let now_ms = coordinator.now_ms();
+        let retention_due = now_ms.saturating_sub(last_retention_ms)
+            >= coordinator.config.offsets_retention_check_interval_ms;
+        if retention_due {
+            last_retention_ms = now_ms;
+        }
+        let expired = coordinator.tick(retention_due);
+        if !expired.is_empty() {
+            coordinator.expire(expired).await;
+        }
+    }
+}

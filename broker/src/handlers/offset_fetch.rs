@@ -1,0 +1,113 @@
+//! OffsetFetch (v1–9): one group up to v7, a batch of groups from v8. A
+//! partition without a committed offset answers -1 (no error); null topics
+//! ask for every committed offset of the group.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use metadata::CommittedOffset;
+
+use crate::broker::Broker;
+
+const FIRST_BATCHED_VERSION: i16 = 8;
+
+pub fn handle(
+    broker: &Arc<Broker>,
+    version: i16,
+    request: OffsetFetchRequest,
+) -> OffsetFetchResponse {
+    if version < FIRST_BATCHED_VERSION {
+        let wanted = request.topics.map(|topics| {
+            topics
+                .into_iter()
+                .flat_map(|t| {
+                    let name = t.name.to_string();
+                    t.partition_indexes
+                        .into_iter()
+                        .map(move |p| (name.clone(), p))
+                })
+                .collect()
+        });
+        let offsets = broker
+            .groups
+            .fetch_offsets(request.group_id.as_str(), wanted);
+        let topics = by_topic(offsets)
+            .into_iter()
+            .map(|(name, offsets)| {
+                OffsetFetchResponseTopic::default()
+                    .with_name(name)
+                    .with_partitions(
+                        offsets
+                            .into_iter()
+                            .map(|o| {
+                                OffsetFetchResponsePartition::default()
+                                    .with_partition_index(o.partition)
+                                    .with_committed_offset(o.offset)
+                                    .with_committed_leader_epoch(o.leader_epoch)
+                                    .with_metadata(Some(StrBytes::from_string(o.metadata)))
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        return OffsetFetchResponse::default().with_topics(topics);
+    }
+    let groups = request
+        .groups
+        .into_iter()
+        .map(|g| {
+            let wanted = g.topics.map(|topics| {
+                topics
+                    .into_iter()
+                    .flat_map(|t| {
+                        let name = t.name.to_string();
+                        t.partition_indexes
+                            .into_iter()
+                            .map(move |p| (name.clone(), p))
+                    })
+                    .collect()
+            });
+            let offsets = broker.groups.fetch_offsets(g.group_id.as_str(), wanted);
+            let topics = by_topic(offsets)
+                .into_iter()
+                .map(|(name, offsets)| {
+                    OffsetFetchResponseTopics::default()
+                        .with_name(name)
+                        .with_partitions(
+                            offsets
+                                .into_iter()
+                                .map(|o| {
+                                    OffsetFetchResponsePartitions::default()
+                                        .with_partition_index(o.partition)
+                                        .with_committed_offset(o.offset)
+                                        .with_committed_leader_epoch(o.leader_epoch)
+                                        .with_metadata(Some(StrBytes::from_string(o.metadata)))
+                                })
+                                .collect(),
+                        )
+                })
+                .collect();
+            OffsetFetchResponseGroup::default()
+                .with_group_id(g.group_id)
+                .with_topics(topics)
+        })
+        .collect();
+    OffsetFetchResponse::default().with_groups(groups)
+}
+
+/// Offsets grouped by topic, topics in first-seen order.
+fn by_topic(offsets: Vec<CommittedOffset>) -> Vec<(TopicName, Vec<CommittedOffset>)> {
+    let mut out: Vec<(TopicName, Vec<CommittedOffset>)> = Vec::new();
+    for o in offsets {
+        match out.iter_mut().find(|(name, _)| name.as_str() == o.topic) {
+            Some((_, list)) => list.push(o),
+            None => out.push((TopicName(StrBytes::from_string(o.topic.clone())), vec![o])),
+        }
+    }
+    out
+}
