@@ -634,3 +634,6 @@ async fn run_timer(coordinator: std::sync::Weak<GroupCoordinator>, shutdown: Can
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
