@@ -386,11 +386,10 @@ impl Group {
         if let Some(delay) = &mut self.initial_delay {
             delay.member_added = true;
         }
-        if self.state == GroupState::PreparingRebalance {
-            self.maybe_complete_join(now_ms);
-        } else {
+        if self.state != GroupState::PreparingRebalance {
             self.prepare_rebalance(cfg, now_ms);
         }
+        self.maybe_complete_join(now_ms);
         Pending::Later(rx)
     }
 
@@ -848,6 +847,10 @@ impl Group {
             return Err(GroupError::RebalanceInProgress);
         }
         Ok(())
+    }
+
+    pub fn has_pending_members(&self) -> bool {
+        !self.pending_members.is_empty()
     }
 
     /// Restarts a member's session timer (an accepted offset commit counts

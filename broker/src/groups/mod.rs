@@ -529,7 +529,13 @@ impl GroupCoordinator {
                 for tp in &old {
                     group.offsets.remove(tp);
                 }
-                let drop_group = group.offsets.is_empty();
+                // A group with nothing left goes too (Kafka's cleanup), but
+                // not one just created: its first member may be between its
+                // MEMBER_ID_REQUIRED answer and its second JoinGroup.
+                let drop_group = group.offsets.is_empty()
+                    && !group.has_pending_members()
+                    && now_ms.saturating_sub(empty_since)
+                        >= self.config.offsets_retention_check_interval_ms;
                 if !old.is_empty() || drop_group {
                     expired.push((id, old, drop_group));
                 }

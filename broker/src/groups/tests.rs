@@ -465,3 +465,70 @@ fn consumer_subscriptions_are_read_for_offset_delete() {
     assert!(g.subscribed_to("bb"));
     assert!(!g.subscribed_to("c"));
 }
+
+struct ManualClock(std::sync::atomic::AtomicI64);
+
+impl storage::Clock for ManualClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[tokio::test]
+async fn offsets_of_an_empty_group_expire_after_the_retention() {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+
+    use metadata::MetadataStore;
+
+    let clock = Arc::new(ManualClock(std::sync::atomic::AtomicI64::new(1_000_000)));
+    let metadata = Arc::new(metadata::SqliteStore::open_in_memory().unwrap());
+    let config = GroupConfig {
+        offsets_retention_ms: 60_000,
+        offsets_retention_check_interval_ms: 1_000,
+        ..GroupConfig::default()
+    };
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let coordinator =
+        super::GroupCoordinator::open(config, metadata.clone(), clock.clone(), shutdown.clone())
+            .await
+            .unwrap();
+    let offset = |partition, offset| metadata::CommittedOffset {
+        topic: "t".into(),
+        partition,
+        offset,
+        leader_epoch: -1,
+        metadata: String::new(),
+        commit_timestamp_ms: 0,
+    };
+    coordinator
+        .commit_offsets("g", -1, "", None, true, vec![offset(0, 5)])
+        .await
+        .unwrap();
+    clock.0.fetch_add(30_000, Ordering::SeqCst);
+    coordinator
+        .commit_offsets("g", -1, "", None, true, vec![offset(1, 6)])
+        .await
+        .unwrap();
+    let fetched = |c: &super::GroupCoordinator| {
+        c.fetch_offsets("g", Some(vec![("t".into(), 0), ("t".into(), 1)]))
+            .iter()
+            .map(|o| o.offset)
+            .collect::<Vec<_>>()
+    };
+    // Each offset of a group without members expires `retention` after its commit.
+    clock.0.fetch_add(29_000, Ordering::SeqCst);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(fetched(&coordinator), [5, 6]);
+    clock.0.fetch_add(2_000, Ordering::SeqCst);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(fetched(&coordinator), [-1, 6]);
+    assert_eq!(metadata.committed_offsets("g").await.unwrap().len(), 1);
+    clock.0.fetch_add(30_000, Ordering::SeqCst);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(fetched(&coordinator), [-1, -1]);
+    // With no offsets and no members, the group itself goes.
+    assert!(coordinator.list().is_empty());
+    assert!(metadata.groups().await.unwrap().is_empty());
+    shutdown.cancel();
+}
