@@ -13,7 +13,7 @@ set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$REPO_ROOT"
 N="${1:-2000000}"
-SECTIONS="${BENCH_SECTIONS:-throughput,latency,idempotence}"
+SECTIONS="${BENCH_SECTIONS:-throughput,latency,idempotence,groups}"
 section() { [[ ",$SECTIONS," == *",$1,"* ]]; }
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$REPO_ROOT/target}"
 
@@ -126,5 +126,15 @@ if section idempotence; then
                 stop_broker
             done
         done
+    done
+fi
+
+if section groups; then
+    for HEARTBEAT_MS in 100 10; do
+        echo "== lightstream-groups: 10 members + 1 joining, 20 rounds, heartbeat every ${HEARTBEAT_MS} ms; OffsetCommit of 100 partitions"
+        start_broker
+        "$BIN/lightstream-groups" --bootstrap "127.0.0.1:$PORT" --members 10 --rounds 20 --heartbeat-ms "$HEARTBEAT_MS" \
+            --committers 4 --partitions 100 --commit-seconds 10
+        stop_broker
     done
 fi

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 #[path = "../raw_fetch.rs"]
 mod raw_fetch;
+#[path = "../wire.rs"]
+mod wire;
 
 use anyhow::{Context, bail};
 use clap::Parser;
