@@ -97,6 +97,13 @@ install_tools() {
         as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
     fi
     echo "kcat: $(command -v kcat); cmake: $(command -v cmake)"
+    # s3s-fs: the S3-compatible server the S3 tests start on a loopback port
+    # (verifies SigV4 and checksums; 0.15+ needs a newer rustc than ours).
+    if ! command -v s3s-fs >/dev/null 2>&1; then
+        echo "cargo: installing s3s-fs 0.14.1 (a few minutes, once per machine)"
+        cargo install s3s-fs@0.14.1 --features binary --locked
+    fi
+    echo "s3s-fs: $(command -v s3s-fs)"
     kcat -V 2>&1 | head -n 4 | tail -n 1 || true
 
     if [[ ! -x "$VENV/bin/python" ]]; then
@@ -159,7 +166,7 @@ print(f"compat: {total - failed - skipped} passed, {failed} failed, {skipped} sk
 PY
 }
 
-run_step "1/5 tools: kcat + compat-tests/.venv" install_tools
+run_step "1/5 tools: kcat, s3s-fs + compat-tests/.venv" install_tools
 run_step "2/5 fmt: cargo fmt --all -- --check" cargo fmt --all -- --check
 run_step "3/5 clippy: cargo clippy --all-targets -- -D warnings" cargo clippy --all-targets -- -D warnings
 run_step "4/5 test: cargo test --workspace" cargo test --workspace

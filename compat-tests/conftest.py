@@ -255,9 +255,85 @@ def broker_factory(request, lightstream_bin: Path, tmp_path: Path):
         b.teardown()
 
 
+S3_ACCESS_KEY = "lightstream-compat"
+S3_SECRET_KEY = "lightstream-compat-secret"
+S3_BUCKET = "lightstream"
+
+
+class S3Server:
+    """An s3s-fs process (a real S3 server: SigV4, checksums, conditional
+    writes) over a directory, on a free loopback port, stopped by PID."""
+
+    def __init__(self, workdir: Path):
+        self.dir = workdir / "s3"
+        (self.dir / S3_BUCKET).mkdir(parents=True)  # s3s-fs: a bucket is a directory
+        self.port = free_port()
+        self.log_path = workdir / "s3s-fs.log"
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                ["s3s-fs", "--host", "127.0.0.1", "--port", str(self.port),
+                 "--access-key", S3_ACCESS_KEY, "--secret-key", S3_SECRET_KEY, str(self.dir)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                start_new_session=True, preexec_fn=_die_with_parent,
+            )
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while not port_accepts(self.port):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                pytest.fail(f"s3s-fs did not start on {self.port} (log: {self.log_path})", pytrace=False)
+            time.sleep(0.05)
+
+    def broker_env(self, prefix: str) -> dict[str, str]:
+        """Settings that put a broker's objects under `prefix` in the bucket."""
+        return {
+            "LIGHTSTREAM_STORAGE_URL": f"s3://{S3_BUCKET}/{prefix}",
+            "LIGHTSTREAM_S3_ENDPOINT": f"http://127.0.0.1:{self.port}",
+            "LIGHTSTREAM_S3_PATH_STYLE": "true",
+            "LIGHTSTREAM_S3_ACCESS_KEY_ID": S3_ACCESS_KEY,
+            "LIGHTSTREAM_S3_SECRET_ACCESS_KEY": S3_SECRET_KEY,
+            "LIGHTSTREAM_S3_STATS_INTERVAL_MS": "500",
+        }
+
+    def objects(self, prefix: str) -> list[Path]:
+        return [p for p in (self.dir / S3_BUCKET / prefix).rglob("*.obj") if p.is_file()]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """One s3s-fs for the session; each S3-mode broker gets its own prefix."""
+    import shutil
+
+    if shutil.which("s3s-fs") is None:
+        pytest.skip("s3s-fs is not installed: `cargo install s3s-fs@0.14.1 --features binary --locked` "
+                    "(bash .ci/test-all.sh installs it)")
+    server = S3Server(tmp_path_factory.mktemp("s3"))
+    yield server
+    server.stop()
+
+
+def pytest_generate_tests(metafunc):
+    """Tests marked `also_s3` run twice: objects in the local directory, and
+    in S3 (s3s-fs)."""
+    if "broker" in metafunc.fixturenames and metafunc.definition.get_closest_marker("also_s3"):
+        metafunc.parametrize("broker", ["local", "s3"], indirect=True)
+
+
 @pytest.fixture
-def broker(broker_factory) -> Broker:
-    """A running broker with default settings (topic auto-creation on)."""
+def broker(request, broker_factory) -> Broker:
+    """A running broker with default settings (topic auto-creation on); for
+    `also_s3` tests, once with local objects and once with objects in S3."""
+    if getattr(request, "param", "local") == "s3":
+        s3 = request.getfixturevalue("s3_server")
+        prefix = f"b{free_port()}"
+        b = broker_factory(env=s3.broker_env(prefix))
+        b.s3_prefix = prefix
+        b.s3 = s3
+        return b
     return broker_factory()
 
 

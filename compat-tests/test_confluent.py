@@ -83,6 +83,7 @@ def source_of(entry: ConfigEntry) -> ConfigSource:
 # --- produce / consume ----------------------------------------------------------------------------
 
 
+@pytest.mark.also_s3
 def test_acks_all_delivery_reports_give_every_message_a_dense_offset(broker):
     topic = unique_topic("cf-produce")
     create_topic(broker.bootstrap, topic, partitions=3)
@@ -113,6 +114,7 @@ def test_acks_all_delivery_reports_give_every_message_a_dense_offset(broker):
             assert m.timestamp_ms == r.timestamp_ms, f"{partition}/{r.offset}: CreateTime not preserved"
 
 
+@pytest.mark.also_s3
 def test_consumer_assign_at_offset_and_seek_read_from_the_requested_offset(broker):
     topic = unique_topic("cf-seek")
     create_topic(broker.bootstrap, topic, partitions=1)
@@ -134,6 +136,7 @@ def test_consumer_assign_at_offset_and_seek_read_from_the_requested_offset(broke
         c.close()
 
 
+@pytest.mark.also_s3
 def test_offsets_for_times_finds_first_offset_at_or_after_timestamp(broker):
     topic = unique_topic("cf-times")
     create_topic(broker.bootstrap, topic, partitions=1)
@@ -225,6 +228,7 @@ def test_create_topics_validate_only_creates_nothing(broker):
     assert topic not in md.topics
 
 
+@pytest.mark.also_s3
 def test_delete_topics_removes_topic_and_its_data(broker):
     topic = unique_topic("cf-delete")
     create_topic(broker.bootstrap, topic, partitions=2)

@@ -15,6 +15,8 @@ long runs of `python3 compat-tests/tools/torture.py --kills 100`.
 
 from __future__ import annotations
 
+import pytest
+
 from kafka import KafkaProducer
 
 from tools import torture
@@ -27,6 +29,7 @@ def assert_clean(report: torture.Report, kills: int) -> None:
     assert report.acked > 1000, report.summary()
 
 
+@pytest.mark.also_s3
 def test_idempotent_producers_through_graceful_restarts(broker):
     cfg = torture.Config(kills=3, stop_signal="term", max_seconds=60, seed=7)
     report = torture.run(broker, unique_topic("idem-graceful"), cfg)

@@ -22,6 +22,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+import pytest
 from confluent_kafka.admin import ConfigResource, ResourceType
 
 from tools.clients import (
@@ -40,6 +41,7 @@ TOOLS = Path(__file__).parent / "tools"
 PARTITIONS = 3
 
 
+@pytest.mark.also_s3
 def test_acked_messages_survive_graceful_restart(broker):
     topic = unique_topic("restart-graceful")
     create_topic(broker.bootstrap, topic, partitions=PARTITIONS)
@@ -114,6 +116,7 @@ def wait_for_acks(path: Path, at_least: int, timeout_s: float, producer_proc: su
     )
 
 
+@pytest.mark.also_s3
 def test_acked_messages_survive_sigkill_mid_produce(broker, tmp_path):
     topic = unique_topic("restart-kill")
     create_topic(broker.bootstrap, topic, partitions=PARTITIONS)

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use metadata::{MetadataStore, SqliteStore, Topic, TopicId};
-use storage::{Clock, LocalDirStore, Log, LogConfig, ObjectStore, SystemClock};
+use storage::{Clock, LocalDirStore, Log, LogConfig, ObjectStore, S3Config, S3Store, SystemClock};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
@@ -65,7 +65,7 @@ impl Broker {
         let metadata = Arc::new(SqliteStore::open(
             &settings.data_dir.join("metadata.sqlite"),
         )?);
-        let objects = Arc::new(LocalDirStore::open(settings.data_dir.join("objects"))?);
+        let objects = open_objects(&settings).await?;
         Self::with_components(
             settings,
             bound_port,
@@ -88,6 +88,7 @@ impl Broker {
             flush_max_bytes: settings.flush_max_bytes,
             flush_buffer_max_bytes: settings.flush_buffer_max_bytes,
             tail_cache_max_bytes: settings.tail_cache_max_bytes,
+            object_write_timeout_ms: settings.object_write_timeout_ms,
             producer_id_expiration_ms: settings.producer_id_expiration_ms,
             producer_id_expiration_check_interval_ms: settings
                 .producer_id_expiration_check_interval_ms,
@@ -193,6 +194,44 @@ impl Broker {
         self.refresh_topics().await?;
         Ok(topic)
     }
+}
+
+/// The object store the settings name: `data_dir/objects`, or S3 for an
+/// `s3://` storage URL (whose request counts are then logged every
+/// `s3_stats_interval_ms`).
+async fn open_objects(settings: &Settings) -> Result<Arc<dyn ObjectStore>, OpenError> {
+    if settings.storage_url.is_empty() {
+        return Ok(Arc::new(LocalDirStore::open(
+            settings.data_dir.join("objects"),
+        )?));
+    }
+    let non_empty = |s: &String| Some(s.clone()).filter(|s| !s.is_empty());
+    let config = S3Config {
+        endpoint: non_empty(&settings.s3_endpoint),
+        region: settings.s3_region.clone(),
+        path_style: settings.s3_path_style,
+        access_key_id: non_empty(&settings.s3_access_key_id),
+        secret_access_key: non_empty(&settings.s3_secret_access_key),
+        checksum_when_required: settings.s3_checksum == "when_required",
+        request_timeout_ms: settings.s3_request_timeout_ms,
+        max_attempts: settings.s3_max_attempts,
+        max_concurrent_requests: settings.s3_max_concurrent_requests,
+        ..S3Config::default()
+    }
+    .with_url(&settings.storage_url)?;
+    tracing::info!(bucket = config.bucket, prefix = config.prefix, endpoint = ?config.endpoint, "objects in S3");
+    let store = S3Store::open(config).await?;
+    let stats = store.stats();
+    let interval = std::time::Duration::from_millis(settings.s3_stats_interval_ms.max(100));
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(interval);
+        every.tick().await;
+        loop {
+            every.tick().await;
+            tracing::info!(%stats, "s3 stats");
+        }
+    });
+    Ok(Arc::new(store))
 }
 
 /// The broker configs DescribeConfigs reports and topic configs fall back to,

@@ -55,6 +55,31 @@ pub struct Settings {
     pub tail_cache_max_bytes: usize,
     /// Kafka `fetch.max.bytes`: upper bound on one Fetch answer.
     pub fetch_max_bytes: i32,
+    /// Where the log's objects live: empty for `data_dir/objects`, or
+    /// `s3://bucket/prefix` for an S3-compatible object store.
+    pub storage_url: String,
+    /// S3 endpoint URL (`http://127.0.0.1:9000`); empty for AWS's own.
+    pub s3_endpoint: String,
+    pub s3_region: String,
+    /// Bucket in the path, not the host name (local servers, Ceph RGW).
+    pub s3_path_style: bool,
+    /// Static credentials; both empty: the AWS SDK's default chain
+    /// (AWS_* environment variables, profile, instance metadata).
+    pub s3_access_key_id: String,
+    pub s3_secret_access_key: String,
+    /// `when_supported` (AWS, modern servers) or `when_required` (older
+    /// servers such as Ceph RGW 16).
+    pub s3_checksum: String,
+    /// Per-attempt timeout of one S3 request.
+    pub s3_request_timeout_ms: u64,
+    /// Attempts per S3 request (jittered exponential backoff between them).
+    pub s3_max_attempts: u32,
+    /// S3 requests in flight at once.
+    pub s3_max_concurrent_requests: usize,
+    /// How often the S3 request counters are logged ("s3 stats" lines).
+    pub s3_stats_interval_ms: u64,
+    /// Longest an object write may take before its flush fails (retriable).
+    pub object_write_timeout_ms: u64,
     /// Kafka `producer.id.expiration.ms`: an idempotent producer's state on a
     /// partition is forgotten this long after its last write there.
     pub producer_id_expiration_ms: i64,
@@ -102,6 +127,18 @@ impl Default for Settings {
             flush_buffer_max_bytes: 64 * 1024 * 1024,
             tail_cache_max_bytes: 64 * 1024 * 1024,
             fetch_max_bytes: 55 * 1024 * 1024,
+            storage_url: String::new(),
+            s3_endpoint: String::new(),
+            s3_region: "us-east-1".to_string(),
+            s3_path_style: false,
+            s3_access_key_id: String::new(),
+            s3_secret_access_key: String::new(),
+            s3_checksum: "when_supported".to_string(),
+            s3_request_timeout_ms: 5_000,
+            s3_max_attempts: 4,
+            s3_max_concurrent_requests: 64,
+            s3_stats_interval_ms: 60_000,
+            object_write_timeout_ms: 30_000,
             producer_id_expiration_ms: 86_400_000,
             producer_id_expiration_check_interval_ms: 600_000,
             group_initial_rebalance_delay_ms: 3_000,
@@ -209,6 +246,18 @@ impl Settings {
         }
         if self.num_partitions < 1 {
             return invalid("num_partitions", "must be at least 1");
+        }
+        if !self.storage_url.is_empty() && !self.storage_url.starts_with("s3://") {
+            return invalid(
+                "storage_url",
+                "must be empty (local directory) or s3://bucket/prefix",
+            );
+        }
+        if !matches!(
+            self.s3_checksum.as_str(),
+            "when_supported" | "when_required"
+        ) {
+            return invalid("s3_checksum", "must be when_supported or when_required");
         }
         if self.max_connections == 0 || self.max_in_flight_requests_per_connection == 0 {
             return invalid("max_connections", "limits must be at least 1");

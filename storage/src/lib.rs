@@ -12,6 +12,7 @@ pub mod failpoint;
 pub mod log;
 pub mod object_format;
 pub mod object_store;
+pub mod s3;
 mod tail_cache;
 
 pub use clock::{Clock, SystemClock};
@@ -20,6 +21,7 @@ pub use log::{
     TimestampOffset,
 };
 pub use object_store::{LocalDirStore, MemoryStore, ObjectStore};
+pub use s3::{S3Config, S3Stats, S3Store};
 
 use std::ops::Range;
 

@@ -1,0 +1,450 @@
+//! The S3 backend of `ObjectStore`, on `aws-sdk-s3`: AWS S3 or any
+//! S3-compatible server (s3s-fs, Ceph RGW, MinIO…).
+//!
+//! - `put` is a PutObject with `If-None-Match: *`, so an existing key is never
+//!   overwritten (412 → `AlreadyExists`), the same contract as the local
+//!   directory's hard link.
+//! - `get_range` is a ranged GetObject; a short answer (the range ran past
+//!   the end) is `InvalidRange`, as the other stores say.
+//! - Requests go through one client with the SDK's standard retries
+//!   (jittered exponential backoff, `max_attempts`), a per-attempt timeout,
+//!   and a semaphore bounding requests in flight.
+//! - Every request is counted by kind with bytes, errors and latency
+//!   (`S3Stats`), for the broker's stats line, the tests and the bench.
+//!
+//! Checksums: "when supported" (the SDK's default: CRC on every upload,
+//! validated on download) suits AWS and modern servers; "when required"
+//! suits older ones such as Ceph RGW 16, which reject unknown checksum
+//! headers.
+
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
+use aws_sdk_s3::config::{
+    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use bytes::Bytes;
+use tokio::sync::Semaphore;
+
+use crate::{Error, ObjectStore, Result};
+
+/// Where and how to reach the bucket. Plain data; see `docs/configuration.md`.
+#[derive(Clone, Debug)]
+pub struct S3Config {
+    pub bucket: String,
+    /// Key prefix inside the bucket ("" for none); joined with `/`.
+    pub prefix: String,
+    /// e.g. `http://127.0.0.1:9000`; `None` for AWS's own endpoints.
+    pub endpoint: Option<String>,
+    pub region: String,
+    /// `bucket` in the path instead of the host name (local servers, Ceph).
+    pub path_style: bool,
+    /// Static keys; `None` uses the SDK's default chain (env, profile, IMDS…).
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    /// `true`: checksums only when the operation requires one ("when required").
+    pub checksum_when_required: bool,
+    /// Per-attempt timeout of one request.
+    pub request_timeout_ms: u64,
+    /// Attempts per request, first one included (SDK standard retry mode).
+    pub max_attempts: u32,
+    /// Requests in flight at once, all kinds together.
+    pub max_concurrent_requests: usize,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        S3Config {
+            bucket: String::new(),
+            prefix: String::new(),
+            endpoint: None,
+            region: "us-east-1".to_string(),
+            path_style: false,
+            access_key_id: None,
+            secret_access_key: None,
+            checksum_when_required: false,
+            request_timeout_ms: 10_000,
+            max_attempts: 5,
+            max_concurrent_requests: 64,
+        }
+    }
+}
+
+impl S3Config {
+    /// Reads `s3://bucket/prefix` into `bucket` and `prefix`.
+    pub fn with_url(mut self, url: &str) -> Result<S3Config> {
+        let rest = url
+            .strip_prefix("s3://")
+            .ok_or_else(|| Error::InvalidKey(format!("not an s3:// url: {url}")))?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(Error::InvalidKey(format!("no bucket in {url}")));
+        }
+        self.bucket = bucket.to_string();
+        self.prefix = prefix.trim_matches('/').to_string();
+        Ok(self)
+    }
+}
+
+/// One kind of request's counters.
+#[derive(Default)]
+pub struct RequestStats {
+    pub requests: AtomicU64,
+    pub errors: AtomicU64,
+    pub bytes: AtomicU64,
+    pub micros: AtomicU64,
+}
+
+impl RequestStats {
+    fn record(&self, started: Instant, bytes: u64, ok: bool) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        if !ok {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+    }
+}
+
+/// Counters of every request this store made, by kind.
+#[derive(Default)]
+pub struct S3Stats {
+    pub put: RequestStats,
+    pub get: RequestStats,
+    pub delete: RequestStats,
+    pub list: RequestStats,
+}
+
+impl fmt::Display for S3Stats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kinds = [
+            ("put", &self.put),
+            ("get", &self.get),
+            ("delete", &self.delete),
+            ("list", &self.list),
+        ];
+        for (i, (name, s)) in kinds.into_iter().enumerate() {
+            let requests = s.requests.load(Ordering::Relaxed);
+            let mean_ms = if requests == 0 {
+                0.0
+            } else {
+                s.micros.load(Ordering::Relaxed) as f64 / requests as f64 / 1e3
+            };
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            write!(
+                f,
+                "{name}_requests={requests} {name}_errors={} {name}_bytes={} {name}_mean_ms={mean_ms:.2}",
+                s.errors.load(Ordering::Relaxed),
+                s.bytes.load(Ordering::Relaxed)
+            )?;
+        }
+        Ok(())
+    }
+}
+
+pub struct S3Store {
+    client: Client,
+    bucket: String,
+    prefix: String,
+    room: Semaphore,
+    stats: Arc<S3Stats>,
+}
+
+impl S3Store {
+    /// Builds the client. Makes no request: a wrong endpoint or key shows on
+    /// the first operation.
+    pub async fn open(config: S3Config) -> Result<S3Store> {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(config.region.clone()));
+        if let (Some(id), Some(secret)) = (&config.access_key_id, &config.secret_access_key) {
+            loader = loader.credentials_provider(Credentials::new(
+                id.clone(),
+                secret.clone(),
+                None,
+                None,
+                "lightstream-settings",
+            ));
+        }
+        let shared = loader.load().await;
+        let (request_checksum, response_checksum) = if config.checksum_when_required {
+            (
+                RequestChecksumCalculation::WhenRequired,
+                ResponseChecksumValidation::WhenRequired,
+            )
+        } else {
+            (
+                RequestChecksumCalculation::WhenSupported,
+                ResponseChecksumValidation::WhenSupported,
+            )
+        };
+        let mut builder = aws_sdk_s3::config::Builder::from(&shared)
+            .force_path_style(config.path_style)
+            .request_checksum_calculation(request_checksum)
+            .response_checksum_validation(response_checksum)
+            .retry_config(RetryConfig::standard().with_max_attempts(config.max_attempts.max(1)))
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .operation_attempt_timeout(Duration::from_millis(config.request_timeout_ms))
+                    .build(),
+            );
+        if let Some(endpoint) = &config.endpoint {
+            builder = builder.endpoint_url(endpoint);
+        }
+        Ok(S3Store {
+            client: Client::from_conf(builder.build()),
+            bucket: config.bucket,
+            prefix: config.prefix,
+            room: Semaphore::new(config.max_concurrent_requests.max(1)),
+            stats: Arc::new(S3Stats::default()),
+        })
+    }
+
+    pub fn stats(&self) -> Arc<S3Stats> {
+        self.stats.clone()
+    }
+
+    fn full_key(&self, key: &str) -> Result<String> {
+        if key.is_empty() || key.starts_with('/') {
+            return Err(Error::InvalidKey(key.to_string()));
+        }
+        Ok(if self.prefix.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}/{key}", self.prefix)
+        })
+    }
+
+    async fn permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>> {
+        self.room
+            .acquire()
+            .await
+            .map_err(|_| Error::Unavailable("s3 store closed".to_string()))
+    }
+}
+
+/// The HTTP status of a service error, if the request got that far.
+fn status<E>(e: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> Option<u16> {
+    e.raw_response().map(|r| r.status().as_u16())
+}
+
+/// An S3 error as a storage error, with what was being done.
+fn s3_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    context: String,
+    e: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> Error {
+    let code = e.code().unwrap_or("-");
+    let message = e.message().unwrap_or("");
+    Error::Unavailable(format!(
+        "s3 {context}: {} code={code} status={:?} {message}",
+        aws_sdk_s3::error::DisplayErrorContext(e),
+        status(e)
+    ))
+}
+
+#[async_trait]
+impl ObjectStore for S3Store {
+    async fn put(&self, key: &str, bytes: Bytes) -> Result<()> {
+        let full = self.full_key(key)?;
+        let len = bytes.len() as u64;
+        let _permit = self.permit().await?;
+        let started = Instant::now();
+        let result = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&full)
+            .if_none_match("*")
+            .content_length(len as i64)
+            .body(ByteStream::from(bytes))
+            .send()
+            .await;
+        self.stats.put.record(started, len, result.is_ok());
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if status(&e) == Some(412) => Err(Error::AlreadyExists(key.to_string())),
+            Err(e) => Err(s3_error(format!("put key={full}"), &e)),
+        }
+    }
+
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
+        if range.start > range.end {
+            return Err(Error::InvalidRange {
+                key: key.to_string(),
+                range,
+                size: 0,
+            });
+        }
+        if range.is_empty() {
+            return Ok(Bytes::new());
+        }
+        let full = self.full_key(key)?;
+        let _permit = self.permit().await?;
+        let started = Instant::now();
+        let result = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&full)
+            .range(format!("bytes={}-{}", range.start, range.end - 1))
+            .send()
+            .await;
+        let output = match result {
+            Ok(output) => output,
+            Err(e) => {
+                self.stats.get.record(started, 0, false);
+                return Err(match status(&e) {
+                    Some(404) => Error::NotFound(key.to_string()),
+                    Some(416) => Error::InvalidRange {
+                        key: key.to_string(),
+                        range,
+                        size: 0,
+                    },
+                    _ => s3_error(format!("get key={full}"), &e),
+                });
+            }
+        };
+        let size = output
+            .content_range()
+            .and_then(|r| r.rsplit('/').next())
+            .and_then(|total| total.parse::<u64>().ok())
+            .unwrap_or(0);
+        let body = output.body.collect().await;
+        let bytes = match body {
+            Ok(body) => body.into_bytes(),
+            Err(e) => {
+                self.stats.get.record(started, 0, false);
+                return Err(Error::Unavailable(format!("s3 get key={full} body: {e}")));
+            }
+        };
+        self.stats.get.record(started, bytes.len() as u64, true);
+        if bytes.len() as u64 != range.end - range.start {
+            return Err(Error::InvalidRange {
+                key: key.to_string(),
+                range,
+                size,
+            });
+        }
+        Ok(bytes)
+    }
+
+    async fn get(&self, key: &str) -> Result<Bytes> {
+        let full = self.full_key(key)?;
+        let _permit = self.permit().await?;
+        let started = Instant::now();
+        let result = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&full)
+            .send()
+            .await;
+        let output = match result {
+            Ok(output) => output,
+            Err(e) => {
+                self.stats.get.record(started, 0, false);
+                return Err(match status(&e) {
+                    Some(404) => Error::NotFound(key.to_string()),
+                    _ => s3_error(format!("get key={full}"), &e),
+                });
+            }
+        };
+        match output.body.collect().await {
+            Ok(body) => {
+                let bytes = body.into_bytes();
+                self.stats.get.record(started, bytes.len() as u64, true);
+                Ok(bytes)
+            }
+            Err(e) => {
+                self.stats.get.record(started, 0, false);
+                Err(Error::Unavailable(format!("s3 get key={full} body: {e}")))
+            }
+        }
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        let full = self.full_key(key)?;
+        let _permit = self.permit().await?;
+        let started = Instant::now();
+        let result = self
+            .client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(&full)
+            .send()
+            .await;
+        self.stats.delete.record(started, 0, result.is_ok());
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if status(&e) == Some(404) => Ok(()),
+            Err(e) => Err(s3_error(format!("delete key={full}"), &e)),
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        let full_prefix = if self.prefix.is_empty() {
+            prefix.to_string()
+        } else {
+            format!("{}/{prefix}", self.prefix)
+        };
+        let strip = if self.prefix.is_empty() {
+            0
+        } else {
+            self.prefix.len() + 1
+        };
+        let mut keys = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let _permit = self.permit().await?;
+            let started = Instant::now();
+            let result = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(&full_prefix)
+                .set_continuation_token(token.take())
+                .send()
+                .await;
+            self.stats.list.record(started, 0, result.is_ok());
+            let page = result.map_err(|e| s3_error(format!("list prefix={full_prefix}"), &e))?;
+            keys.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key())
+                    .map(|k| k[strip.min(k.len())..].to_string()),
+            );
+            match page.next_continuation_token() {
+                Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_string()),
+                _ => break,
+            }
+        }
+        keys.sort();
+        Ok(keys)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s3_urls_name_bucket_and_prefix() {
+        let c = S3Config::default().with_url("s3://logs/a/b/").unwrap();
+        assert_eq!((c.bucket.as_str(), c.prefix.as_str()), ("logs", "a/b"));
+        let c = S3Config::default().with_url("s3://logs").unwrap();
+        assert_eq!((c.bucket.as_str(), c.prefix.as_str()), ("logs", ""));
+        assert!(S3Config::default().with_url("http://x").is_err());
+        assert!(S3Config::default().with_url("s3:///p").is_err());
+    }
+}
