@@ -269,6 +269,10 @@ class S3Server:
         (self.dir / S3_BUCKET).mkdir(parents=True)  # s3s-fs: a bucket is a directory
         self.port = free_port()
         self.log_path = workdir / "s3s-fs.log"
+        self.start()
+
+    def start(self) -> None:
+        """Starts (or restarts, on the same port and directory) the server."""
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 ["s3s-fs", "--host", "127.0.0.1", "--port", str(self.port),
