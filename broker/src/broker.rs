@@ -88,6 +88,7 @@ impl Broker {
             flush_max_bytes: settings.flush_max_bytes,
             flush_buffer_max_bytes: settings.flush_buffer_max_bytes,
             tail_cache_max_bytes: settings.tail_cache_max_bytes,
+            block_cache_max_bytes: settings.block_cache_max_bytes,
             object_write_timeout_ms: settings.object_write_timeout_ms,
             producer_id_expiration_ms: settings.producer_id_expiration_ms,
             producer_id_expiration_check_interval_ms: settings

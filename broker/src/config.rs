@@ -53,6 +53,9 @@ pub struct Settings {
     pub flush_buffer_max_bytes: usize,
     /// Bytes of recent objects kept in memory for consumers at the tail.
     pub tail_cache_max_bytes: usize,
+    /// Bytes of older data read from the object store kept for re-reads
+    /// (lagging consumers, several groups reading the same data).
+    pub block_cache_max_bytes: usize,
     /// Kafka `fetch.max.bytes`: upper bound on one Fetch answer.
     pub fetch_max_bytes: i32,
     /// Where the log's objects live: empty for `data_dir/objects`, or
@@ -126,6 +129,7 @@ impl Default for Settings {
             flush_max_bytes: 8 * 1024 * 1024,
             flush_buffer_max_bytes: 64 * 1024 * 1024,
             tail_cache_max_bytes: 64 * 1024 * 1024,
+            block_cache_max_bytes: 64 * 1024 * 1024,
             fetch_max_bytes: 55 * 1024 * 1024,
             storage_url: String::new(),
             s3_endpoint: String::new(),

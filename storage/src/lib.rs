@@ -6,6 +6,7 @@
 //! Kafka requests, and it talks to metadata only through the `MetadataStore`
 //! trait, never SQL or CQL.
 
+pub mod block_cache;
 pub mod clock;
 pub mod contract;
 pub mod failpoint;

@@ -48,6 +48,8 @@ pub struct LogConfig {
     pub flush_buffer_max_bytes: usize,
     /// Bytes of recently flushed objects kept in memory for tail reads.
     pub tail_cache_max_bytes: usize,
+    /// Bytes of older runs read from the object store kept for re-reads.
+    pub block_cache_max_bytes: usize,
     /// Index entries kept in memory per partition, so tail reads skip the
     /// metadata store.
     pub recent_index_entries: usize,
@@ -77,6 +79,7 @@ impl Default for LogConfig {
             flush_max_bytes: 8 * 1024 * 1024,
             flush_buffer_max_bytes: 64 * 1024 * 1024,
             tail_cache_max_bytes: 64 * 1024 * 1024,
+            block_cache_max_bytes: 64 * 1024 * 1024,
             recent_index_entries: 64,
             read_max_index_entries: 32,
             max_flushes_in_flight: 4,
@@ -165,6 +168,7 @@ pub(crate) struct Inner {
     pub(crate) pending_changed: Notify,
     pub(crate) buffer_room: Arc<Semaphore>,
     pub(crate) tail_cache: Mutex<TailCache>,
+    pub(crate) block_cache: crate::block_cache::BlockCache,
     pub(crate) shutdown: CancellationToken,
     /// Moves on whenever a flush fails; flushes sealed under an older
     /// generation are failed instead of committed (their offsets follow a hole).
@@ -202,6 +206,7 @@ impl Log {
         let buffer_room = Arc::new(Semaphore::new(config.flush_buffer_max_bytes));
         let inner = Arc::new(Inner {
             tail_cache: Mutex::new(TailCache::new(config.tail_cache_max_bytes)),
+            block_cache: crate::block_cache::BlockCache::new(config.block_cache_max_bytes),
             config,
             store,
             metadata,

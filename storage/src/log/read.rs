@@ -230,7 +230,8 @@ impl Log {
         }
     }
 
-    /// The bytes of one index entry: from the tail cache, else the object store.
+    /// The bytes of one index entry: from the tail cache, else the block
+    /// cache, else the object store (through the block cache).
     async fn entry_bytes(&self, entry: &IndexEntry) -> Result<Bytes> {
         let end = entry.position + entry.length;
         let cached = self
@@ -243,8 +244,12 @@ impl Log {
             Some(bytes) => Ok(bytes),
             None => {
                 self.inner
-                    .store
-                    .get_range(&entry.object_key, entry.position..end)
+                    .block_cache
+                    .get_range(
+                        self.inner.store.as_ref(),
+                        &entry.object_key,
+                        entry.position..end,
+                    )
                     .await
             }
         }

@@ -522,3 +522,20 @@ async fn read_walks_past_one_page_of_index_entries() {
     );
     assert!(!read.more_available);
 }
+
+#[tokio::test]
+async fn reads_past_the_tail_cache_are_kept_in_the_block_cache() {
+    let f = fixture(LogConfig {
+        tail_cache_max_bytes: 0,
+        ..LogConfig::default()
+    })
+    .await;
+    append_each(&f, &["a", "b"]).await;
+    assert_eq!(f.log.inner.block_cache.stats().blocks, 0);
+    let first = f.log.read(f.tp, 0, 1 << 20, true).await.unwrap();
+    let cached = f.log.inner.block_cache.stats();
+    assert_eq!(cached.blocks, 2, "one block per index entry read");
+    let again = f.log.read(f.tp, 0, 1 << 20, true).await.unwrap();
+    assert_eq!(values(&first.records), values(&again.records));
+    assert_eq!(f.log.inner.block_cache.stats(), cached);
+}

@@ -1,0 +1,245 @@
+//! The block cache: byte ranges of objects read from the object store,
+//! kept for readers that fall behind the tail cache (a lagging consumer, a
+//! second consumer group re-reading the same data).
+//!
+//! A block is one index entry's run of batches — the unit every read asks
+//! the store for — keyed by (object key, position, length). Bounded by
+//! bytes with least-recently-used eviction. Concurrent misses of the same
+//! block make one store request (single-flight): the first reader fetches,
+//! the others wait for it and share the bytes; if the fetch fails, each
+//! waiter tries on its own. Errors are never cached.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+
+use crate::{ObjectStore, Result};
+
+type Key = (String, u64, u64);
+
+#[derive(Default)]
+struct State {
+    blocks: HashMap<Key, (Bytes, u64)>,
+    /// use tick → key, oldest first.
+    by_use: BTreeMap<u64, Key>,
+    next_tick: u64,
+    bytes: usize,
+    /// Fetches in flight; a waiter locks the slot until the fetch is done.
+    in_flight: HashMap<Key, Arc<tokio::sync::Mutex<Option<Bytes>>>>,
+}
+
+pub struct BlockCache {
+    max_bytes: usize,
+    state: Mutex<State>,
+}
+
+/// Counters of a block cache, for tests and stats lines.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BlockCacheStats {
+    pub blocks: usize,
+    pub bytes: usize,
+}
+
+impl BlockCache {
+    pub fn new(max_bytes: usize) -> BlockCache {
+        BlockCache {
+            max_bytes,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    pub fn stats(&self) -> BlockCacheStats {
+        let s = self.state.lock().expect("block cache lock");
+        BlockCacheStats {
+            blocks: s.blocks.len(),
+            bytes: s.bytes,
+        }
+    }
+
+    /// `range` of object `key`: from the cache, else from `store` (once for
+    /// concurrent callers), then kept.
+    pub async fn get_range(
+        &self,
+        store: &dyn ObjectStore,
+        key: &str,
+        range: Range<u64>,
+    ) -> Result<Bytes> {
+        let k: Key = (key.to_string(), range.start, range.end);
+        let slot = {
+            let mut s = self.state.lock().expect("block cache lock");
+            if let Some(bytes) = s.touch(&k) {
+                return Ok(bytes);
+            }
+            s.in_flight.entry(k.clone()).or_default().clone()
+        };
+        let mut fetched = slot.lock().await;
+        if let Some(bytes) = fetched.as_ref() {
+            return Ok(bytes.clone()); // another reader fetched it meanwhile
+        }
+        let result = store.get_range(key, range).await;
+        let mut s = self.state.lock().expect("block cache lock");
+        // The slot goes whatever happened; the next miss starts afresh.
+        if s.in_flight
+            .get(&k)
+            .is_some_and(|held| Arc::ptr_eq(held, &slot))
+        {
+            s.in_flight.remove(&k);
+        }
+        let bytes = result?;
+        *fetched = Some(bytes.clone());
+        s.insert(k, bytes.clone(), self.max_bytes);
+        Ok(bytes)
+    }
+}
+
+impl State {
+    fn touch(&mut self, k: &Key) -> Option<Bytes> {
+        let tick = self.next_tick;
+        let (bytes, used) = self.blocks.get_mut(k)?;
+        let old = std::mem::replace(used, tick);
+        let bytes = bytes.clone();
+        self.by_use.remove(&old);
+        self.by_use.insert(tick, k.clone());
+        self.next_tick += 1;
+        Some(bytes)
+    }
+
+    fn insert(&mut self, k: Key, bytes: Bytes, max_bytes: usize) {
+        if bytes.len() > max_bytes || self.blocks.contains_key(&k) {
+            return;
+        }
+        while self.bytes + bytes.len() > max_bytes {
+            let Some((_, oldest)) = self.by_use.pop_first() else {
+                break;
+            };
+            if let Some((gone, _)) = self.blocks.remove(&oldest) {
+                self.bytes -= gone.len();
+            }
+        }
+        let tick = self.next_tick;
+        self.next_tick += 1;
+        self.bytes += bytes.len();
+        self.by_use.insert(tick, k.clone());
+        self.blocks.insert(k, (bytes, tick));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::MemoryStore;
+
+    /// A memory store that counts ranged reads and can hold them at a gate.
+    struct Counting {
+        inner: MemoryStore,
+        reads: AtomicUsize,
+        gate: tokio::sync::Semaphore,
+    }
+
+    #[async_trait]
+    impl ObjectStore for Counting {
+        async fn put(&self, key: &str, bytes: Bytes) -> Result<()> {
+            self.inner.put(key, bytes).await
+        }
+        async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            self.gate.acquire().await.expect("gate").forget();
+            self.inner.get_range(key, range).await
+        }
+        async fn get(&self, key: &str) -> Result<Bytes> {
+            self.inner.get(key).await
+        }
+        async fn delete(&self, key: &str) -> Result<()> {
+            self.inner.delete(key).await
+        }
+        async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+            self.inner.list(prefix).await
+        }
+    }
+
+    async fn store() -> Counting {
+        let inner = MemoryStore::new();
+        inner
+            .put("o", Bytes::from_static(b"0123456789"))
+            .await
+            .unwrap();
+        Counting {
+            inner,
+            reads: AtomicUsize::new(0),
+            gate: tokio::sync::Semaphore::new(0),
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_misses_of_one_block_make_one_request() {
+        let store = store().await;
+        let cache = BlockCache::new(100);
+        let readers = futures::future::join_all((0..8).map(|_| cache.get_range(&store, "o", 2..6)));
+        let opener = async {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            store.gate.add_permits(100);
+        };
+        let (results, ()) = tokio::join!(readers, opener);
+        for r in results {
+            assert_eq!(r.unwrap(), &b"2345"[..]);
+        }
+        assert_eq!(store.reads.load(Ordering::SeqCst), 1);
+        // And a later read is a hit.
+        cache.get_range(&store, "o", 2..6).await.unwrap();
+        assert_eq!(store.reads.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn the_cache_stays_within_its_bytes_evicting_the_least_recently_used() {
+        let store = store().await;
+        store.gate.add_permits(100);
+        let cache = BlockCache::new(8);
+        cache.get_range(&store, "o", 0..4).await.unwrap(); // A
+        cache.get_range(&store, "o", 4..8).await.unwrap(); // B
+        cache.get_range(&store, "o", 0..4).await.unwrap(); // A again: B is now oldest
+        cache.get_range(&store, "o", 8..10).await.unwrap(); // C evicts B
+        assert_eq!(
+            cache.stats(),
+            BlockCacheStats {
+                blocks: 2,
+                bytes: 6
+            }
+        );
+        let before = store.reads.load(Ordering::SeqCst);
+        cache.get_range(&store, "o", 0..4).await.unwrap();
+        assert_eq!(store.reads.load(Ordering::SeqCst), before, "A stayed");
+        cache.get_range(&store, "o", 4..8).await.unwrap();
+        assert_eq!(
+            store.reads.load(Ordering::SeqCst),
+            before + 1,
+            "B was evicted"
+        );
+        // A block larger than the whole cache is served but not kept.
+        let big = BlockCache::new(3);
+        big.get_range(&store, "o", 0..4).await.unwrap();
+        assert_eq!(big.stats(), BlockCacheStats::default());
+    }
+
+    #[tokio::test]
+    async fn errors_are_not_cached() {
+        let store = store().await;
+        store.gate.add_permits(100);
+        let cache = BlockCache::new(100);
+        assert!(cache.get_range(&store, "missing", 0..1).await.is_err());
+        store
+            .inner
+            .put("missing", Bytes::from_static(b"x"))
+            .await
+            .unwrap();
+        assert_eq!(
+            cache.get_range(&store, "missing", 0..1).await.unwrap(),
+            &b"x"[..]
+        );
+    }
+}
