@@ -13,7 +13,7 @@ set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$REPO_ROOT"
 N="${1:-2000000}"
-SECTIONS="${BENCH_SECTIONS:-throughput,latency,idempotence,groups}"
+SECTIONS="${BENCH_SECTIONS:-throughput,latency,idempotence,groups,s3}"
 section() { [[ ",$SECTIONS," == *",$1,"* ]]; }
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$REPO_ROOT/target}"
 
@@ -24,8 +24,10 @@ BIN="$CARGO_TARGET_DIR/release"
 WORK="$(mktemp -d)"
 BROKER_PID=""
 IPERF_PID=""
+S3_PID=""
 cleanup() {
     [[ -n "$BROKER_PID" ]] && kill "$BROKER_PID" 2>/dev/null && wait "$BROKER_PID" 2>/dev/null || true
+    [[ -n "$S3_PID" ]] && kill "$S3_PID" 2>/dev/null && wait "$S3_PID" 2>/dev/null || true
     [[ -n "$IPERF_PID" ]] && kill "$IPERF_PID" 2>/dev/null || true
     rm -rf "$WORK"
 }
@@ -69,7 +71,7 @@ PY
 start_broker() {
     PORT=$(free_port)
     rm -rf "$WORK/data"
-    "$BIN/lightstream" --listen "127.0.0.1:$PORT" --data-dir "$WORK/data" --log warn 2>"$WORK/broker.log" &
+    "$BIN/lightstream" --listen "127.0.0.1:$PORT" --data-dir "$WORK/data" --log "${BROKER_LOG:-warn}" 2>"$WORK/broker.log" &
     BROKER_PID=$!
     for _ in $(seq 100); do
         (echo >/dev/tcp/127.0.0.1/"$PORT") 2>/dev/null && return 0
@@ -136,5 +138,36 @@ if section groups; then
         "$BIN/lightstream-groups" --bootstrap "127.0.0.1:$PORT" --members 10 --rounds 20 --heartbeat-ms "$HEARTBEAT_MS" \
             --committers 4 --partitions 100 --commit-seconds 10
         stop_broker
+    done
+fi
+
+if section s3; then
+    command -v s3s-fs >/dev/null || cargo install s3s-fs@0.14.1 --features binary --locked
+    S3_PORT=$(free_port)
+    mkdir -p "$WORK/s3/bench"
+    s3s-fs --host 127.0.0.1 --port "$S3_PORT" --access-key bench --secret-key bench-secret "$WORK/s3" >"$WORK/s3s.log" 2>&1 &
+    S3_PID=$!
+    for _ in $(seq 100); do (echo >/dev/tcp/127.0.0.1/"$S3_PORT") 2>/dev/null && break; sleep 0.1; done
+    echo "== s3s-fs raw upload bandwidth through the broker's S3 client: 64 x 8 MiB PutObject, 4 at a time"
+    "$BIN/lightstream-s3-upload" --endpoint "http://127.0.0.1:$S3_PORT" --url s3://bench/raw \
+        --access-key-id bench --secret-access-key bench-secret --objects 64 --size 8388608 --concurrency 4
+    S3_N=$(( N < 1000000 ? N : 1000000 ))
+    for SIZE in 1024; do
+        echo "== lightstream-load in S3 mode (s3s-fs): N=$S3_N S=$SIZE P=4 acks=all"
+        export LIGHTSTREAM_STORAGE_URL="s3://bench/broker-$SIZE" LIGHTSTREAM_S3_ENDPOINT="http://127.0.0.1:$S3_PORT" \
+            LIGHTSTREAM_S3_PATH_STYLE=true LIGHTSTREAM_S3_ACCESS_KEY_ID=bench LIGHTSTREAM_S3_SECRET_ACCESS_KEY=bench-secret \
+            LIGHTSTREAM_S3_STATS_INTERVAL_MS=1000
+        BROKER_LOG="warn,broker::broker=info" start_broker
+        "$BIN/lightstream-load" --bootstrap "127.0.0.1:$PORT" --records "$S3_N" --size "$SIZE" --partitions 4 --consumers 2 --broker-pid "$BROKER_PID"
+        sleep 1.5
+        STATS=$(grep "s3 stats" "$WORK/broker.log" | tail -1 | sed 's/.*stats=//')
+        echo "broker $STATS"
+        PUTS=$(echo "$STATS" | sed -E 's/.*put_requests=([0-9]+).*/\1/')
+        PUT_BYTES=$(echo "$STATS" | sed -E 's/.*put_bytes=([0-9]+).*/\1/')
+        GETS=$(echo "$STATS" | sed -E 's/.*get_requests=([0-9]+).*/\1/')
+        python3 -c "p,b,g=$PUTS,$PUT_BYTES,$GETS; print(f's3_requests_per_gb put={p/(b/1e9):.1f} get={g/(b/1e9):.1f} mean_object_mib={b/max(p,1)/2**20:.2f}')"
+        stop_broker
+        unset LIGHTSTREAM_STORAGE_URL LIGHTSTREAM_S3_ENDPOINT LIGHTSTREAM_S3_PATH_STYLE LIGHTSTREAM_S3_ACCESS_KEY_ID \
+            LIGHTSTREAM_S3_SECRET_ACCESS_KEY LIGHTSTREAM_S3_STATS_INTERVAL_MS
     done
 fi
