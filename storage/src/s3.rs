@@ -232,6 +232,53 @@ impl S3Store {
             .await
             .map_err(|_| Error::Unavailable("s3 store closed".to_string()))
     }
+
+    /// One counted GetObject of the whole object or of `range`; with the
+    /// object's size when the server gave it (Content-Range), else 0.
+    async fn get_object(&self, key: &str, range: Option<&Range<u64>>) -> Result<(Bytes, u64)> {
+        let full = self.full_key(key)?;
+        let _permit = self.permit().await?;
+        let started = Instant::now();
+        let result = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&full)
+            .set_range(range.map(|r| format!("bytes={}-{}", r.start, r.end - 1)))
+            .send()
+            .await;
+        let output = match result {
+            Ok(output) => output,
+            Err(e) => {
+                self.stats.get.record(started, 0, false);
+                return Err(match (status(&e), range) {
+                    (Some(404), _) => Error::NotFound(key.to_string()),
+                    (Some(416), Some(range)) => Error::InvalidRange {
+                        key: key.to_string(),
+                        range: range.clone(),
+                        size: 0,
+                    },
+                    _ => s3_error(format!("get key={full}"), &e),
+                });
+            }
+        };
+        let size = output
+            .content_range()
+            .and_then(|r| r.rsplit('/').next())
+            .and_then(|total| total.parse::<u64>().ok())
+            .unwrap_or(0);
+        match output.body.collect().await {
+            Ok(body) => {
+                let bytes = body.into_bytes();
+                self.stats.get.record(started, bytes.len() as u64, true);
+                Ok((bytes, size))
+            }
+            Err(e) => {
+                self.stats.get.record(started, 0, false);
+                Err(Error::Unavailable(format!("s3 get key={full} body: {e}")))
+            }
+        }
+    }
 }
 
 /// The HTTP status of a service error, if the request got that far.
@@ -289,46 +336,7 @@ impl ObjectStore for S3Store {
         if range.is_empty() {
             return Ok(Bytes::new());
         }
-        let full = self.full_key(key)?;
-        let _permit = self.permit().await?;
-        let started = Instant::now();
-        let result = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(&full)
-            .range(format!("bytes={}-{}", range.start, range.end - 1))
-            .send()
-            .await;
-        let output = match result {
-            Ok(output) => output,
-            Err(e) => {
-                self.stats.get.record(started, 0, false);
-                return Err(match status(&e) {
-                    Some(404) => Error::NotFound(key.to_string()),
-                    Some(416) => Error::InvalidRange {
-                        key: key.to_string(),
-                        range,
-                        size: 0,
-                    },
-                    _ => s3_error(format!("get key={full}"), &e),
-                });
-            }
-        };
-        let size = output
-            .content_range()
-            .and_then(|r| r.rsplit('/').next())
-            .and_then(|total| total.parse::<u64>().ok())
-            .unwrap_or(0);
-        let body = output.body.collect().await;
-        let bytes = match body {
-            Ok(body) => body.into_bytes(),
-            Err(e) => {
-                self.stats.get.record(started, 0, false);
-                return Err(Error::Unavailable(format!("s3 get key={full} body: {e}")));
-            }
-        };
-        self.stats.get.record(started, bytes.len() as u64, true);
+        let (bytes, size) = self.get_object(key, Some(&range)).await?;
         if bytes.len() as u64 != range.end - range.start {
             return Err(Error::InvalidRange {
                 key: key.to_string(),
@@ -340,37 +348,7 @@ impl ObjectStore for S3Store {
     }
 
     async fn get(&self, key: &str) -> Result<Bytes> {
-        let full = self.full_key(key)?;
-        let _permit = self.permit().await?;
-        let started = Instant::now();
-        let result = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(&full)
-            .send()
-            .await;
-        let output = match result {
-            Ok(output) => output,
-            Err(e) => {
-                self.stats.get.record(started, 0, false);
-                return Err(match status(&e) {
-                    Some(404) => Error::NotFound(key.to_string()),
-                    _ => s3_error(format!("get key={full}"), &e),
-                });
-            }
-        };
-        match output.body.collect().await {
-            Ok(body) => {
-                let bytes = body.into_bytes();
-                self.stats.get.record(started, bytes.len() as u64, true);
-                Ok(bytes)
-            }
-            Err(e) => {
-                self.stats.get.record(started, 0, false);
-                Err(Error::Unavailable(format!("s3 get key={full} body: {e}")))
-            }
-        }
+        Ok(self.get_object(key, None).await?.0)
     }
 
     async fn delete(&self, key: &str) -> Result<()> {

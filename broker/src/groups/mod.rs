@@ -167,6 +167,16 @@ impl GroupCoordinator {
         self.clock.now_ms()
     }
 
+    /// Every group's entry, taken out of the registry lock.
+    fn entries(&self) -> Vec<(String, Arc<Entry>)> {
+        self.groups
+            .lock()
+            .expect("groups lock")
+            .iter()
+            .map(|(id, e)| (id.clone(), e.clone()))
+            .collect()
+    }
+
     fn entry(&self, group_id: &str) -> Option<Arc<Entry>> {
         self.groups
             .lock()
@@ -406,13 +416,7 @@ impl GroupCoordinator {
 
     /// (group id, protocol type, state) of every group, ordered by id.
     pub fn list(&self) -> Vec<(String, String, GroupState)> {
-        let entries: Vec<(String, Arc<Entry>)> = self
-            .groups
-            .lock()
-            .expect("groups lock")
-            .iter()
-            .map(|(id, e)| (id.clone(), e.clone()))
-            .collect();
+        let entries = self.entries();
         let mut out: Vec<_> = entries
             .into_iter()
             .map(|(id, e)| {
@@ -498,13 +502,7 @@ impl GroupCoordinator {
     /// offsets retention.
     fn tick(&self, retention_due: bool) -> Vec<Expired> {
         let now_ms = self.now_ms();
-        let entries: Vec<(String, Arc<Entry>)> = self
-            .groups
-            .lock()
-            .expect("groups lock")
-            .iter()
-            .map(|(id, e)| (id.clone(), e.clone()))
-            .collect();
+        let entries = self.entries();
         let mut expired = Vec::new();
         for (id, entry) in entries {
             let mut group = entry.group.lock().expect("group lock");
@@ -587,14 +585,7 @@ impl GroupCoordinator {
     /// Answers every held JoinGroup and SyncGroup with NOT_COORDINATOR, so
     /// a stopping broker does not keep them waiting for a rebalance.
     fn answer_waiters_on_shutdown(&self) {
-        let entries: Vec<Arc<Entry>> = self
-            .groups
-            .lock()
-            .expect("groups lock")
-            .values()
-            .cloned()
-            .collect();
-        for entry in entries {
+        for (_, entry) in self.entries() {
             entry
                 .group
                 .lock()

@@ -22,17 +22,9 @@ pub fn handle(
     request: OffsetFetchRequest,
 ) -> OffsetFetchResponse {
     if version < FIRST_BATCHED_VERSION {
-        let wanted = request.topics.map(|topics| {
-            topics
-                .into_iter()
-                .flat_map(|t| {
-                    let name = t.name.to_string();
-                    t.partition_indexes
-                        .into_iter()
-                        .map(move |p| (name.clone(), p))
-                })
-                .collect()
-        });
+        let wanted = request
+            .topics
+            .map(|topics| partitions(topics.into_iter().map(|t| (t.name, t.partition_indexes))));
         let offsets = broker
             .groups
             .fetch_offsets(request.group_id.as_str(), wanted);
@@ -62,15 +54,7 @@ pub fn handle(
         .into_iter()
         .map(|g| {
             let wanted = g.topics.map(|topics| {
-                topics
-                    .into_iter()
-                    .flat_map(|t| {
-                        let name = t.name.to_string();
-                        t.partition_indexes
-                            .into_iter()
-                            .map(move |p| (name.clone(), p))
-                    })
-                    .collect()
+                partitions(topics.into_iter().map(|t| (t.name, t.partition_indexes)))
             });
             let offsets = broker.groups.fetch_offsets(g.group_id.as_str(), wanted);
             let topics = by_topic(offsets)
@@ -98,6 +82,16 @@ pub fn handle(
         })
         .collect();
     OffsetFetchResponse::default().with_groups(groups)
+}
+
+/// The (topic, partition) pairs a request names.
+fn partitions(topics: impl Iterator<Item = (TopicName, Vec<i32>)>) -> Vec<(String, i32)> {
+    topics
+        .flat_map(|(name, indexes)| {
+            let name = name.to_string();
+            indexes.into_iter().map(move |p| (name.clone(), p))
+        })
+        .collect()
 }
 
 /// Offsets grouped by topic, topics in first-seen order.
