@@ -4,8 +4,6 @@
 //! errors, batched groups), DescribeGroups, ListGroups, DeleteGroups,
 //! OffsetDelete, and committed offsets across a broker restart.
 
-use std::sync::Arc;
-
 use broker::config::Settings;
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
@@ -560,11 +558,8 @@ async fn groups_are_described_listed_and_deleted() {
 
 #[tokio::test]
 async fn committed_offsets_survive_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let metadata: Arc<dyn metadata::MetadataStore> =
-        Arc::new(metadata::SqliteStore::open(&dir.path().join("m.sqlite")).unwrap());
-    let objects: Arc<dyn storage::ObjectStore> = Arc::new(storage::MemoryStore::new());
-    let broker = TestBroker::start_on(Settings::default(), metadata.clone(), objects.clone()).await;
+    let stores = DurableStores::new();
+    let broker = stores.start().await;
     let mut client = broker.connect().await;
     create_topic(&mut client, "t", 2).await;
     let _: OffsetCommitResponse = client
@@ -576,7 +571,7 @@ async fn committed_offsets_survive_a_restart() {
         .await;
     drop(client);
     broker.stop().await;
-    let broker = TestBroker::start_on(Settings::default(), metadata, objects).await;
+    let broker = stores.start().await;
     let mut client = broker.connect().await;
     assert_eq!(
         fetch_offsets(&mut client, "kept", "t", None).await,

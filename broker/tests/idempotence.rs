@@ -2,7 +2,6 @@
 //! InitProducerId as Kafka answers it for producers without a transactional
 //! id, and Kafka's sequence rules as a produce request sees them.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use broker::config::Settings;
@@ -75,11 +74,8 @@ const INVALID_EPOCH: i16 = 47;
 
 #[tokio::test]
 async fn init_producer_id_hands_out_fresh_ids_at_epoch_zero() {
-    let dir = tempfile::tempdir().unwrap();
-    let metadata: Arc<dyn metadata::MetadataStore> =
-        Arc::new(metadata::SqliteStore::open(&dir.path().join("m.sqlite")).unwrap());
-    let objects: Arc<dyn storage::ObjectStore> = Arc::new(storage::MemoryStore::new());
-    let broker = TestBroker::start_on(Settings::default(), metadata.clone(), objects.clone()).await;
+    let stores = DurableStores::new();
+    let broker = stores.start().await;
     let mut client = broker.connect().await;
     let a = new_producer(&mut client).await;
     let b = new_producer(&mut client).await;
@@ -148,7 +144,7 @@ async fn init_producer_id_hands_out_fresh_ids_at_epoch_zero() {
     broker.stop().await;
 
     // A restarted broker never hands out an id given before.
-    let broker = TestBroker::start_on(Settings::default(), metadata, objects).await;
+    let broker = stores.start().await;
     let mut client = broker.connect().await;
     let after = new_producer(&mut client).await;
     assert!(

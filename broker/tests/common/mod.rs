@@ -202,3 +202,33 @@ pub fn fetch_request(topic: &str, offset: i64, max_wait_ms: i32) -> FetchRequest
 pub fn values_of(records: Bytes) -> Vec<(i64, String)> {
     protocol::testing::offsets_and_values(&records)
 }
+
+/// Stores that outlive a broker (SQLite in a temporary file, objects in
+/// memory), so a test can stop a broker and start another on the same data.
+pub struct DurableStores {
+    _dir: tempfile::TempDir,
+    metadata: Arc<dyn metadata::MetadataStore>,
+    objects: Arc<dyn storage::ObjectStore>,
+}
+
+impl DurableStores {
+    pub fn new() -> DurableStores {
+        let dir = tempfile::tempdir().unwrap();
+        let metadata = Arc::new(metadata::SqliteStore::open(&dir.path().join("m.sqlite")).unwrap());
+        DurableStores {
+            _dir: dir,
+            metadata,
+            objects: Arc::new(storage::MemoryStore::new()),
+        }
+    }
+
+    /// A broker with default settings over these stores.
+    pub async fn start(&self) -> TestBroker {
+        TestBroker::start_on(
+            Settings::default(),
+            self.metadata.clone(),
+            self.objects.clone(),
+        )
+        .await
+    }
+}
