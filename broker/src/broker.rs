@@ -217,11 +217,14 @@ async fn open_objects(settings: &Settings) -> Result<Arc<dyn ObjectStore>, OpenE
         request_timeout_ms: settings.s3_request_timeout_ms,
         max_attempts: settings.s3_max_attempts,
         max_concurrent_requests: settings.s3_max_concurrent_requests,
+        part_size_bytes: settings.s3_part_size_bytes,
+        max_parts_in_flight: settings.s3_max_parts_in_flight,
         ..S3Config::default()
     }
     .with_url(&settings.storage_url)?;
     tracing::info!(bucket = config.bucket, prefix = config.prefix, endpoint = ?config.endpoint, "objects in S3");
-    let store = S3Store::open(config).await?;
+    let store = Arc::new(S3Store::open(config).await?);
+    spawn_stale_upload_sweep(store.clone(), settings);
     let stats = store.stats();
     let interval = std::time::Duration::from_millis(settings.s3_stats_interval_ms.max(100));
     tokio::spawn(async move {
@@ -232,7 +235,33 @@ async fn open_objects(settings: &Settings) -> Result<Arc<dyn ObjectStore>, OpenE
             tracing::info!(%stats, "s3 stats");
         }
     });
-    Ok(Arc::new(store))
+    Ok(store)
+}
+
+/// Aborts multipart uploads a crash left behind: at start-up, then every
+/// `s3_stale_upload_sweep_interval_ms`. A server without
+/// ListMultipartUploads (s3s-fs answers 501) gets one warning, not one per
+/// sweep.
+fn spawn_stale_upload_sweep(store: Arc<S3Store>, settings: &Settings) {
+    let age = std::time::Duration::from_millis(settings.s3_stale_upload_age_ms);
+    let interval =
+        std::time::Duration::from_millis(settings.s3_stale_upload_sweep_interval_ms.max(1_000));
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(interval);
+        let mut warned = false;
+        loop {
+            every.tick().await;
+            match store.abort_stale_uploads(age).await {
+                Ok(0) => {}
+                Ok(aborted) => tracing::info!(aborted, "aborted stale multipart uploads"),
+                Err(e) if !warned => {
+                    warned = true;
+                    tracing::warn!(error = %e, "stale multipart upload sweep failed; uploads a crash left behind are not aborted");
+                }
+                Err(e) => tracing::debug!(error = %e, "stale multipart upload sweep failed"),
+            }
+        }
+    });
 }
 
 /// The broker configs DescribeConfigs reports and topic configs fall back to,

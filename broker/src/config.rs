@@ -81,6 +81,17 @@ pub struct Settings {
     pub s3_max_concurrent_requests: usize,
     /// How often the S3 request counters are logged ("s3 stats" lines).
     pub s3_stats_interval_ms: u64,
+    /// Objects bigger than this are written as multipart uploads in parts
+    /// of this size (at least 5 MiB, S3's minimum part).
+    pub s3_part_size_bytes: usize,
+    /// Parts of one multipart upload in flight at once.
+    pub s3_max_parts_in_flight: usize,
+    /// Multipart uploads under our prefix older than this are aborted (a
+    /// crash mid-upload leaves them, and they cost storage). Must exceed
+    /// `object_write_timeout_ms`.
+    pub s3_stale_upload_age_ms: u64,
+    /// How often the stale-upload sweep runs (also once at start-up).
+    pub s3_stale_upload_sweep_interval_ms: u64,
     /// Longest an object write may take before its flush fails (retriable).
     pub object_write_timeout_ms: u64,
     /// Kafka `producer.id.expiration.ms`: an idempotent producer's state on a
@@ -142,6 +153,10 @@ impl Default for Settings {
             s3_max_attempts: 4,
             s3_max_concurrent_requests: 64,
             s3_stats_interval_ms: 60_000,
+            s3_part_size_bytes: 8 * 1024 * 1024,
+            s3_max_parts_in_flight: 8,
+            s3_stale_upload_age_ms: 3_600_000,
+            s3_stale_upload_sweep_interval_ms: 3_600_000,
             object_write_timeout_ms: 30_000,
             producer_id_expiration_ms: 86_400_000,
             producer_id_expiration_check_interval_ms: 600_000,
@@ -262,6 +277,15 @@ impl Settings {
             "when_supported" | "when_required"
         ) {
             return invalid("s3_checksum", "must be when_supported or when_required");
+        }
+        if self.s3_part_size_bytes < storage::MIN_PART_SIZE {
+            return invalid("s3_part_size_bytes", "must be at least 5 MiB (5242880)");
+        }
+        if self.s3_stale_upload_age_ms <= self.object_write_timeout_ms {
+            return invalid(
+                "s3_stale_upload_age_ms",
+                "must exceed object_write_timeout_ms, or uploads in progress are aborted",
+            );
         }
         if self.max_connections == 0 || self.max_in_flight_requests_per_connection == 0 {
             return invalid("max_connections", "limits must be at least 1");

@@ -22,7 +22,7 @@ pub use log::{
     TimestampOffset,
 };
 pub use object_store::{LocalDirStore, MemoryStore, ObjectStore};
-pub use s3::{S3Config, S3Stats, S3Store};
+pub use s3::{MIN_PART_SIZE, RequestStats, S3Config, S3Stats, S3Store};
 
 use std::ops::Range;
 

@@ -1,48 +1,95 @@
-//! The `ObjectStore` contract against a real S3-compatible server: s3s-fs
-//! (which verifies SigV4 signatures and checksums) started on a free
-//! loopback port for the test and stopped after it. `bash .ci/test-all.sh`
-//! installs it; without it on PATH the tests say they skipped.
+//! The `ObjectStore` contract against real S3-compatible servers, each
+//! started on a free loopback port for the test and stopped after it:
 //!
-//! `put_never_overwrites` in the contract fails against a server that
-//! ignores `If-None-Match: *`.
+//! - s3s-fs, which verifies SigV4 signatures and checksums;
+//! - moto's server, the only one here with ListMultipartUploads (s3s-fs
+//!   answers 501), for the stale-upload sweep.
+//!
+//! `bash .ci/test-all.sh` installs both (s3s-fs with cargo, moto into
+//! compat-tests/.venv); a test whose server is missing says it skipped.
+//!
+//! `put_never_overwrites` in the contract, and its multipart twin here, fail
+//! against a server that ignores `If-None-Match: *`.
 
 use std::net::TcpListener;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use storage::{ObjectStore, S3Config, S3Store, contract};
+use bytes::Bytes;
+use storage::{MIN_PART_SIZE, ObjectStore, S3Config, S3Store, contract};
 
 const ACCESS_KEY: &str = "lightstream-test";
 const SECRET_KEY: &str = "lightstream-test-secret";
 
-/// An s3s-fs process over a temporary directory; killed on drop.
+/// A server process (over a temporary directory for s3s-fs); killed on drop.
 struct S3Server {
     child: Child,
     port: u16,
     _dir: tempfile::TempDir,
 }
 
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 impl S3Server {
     fn start() -> Option<S3Server> {
         let dir = tempfile::tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = match Command::new("s3s-fs")
+        let port = free_port();
+        let mut command = Command::new("s3s-fs");
+        command
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-        {
+            .arg(dir.path());
+        Self::spawn(
+            command,
+            port,
+            dir,
+            "s3s-fs",
+            "`cargo install s3s-fs@0.14.1 --features binary --locked`",
+        )
+    }
+
+    /// moto's server: `LIGHTSTREAM_MOTO_SERVER`, else the compat-tests venv's.
+    fn start_moto() -> Option<S3Server> {
+        let program = std::env::var_os("LIGHTSTREAM_MOTO_SERVER")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                    .join("../compat-tests/.venv/bin/moto_server")
+            });
+        let port = free_port();
+        let mut command = Command::new(program);
+        command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+        Self::spawn(
+            command,
+            port,
+            tempfile::tempdir().unwrap(),
+            "moto_server",
+            "pip install 'moto[s3,server]==5.2.5' into compat-tests/.venv",
+        )
+    }
+
+    fn spawn(
+        mut command: Command,
+        port: u16,
+        dir: tempfile::TempDir,
+        name: &str,
+        install: &str,
+    ) -> Option<S3Server> {
+        let child = match command.stdout(Stdio::null()).stderr(Stdio::null()).spawn() {
             Ok(child) => child,
             Err(e) => {
                 eprintln!(
-                    "SKIPPED: s3s-fs not runnable ({e}); install it with \
-                     `cargo install s3s-fs@0.14.1 --features binary --locked` (bash .ci/test-all.sh does)"
+                    "SKIPPED: {name} not runnable ({e}); install it with {install} \
+                     (bash .ci/test-all.sh does)"
                 );
                 return None;
             }
@@ -52,9 +99,9 @@ impl S3Server {
             port,
             _dir: dir,
         };
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "s3s-fs did not listen on {port}");
+            assert!(Instant::now() < deadline, "{name} did not listen on {port}");
             std::thread::sleep(Duration::from_millis(50));
         }
         Some(server)
@@ -68,30 +115,36 @@ impl S3Server {
             path_style: true,
             access_key_id: Some(ACCESS_KEY.to_string()),
             secret_access_key: Some(SECRET_KEY.to_string()),
+            part_size_bytes: MIN_PART_SIZE,
             ..S3Config::default()
         }
     }
 
-    /// A store on a new bucket.
-    async fn store(&self, bucket: &str, prefix: &str) -> S3Store {
-        let config = self.config(bucket, prefix);
-        let sdk = aws_sdk_s3::Client::from_conf(
+    fn sdk(&self) -> aws_sdk_s3::Client {
+        aws_sdk_s3::Client::from_conf(
             aws_sdk_s3::config::Builder::new()
                 .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
                 .region(aws_sdk_s3::config::Region::new("us-east-1"))
-                .endpoint_url(config.endpoint.clone().unwrap())
+                .endpoint_url(format!("http://127.0.0.1:{}", self.port))
                 .force_path_style(true)
                 .credentials_provider(aws_sdk_s3::config::Credentials::new(
                     ACCESS_KEY, SECRET_KEY, None, None, "test",
                 ))
                 .build(),
-        );
-        sdk.create_bucket()
+        )
+    }
+
+    /// A store on a new bucket.
+    async fn store(&self, bucket: &str, prefix: &str) -> S3Store {
+        self.sdk()
+            .create_bucket()
             .bucket(bucket)
             .send()
             .await
             .expect("create bucket");
-        S3Store::open(config).await.expect("open s3 store")
+        S3Store::open(self.config(bucket, prefix))
+            .await
+            .expect("open s3 store")
     }
 }
 
@@ -108,16 +161,117 @@ async fn s3_store_meets_the_contract() {
         return;
     };
     let store = server.store("contract", "").await;
-    contract::run_all(&store).await;
+    let store = Arc::new(store);
+    contract::run_all(&*store).await;
+    multipart_checks(store.clone()).await;
+    println!("{}", store.stats());
+}
+
+#[tokio::test]
+async fn moto_store_meets_the_contract() {
+    let Some(server) = S3Server::start_moto() else {
+        return;
+    };
+    let store = server.store("contract", "p").await;
+    let store = Arc::new(store);
+    contract::run_all(&*store).await;
+    multipart_checks(store.clone()).await;
+    println!("{}", store.stats());
+}
+
+/// An object of `len` bytes that differ from part to part and byte to byte.
+fn object_of(len: usize, seed: u32) -> Bytes {
+    Bytes::from(
+        (0..len as u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(seed) >> 13) as u8)
+            .collect::<Vec<u8>>(),
+    )
+}
+
+fn requests(s: &storage::RequestStats) -> (u64, u64) {
+    (
+        s.requests.load(Ordering::Relaxed),
+        s.errors.load(Ordering::Relaxed),
+    )
+}
+
+/// Objects over the part size go up as multipart uploads; the store's part
+/// size is `MIN_PART_SIZE`.
+async fn multipart_checks(store: Arc<S3Store>) {
     let stats = store.stats();
+    let (puts_before, _) = requests(&stats.put);
+    // Three parts, the last one short; read back byte for byte.
+    let big = object_of(2 * MIN_PART_SIZE + 12_345, 1);
+    store.put("mp/three-parts.obj", big.clone()).await.unwrap();
+    assert_eq!(requests(&stats.create_multipart), (1, 0));
+    assert_eq!(requests(&stats.upload_part), (3, 0));
+    assert_eq!(requests(&stats.complete_multipart), (1, 0));
+    assert_eq!(requests(&stats.put).0, puts_before, "no PutObject for it");
+    assert!(store.get("mp/three-parts.obj").await.unwrap() == big);
+    // Ranged reads across both part boundaries, and the short last part.
+    let p = MIN_PART_SIZE as u64;
+    for range in [
+        p - 10..p + 10,
+        2 * p - 1..2 * p + 1,
+        p - 1..2 * p + 100,
+        0..big.len() as u64,
+    ] {
+        let got = store
+            .get_range("mp/three-parts.obj", range.clone())
+            .await
+            .unwrap();
+        assert!(
+            got == big.slice(range.start as usize..range.end as usize),
+            "{range:?}"
+        );
+    }
+    // Completing onto an existing key is refused and changes nothing.
+    let other = object_of(MIN_PART_SIZE + 1, 2);
+    let again = store.put("mp/three-parts.obj", other).await;
     assert!(
-        stats
-            .put
-            .requests
-            .load(std::sync::atomic::Ordering::Relaxed)
-            >= 5
+        matches!(again, Err(storage::Error::AlreadyExists(_))),
+        "{again:?}"
     );
-    println!("{stats}");
+    assert!(store.get("mp/three-parts.obj").await.unwrap() == big);
+    assert_eq!(
+        requests(&stats.abort_multipart),
+        (1, 0),
+        "the refused upload is aborted"
+    );
+    // A write dropped half-way (a flush's write timeout drops it) aborts
+    // its upload and leaves no object. The drop must land after
+    // CreateMultipartUpload and before Complete; retried if it missed.
+    for attempt in 0..5 {
+        let key = format!("mp/dropped-{attempt}.obj");
+        let creates = requests(&stats.create_multipart).0;
+        let aborts = requests(&stats.abort_multipart).0;
+        let writer = {
+            let (store, key) = (store.clone(), key.clone());
+            tokio::spawn(async move { store.put(&key, object_of(6 * MIN_PART_SIZE, 3)).await })
+        };
+        while requests(&stats.create_multipart).0 == creates && !writer.is_finished() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        writer.abort();
+        if writer.await.is_ok() {
+            continue; // finished before the drop: try again
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while requests(&stats.abort_multipart).0 == aborts {
+            assert!(
+                Instant::now() < deadline,
+                "dropped upload not aborted: {stats}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(requests(&stats.abort_multipart).1, 0, "{stats}");
+        assert!(matches!(
+            store.get(&key).await,
+            Err(storage::Error::NotFound(_))
+        ));
+        return;
+    }
+    panic!("every 30 MiB upload completed before it could be dropped");
 }
 
 #[tokio::test]
@@ -156,10 +310,48 @@ async fn a_stopped_server_is_a_retriable_error_not_a_hang() {
     .unwrap();
     drop(server);
     let started = Instant::now();
-    let result = store.put("k/x.obj", bytes::Bytes::from_static(b"x")).await;
+    let result = store.put("k/x.obj", Bytes::from_static(b"x")).await;
     assert!(
         matches!(result, Err(storage::Error::Unavailable(_))),
         "{result:?}"
     );
     assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+/// Uploads a crash left behind are aborted once older than the threshold;
+/// younger ones (maybe a write in progress) are left alone. moto 5.2.5
+/// reports every upload as initiated on 2010-11-10 (hard-coded in its
+/// ListMultipartUploads answer), so "young" here means a threshold longer
+/// than the time since then.
+#[tokio::test]
+async fn stale_multipart_uploads_are_aborted() {
+    let Some(server) = S3Server::start_moto() else {
+        return;
+    };
+    let store = server.store("sweep", "lightstream").await;
+    let sdk = server.sdk();
+    for key in ["lightstream/aa/crashed.obj", "other-tenant/bb/theirs.obj"] {
+        sdk.create_multipart_upload()
+            .bucket("sweep")
+            .key(key)
+            .send()
+            .await
+            .unwrap();
+    }
+    let century = Duration::from_secs(100 * 365 * 24 * 3600);
+    assert_eq!(store.abort_stale_uploads(century).await.unwrap(), 0);
+    let hour = Duration::from_secs(3600);
+    assert_eq!(store.abort_stale_uploads(hour).await.unwrap(), 1);
+    let left = sdk
+        .list_multipart_uploads()
+        .bucket("sweep")
+        .send()
+        .await
+        .unwrap();
+    let keys: Vec<_> = left.uploads().iter().filter_map(|u| u.key()).collect();
+    assert_eq!(
+        keys,
+        vec!["other-tenant/bb/theirs.obj"],
+        "only our prefix is swept"
+    );
 }

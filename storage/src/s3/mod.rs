@@ -3,7 +3,9 @@
 //!
 //! - `put` is a PutObject with `If-None-Match: *`, so an existing key is never
 //!   overwritten (412 → `AlreadyExists`), the same contract as the local
-//!   directory's hard link.
+//!   directory's hard link. An object over `part_size_bytes` goes up as a
+//!   multipart upload instead (`multipart.rs`), completed under the same
+//!   condition.
 //! - `get_range` is a ranged GetObject; a short answer (the range ran past
 //!   the end) is `InvalidRange`, as the other stores say.
 //! - Requests go through one client with the SDK's standard retries
@@ -17,10 +19,11 @@
 //! suits older ones such as Ceph RGW 16, which reject unknown checksum
 //! headers.
 
-use std::fmt;
+mod multipart;
+mod stats;
+
 use std::ops::Range;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -36,6 +39,9 @@ use bytes::Bytes;
 use tokio::sync::Semaphore;
 
 use crate::{Error, ObjectStore, Result};
+
+pub use multipart::MIN_PART_SIZE;
+pub use stats::{RequestStats, S3Stats};
 
 /// Where and how to reach the bucket. Plain data; see `docs/configuration.md`.
 #[derive(Clone, Debug)]
@@ -59,6 +65,11 @@ pub struct S3Config {
     pub max_attempts: u32,
     /// Requests in flight at once, all kinds together.
     pub max_concurrent_requests: usize,
+    /// Objects bigger than this are written as multipart uploads in parts of
+    /// this size (at least `MIN_PART_SIZE`, S3's minimum).
+    pub part_size_bytes: usize,
+    /// Parts of one upload in flight at once.
+    pub max_parts_in_flight: usize,
 }
 
 impl Default for S3Config {
@@ -75,6 +86,8 @@ impl Default for S3Config {
             request_timeout_ms: 10_000,
             max_attempts: 5,
             max_concurrent_requests: 64,
+            part_size_bytes: 8 * 1024 * 1024,
+            max_parts_in_flight: 8,
         }
     }
 }
@@ -95,71 +108,15 @@ impl S3Config {
     }
 }
 
-/// One kind of request's counters.
-#[derive(Default)]
-pub struct RequestStats {
-    pub requests: AtomicU64,
-    pub errors: AtomicU64,
-    pub bytes: AtomicU64,
-    pub micros: AtomicU64,
-}
-
-impl RequestStats {
-    fn record(&self, started: Instant, bytes: u64, ok: bool) {
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        if !ok {
-            self.errors.fetch_add(1, Ordering::Relaxed);
-        }
-        self.bytes.fetch_add(bytes, Ordering::Relaxed);
-        self.micros
-            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-    }
-}
-
-/// Counters of every request this store made, by kind.
-#[derive(Default)]
-pub struct S3Stats {
-    pub put: RequestStats,
-    pub get: RequestStats,
-    pub delete: RequestStats,
-    pub list: RequestStats,
-}
-
-impl fmt::Display for S3Stats {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kinds = [
-            ("put", &self.put),
-            ("get", &self.get),
-            ("delete", &self.delete),
-            ("list", &self.list),
-        ];
-        for (i, (name, s)) in kinds.into_iter().enumerate() {
-            let requests = s.requests.load(Ordering::Relaxed);
-            let mean_ms = if requests == 0 {
-                0.0
-            } else {
-                s.micros.load(Ordering::Relaxed) as f64 / requests as f64 / 1e3
-            };
-            if i > 0 {
-                f.write_str(" ")?;
-            }
-            write!(
-                f,
-                "{name}_requests={requests} {name}_errors={} {name}_bytes={} {name}_mean_ms={mean_ms:.2}",
-                s.errors.load(Ordering::Relaxed),
-                s.bytes.load(Ordering::Relaxed)
-            )?;
-        }
-        Ok(())
-    }
-}
-
 pub struct S3Store {
     client: Client,
     bucket: String,
     prefix: String,
     room: Semaphore,
     stats: Arc<S3Stats>,
+    checksum_when_required: bool,
+    part_size: usize,
+    max_parts_in_flight: usize,
 }
 
 impl S3Store {
@@ -208,6 +165,9 @@ impl S3Store {
             prefix: config.prefix,
             room: Semaphore::new(config.max_concurrent_requests.max(1)),
             stats: Arc::new(S3Stats::default()),
+            checksum_when_required: config.checksum_when_required,
+            part_size: config.part_size_bytes.max(MIN_PART_SIZE),
+            max_parts_in_flight: config.max_parts_in_flight.max(1),
         })
     }
 
@@ -219,11 +179,16 @@ impl S3Store {
         if key.is_empty() || key.starts_with('/') {
             return Err(Error::InvalidKey(key.to_string()));
         }
-        Ok(if self.prefix.is_empty() {
-            key.to_string()
+        Ok(self.full_prefix(key))
+    }
+
+    /// `key_or_prefix` under this store's prefix.
+    fn full_prefix(&self, key_or_prefix: &str) -> String {
+        if self.prefix.is_empty() {
+            key_or_prefix.to_string()
         } else {
-            format!("{}/{key}", self.prefix)
-        })
+            format!("{}/{key_or_prefix}", self.prefix)
+        }
     }
 
     async fn permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>> {
@@ -304,6 +269,9 @@ fn s3_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
 impl ObjectStore for S3Store {
     async fn put(&self, key: &str, bytes: Bytes) -> Result<()> {
         let full = self.full_key(key)?;
+        if bytes.len() > self.part_size {
+            return self.put_multipart(key, &full, bytes).await;
+        }
         let len = bytes.len() as u64;
         let _permit = self.permit().await?;
         let started = Instant::now();
@@ -371,11 +339,7 @@ impl ObjectStore for S3Store {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>> {
-        let full_prefix = if self.prefix.is_empty() {
-            prefix.to_string()
-        } else {
-            format!("{}/{prefix}", self.prefix)
-        };
+        let full_prefix = self.full_prefix(prefix);
         let strip = if self.prefix.is_empty() {
             0
         } else {

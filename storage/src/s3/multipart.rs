@@ -1,0 +1,292 @@
+//! Multipart uploads: an object over the part size goes up as several
+//! UploadPart requests in flight at once, each retried on its own by the
+//! SDK's retry policy, then CompleteMultipartUpload with `If-None-Match: *`
+//! (so a multipart write never overwrites either). Any failure aborts the
+//! upload; so does dropping the write half-way (a flush's write timeout).
+//! Uploads a crash leaves behind are aborted by `abort_stale_uploads`.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use std::sync::Arc;
+
+use super::stats::S3Stats;
+use super::{S3Store, s3_error, status};
+use crate::{Error, Result};
+
+/// S3's smallest part (every part but the last must be at least this big).
+pub const MIN_PART_SIZE: usize = 5 * 1024 * 1024;
+
+/// `bytes` cut into parts of `part_size` (the last one shorter), zero-copy.
+pub(super) fn split_parts(bytes: &Bytes, part_size: usize) -> Vec<Bytes> {
+    let part_size = part_size.max(1);
+    (0..bytes.len())
+        .step_by(part_size)
+        .map(|start| bytes.slice(start..(start + part_size).min(bytes.len())))
+        .collect()
+}
+
+/// An upload that is aborted unless it completed: explicitly on failure, or
+/// from a spawned task if the future writing it is dropped.
+struct OpenUpload {
+    client: Client,
+    bucket: String,
+    key: String,
+    upload_id: String,
+    stats: Arc<S3Stats>,
+    open: bool,
+}
+
+impl OpenUpload {
+    async fn abort(mut self) {
+        self.open = false;
+        abort_upload(
+            &self.client,
+            &self.bucket,
+            &self.key,
+            &self.upload_id,
+            &self.stats,
+        )
+        .await;
+    }
+}
+
+impl Drop for OpenUpload {
+    fn drop(&mut self) {
+        if !self.open {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return; // no runtime to abort from: the stale-upload sweep will
+        };
+        let (client, bucket, key, upload_id, stats) = (
+            self.client.clone(),
+            self.bucket.clone(),
+            self.key.clone(),
+            self.upload_id.clone(),
+            self.stats.clone(),
+        );
+        runtime
+            .spawn(async move { abort_upload(&client, &bucket, &key, &upload_id, &stats).await });
+    }
+}
+
+/// Best effort: a failed abort leaves the upload to the stale-upload sweep.
+async fn abort_upload(client: &Client, bucket: &str, key: &str, upload_id: &str, stats: &S3Stats) {
+    let started = Instant::now();
+    let result = client
+        .abort_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .upload_id(upload_id)
+        .send()
+        .await;
+    stats.abort_multipart.record(started, 0, result.is_ok());
+    if let Err(e) = result {
+        tracing::warn!(key, upload_id, error = %s3_error("abort multipart".to_string(), &e), "could not abort a multipart upload; the stale-upload sweep will");
+    }
+}
+
+impl S3Store {
+    /// Writes `bytes` under `full` (the prefixed key) as a multipart upload.
+    pub(super) async fn put_multipart(&self, key: &str, full: &str, bytes: Bytes) -> Result<()> {
+        let upload = self.create_multipart(full).await?;
+        let parts = split_parts(&bytes, self.part_size);
+        let uploaded = futures::stream::iter(parts.into_iter().zip(1..))
+            .map(|(part, number)| self.upload_part(full, &upload.upload_id, number, part))
+            .buffered(self.max_parts_in_flight)
+            .try_collect::<Vec<_>>()
+            .await;
+        let parts = match uploaded {
+            Ok(parts) => parts,
+            Err(e) => {
+                upload.abort().await;
+                return Err(e);
+            }
+        };
+        match self
+            .complete_multipart(key, full, &upload.upload_id, parts)
+            .await
+        {
+            Ok(()) => {
+                let mut upload = upload;
+                upload.open = false;
+                Ok(())
+            }
+            Err(e) => {
+                upload.abort().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn create_multipart(&self, full: &str) -> Result<OpenUpload> {
+        let _permit = self.permit().await?;
+        let started = Instant::now();
+        let result = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(full)
+            .set_checksum_algorithm(self.part_checksum())
+            .send()
+            .await;
+        self.stats
+            .create_multipart
+            .record(started, 0, result.is_ok());
+        let output = result.map_err(|e| s3_error(format!("create multipart key={full}"), &e))?;
+        let upload_id = output.upload_id().ok_or_else(|| {
+            Error::Unavailable(format!("s3 create multipart key={full}: no upload id"))
+        })?;
+        Ok(OpenUpload {
+            client: self.client.clone(),
+            bucket: self.bucket.clone(),
+            key: full.to_string(),
+            upload_id: upload_id.to_string(),
+            stats: self.stats.clone(),
+            open: true,
+        })
+    }
+
+    /// CRC-32C on every part unless checksums are "when required" (servers
+    /// such as Ceph RGW 16 refuse the headers).
+    fn part_checksum(&self) -> Option<ChecksumAlgorithm> {
+        (!self.checksum_when_required).then_some(ChecksumAlgorithm::Crc32C)
+    }
+
+    async fn upload_part(
+        &self,
+        full: &str,
+        upload_id: &str,
+        number: i32,
+        part: Bytes,
+    ) -> Result<CompletedPart> {
+        let len = part.len() as u64;
+        let _permit = self.permit().await?;
+        let started = Instant::now();
+        let result = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(full)
+            .upload_id(upload_id)
+            .part_number(number)
+            .content_length(len as i64)
+            .set_checksum_algorithm(self.part_checksum())
+            .body(part.into())
+            .send()
+            .await;
+        self.stats.upload_part.record(started, len, result.is_ok());
+        let output =
+            result.map_err(|e| s3_error(format!("upload part={number} key={full}"), &e))?;
+        Ok(CompletedPart::builder()
+            .part_number(number)
+            .set_e_tag(output.e_tag().map(str::to_string))
+            .set_checksum_crc32_c(output.checksum_crc32_c().map(str::to_string))
+            .build())
+    }
+
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        full: &str,
+        upload_id: &str,
+        parts: Vec<CompletedPart>,
+    ) -> Result<()> {
+        let _permit = self.permit().await?;
+        let started = Instant::now();
+        let result = self
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(full)
+            .upload_id(upload_id)
+            .if_none_match("*")
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await;
+        self.stats
+            .complete_multipart
+            .record(started, 0, result.is_ok());
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if status(&e) == Some(412) => Err(Error::AlreadyExists(key.to_string())),
+            Err(e) => Err(s3_error(format!("complete multipart key={full}"), &e)),
+        }
+    }
+
+    /// Aborts the multipart uploads under this store's prefix started more
+    /// than `older_than` ago: what a crash in the middle of an upload leaves
+    /// (they cost storage until aborted). Returns how many it aborted.
+    /// `older_than` must exceed the longest an object write may take.
+    pub async fn abort_stale_uploads(&self, older_than: Duration) -> Result<usize> {
+        let cutoff = SystemTime::now() - older_than;
+        let prefix = self.full_prefix("");
+        let mut aborted = 0;
+        let (mut key_marker, mut id_marker): (Option<String>, Option<String>) = (None, None);
+        loop {
+            let page = {
+                let _permit = self.permit().await?;
+                let started = Instant::now();
+                let result = self
+                    .client
+                    .list_multipart_uploads()
+                    .bucket(&self.bucket)
+                    .prefix(&prefix)
+                    .set_key_marker(key_marker.take())
+                    .set_upload_id_marker(id_marker.take())
+                    .send()
+                    .await;
+                self.stats.list_multipart.record(started, 0, result.is_ok());
+                result.map_err(|e| s3_error(format!("list multipart prefix={prefix}"), &e))?
+            };
+            for upload in page.uploads() {
+                let (Some(key), Some(id)) = (upload.key(), upload.upload_id()) else {
+                    continue;
+                };
+                let started_at = upload
+                    .initiated()
+                    .and_then(|t| SystemTime::try_from(*t).ok());
+                if started_at.is_some_and(|t| t < cutoff) {
+                    let _permit = self.permit().await?;
+                    abort_upload(&self.client, &self.bucket, key, id, &self.stats).await;
+                    aborted += 1;
+                }
+            }
+            if page.is_truncated() != Some(true) {
+                break;
+            }
+            key_marker = page.next_key_marker().map(str::to_string);
+            id_marker = page.next_upload_id_marker().map(str::to_string);
+            if key_marker.is_none() && id_marker.is_none() {
+                break;
+            }
+        }
+        Ok(aborted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_cover_the_object_in_order() {
+        let bytes = Bytes::from((0..23u8).collect::<Vec<_>>());
+        let parts = split_parts(&bytes, 10);
+        assert_eq!(
+            parts.iter().map(Bytes::len).collect::<Vec<_>>(),
+            vec![10, 10, 3]
+        );
+        assert_eq!(parts.concat(), bytes.to_vec());
+        assert_eq!(split_parts(&bytes.slice(0..20), 10).len(), 2);
+        assert!(split_parts(&Bytes::new(), 10).is_empty());
+    }
+}
