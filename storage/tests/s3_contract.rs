@@ -11,9 +11,6 @@
 //! `put_never_overwrites` in the contract, and its multipart twin here, fail
 //! against a server that ignores `If-None-Match: *`.
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -21,139 +18,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use storage::{MIN_PART_SIZE, ObjectStore, S3Config, S3Store, contract};
 
-const ACCESS_KEY: &str = "lightstream-test";
-const SECRET_KEY: &str = "lightstream-test-secret";
+mod common;
 
-/// A server process (over a temporary directory for s3s-fs); killed on drop.
-struct S3Server {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl S3Server {
-    fn start() -> Option<S3Server> {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let mut command = Command::new("s3s-fs");
-        command
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
-            .arg(dir.path());
-        Self::spawn(
-            command,
-            port,
-            dir,
-            "s3s-fs",
-            "`cargo install s3s-fs@0.14.1 --features binary --locked`",
-        )
-    }
-
-    /// moto's server: `LIGHTSTREAM_MOTO_SERVER`, else the compat-tests venv's.
-    fn start_moto() -> Option<S3Server> {
-        let program = std::env::var_os("LIGHTSTREAM_MOTO_SERVER")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                    .join("../compat-tests/.venv/bin/moto_server")
-            });
-        let port = free_port();
-        let mut command = Command::new(program);
-        command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
-        Self::spawn(
-            command,
-            port,
-            tempfile::tempdir().unwrap(),
-            "moto_server",
-            "pip install 'moto[s3,server]==5.2.5' into compat-tests/.venv",
-        )
-    }
-
-    fn spawn(
-        mut command: Command,
-        port: u16,
-        dir: tempfile::TempDir,
-        name: &str,
-        install: &str,
-    ) -> Option<S3Server> {
-        let child = match command.stdout(Stdio::null()).stderr(Stdio::null()).spawn() {
-            Ok(child) => child,
-            Err(e) => {
-                eprintln!(
-                    "SKIPPED: {name} not runnable ({e}); install it with {install} \
-                     (bash .ci/test-all.sh does)"
-                );
-                return None;
-            }
-        };
-        let server = S3Server {
-            child,
-            port,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "{name} did not listen on {port}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Some(server)
-    }
-
-    fn config(&self, bucket: &str, prefix: &str) -> S3Config {
-        S3Config {
-            bucket: bucket.to_string(),
-            prefix: prefix.to_string(),
-            endpoint: Some(format!("http://127.0.0.1:{}", self.port)),
-            path_style: true,
-            access_key_id: Some(ACCESS_KEY.to_string()),
-            secret_access_key: Some(SECRET_KEY.to_string()),
-            part_size_bytes: MIN_PART_SIZE,
-            ..S3Config::default()
-        }
-    }
-
-    fn sdk(&self) -> aws_sdk_s3::Client {
-        aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::new()
-                .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-                .region(aws_sdk_s3::config::Region::new("us-east-1"))
-                .endpoint_url(format!("http://127.0.0.1:{}", self.port))
-                .force_path_style(true)
-                .credentials_provider(aws_sdk_s3::config::Credentials::new(
-                    ACCESS_KEY, SECRET_KEY, None, None, "test",
-                ))
-                .build(),
-        )
-    }
-
-    /// A store on a new bucket.
-    async fn store(&self, bucket: &str, prefix: &str) -> S3Store {
-        self.sdk()
-            .create_bucket()
-            .bucket(bucket)
-            .send()
-            .await
-            .expect("create bucket");
-        S3Store::open(self.config(bucket, prefix))
-            .await
-            .expect("open s3 store")
-    }
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::S3Server;
 
 #[tokio::test]
 async fn s3_store_meets_the_contract() {

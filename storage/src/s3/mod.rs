@@ -19,6 +19,7 @@
 //! suits older ones such as Ceph RGW 16, which reject unknown checksum
 //! headers.
 
+pub mod faults;
 mod multipart;
 mod stats;
 
@@ -123,6 +124,18 @@ impl S3Store {
     /// Builds the client. Makes no request: a wrong endpoint or key shows on
     /// the first operation.
     pub async fn open(config: S3Config) -> Result<S3Store> {
+        S3Store::open_with(config, None).await
+    }
+
+    /// `open`, with `faults` injected between the SDK and the server.
+    pub async fn open_with_faults(
+        config: S3Config,
+        faults: Arc<faults::S3Faults>,
+    ) -> Result<S3Store> {
+        S3Store::open_with(config, Some(faults)).await
+    }
+
+    async fn open_with(config: S3Config, faults: Option<Arc<faults::S3Faults>>) -> Result<S3Store> {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(config.region.clone()));
         if let (Some(id), Some(secret)) = (&config.access_key_id, &config.secret_access_key) {
@@ -158,6 +171,9 @@ impl S3Store {
             );
         if let Some(endpoint) = &config.endpoint {
             builder = builder.endpoint_url(endpoint);
+        }
+        if let Some(faults) = faults {
+            builder = builder.http_client(faults.wrap_default_client());
         }
         Ok(S3Store {
             client: Client::from_conf(builder.build()),
