@@ -8,7 +8,10 @@
 use std::sync::Arc;
 
 use metadata::{MetadataStore, SqliteStore, Topic, TopicId};
-use storage::{Clock, LocalDirStore, Log, LogConfig, ObjectStore, S3Config, S3Store, SystemClock};
+use storage::{
+    Clock, LocalDirStore, Log, LogConfig, ObjectCollector, ObjectStore, S3Config, S3Store,
+    SystemClock,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
@@ -95,7 +98,7 @@ impl Broker {
                 .producer_id_expiration_check_interval_ms,
             ..LogConfig::default()
         };
-        let log = Log::open(log_config, objects, metadata.clone(), clock.clone()).await?;
+        let log = Log::open(log_config, objects.clone(), metadata.clone(), clock.clone()).await?;
         let cluster_id = metadata.cluster_id().await?;
         let listen_host = settings
             .listen
@@ -114,6 +117,16 @@ impl Broker {
         let defaults = broker_defaults(&settings, &advertised_host, advertised_port);
         defaults.validate()?;
         let shutdown = CancellationToken::new();
+        Arc::new(ObjectCollector::new(
+            objects,
+            metadata.clone(),
+            clock.clone(),
+            settings.object_gc_grace_ms as i64,
+        ))
+        .spawn(
+            std::time::Duration::from_millis(settings.object_gc_interval_ms.max(1_000)),
+            shutdown.clone(),
+        );
         let groups = GroupCoordinator::open(
             GroupConfig {
                 initial_rebalance_delay_ms: settings.group_initial_rebalance_delay_ms,

@@ -94,6 +94,13 @@ pub struct Settings {
     pub s3_stale_upload_sweep_interval_ms: u64,
     /// Longest an object write may take before its flush fails (retriable).
     pub object_write_timeout_ms: u64,
+    /// How often unreferenced objects are looked for (a full listing of the
+    /// store: one LIST request per 1,000 objects).
+    pub object_gc_interval_ms: u64,
+    /// An object is deleted once it is older than this and has been seen
+    /// unreferenced for this long. Must exceed the longest write plus commit
+    /// and the longest read.
+    pub object_gc_grace_ms: u64,
     /// Kafka `producer.id.expiration.ms`: an idempotent producer's state on a
     /// partition is forgotten this long after its last write there.
     pub producer_id_expiration_ms: i64,
@@ -158,6 +165,8 @@ impl Default for Settings {
             s3_stale_upload_age_ms: 3_600_000,
             s3_stale_upload_sweep_interval_ms: 3_600_000,
             object_write_timeout_ms: 30_000,
+            object_gc_interval_ms: 600_000,
+            object_gc_grace_ms: 3_600_000,
             producer_id_expiration_ms: 86_400_000,
             producer_id_expiration_check_interval_ms: 600_000,
             group_initial_rebalance_delay_ms: 3_000,
@@ -285,6 +294,13 @@ impl Settings {
             return invalid(
                 "s3_stale_upload_age_ms",
                 "must exceed object_write_timeout_ms, or uploads in progress are aborted",
+            );
+        }
+        let metadata_timeout_ms = storage::LogConfig::default().metadata_timeout_ms;
+        if self.object_gc_grace_ms <= self.object_write_timeout_ms + metadata_timeout_ms {
+            return invalid(
+                "object_gc_grace_ms",
+                "must exceed object_write_timeout_ms plus the 10 s metadata timeout",
             );
         }
         if self.max_connections == 0 || self.max_in_flight_requests_per_connection == 0 {

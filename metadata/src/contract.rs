@@ -68,6 +68,7 @@ macro_rules! metadata_store_contract_tests {
             index_entry_by_timestamp_returns_lowest_offset_reaching_timestamp,
             index_entry_max_timestamp_returns_lowest_offset_among_ties,
             delete_topic_removes_partitions_and_index,
+            referenced_objects_are_those_index_entries_name,
             topic_name_is_reusable_after_delete_with_a_new_id,
             producer_states_are_committed_with_the_flush_and_replaced,
             producer_states_of_a_refused_commit_are_not_stored,
@@ -753,6 +754,53 @@ pub async fn delete_topic_removes_partitions_and_index(store: &dyn MetadataStore
     );
     assert_eq!(base_offsets(&all_entries(store, kept_tp).await), [0]);
     assert_err!(store.delete_topic(topic_id).await, Error::UnknownTopic(_));
+}
+
+pub async fn referenced_objects_are_those_index_entries_name(store: &dyn MetadataStore) {
+    let gone = create(store, "gone", 1).await;
+    let kept = create(store, "kept", 1).await;
+    let (gone_tp, kept_tp) = (
+        TopicPartition::new(gone.topic_id, 0),
+        TopicPartition::new(kept.topic_id, 0),
+    );
+    // "shared" holds both topics' batches; "alone" only the deleted topic's.
+    commit_ok(
+        store,
+        &flush(
+            "shared",
+            vec![entry(gone_tp, 0, 4, 1), entry(kept_tp, 0, 4, 1)],
+        ),
+    )
+    .await;
+    commit_ok(store, &flush("alone", vec![entry(gone_tp, 5, 9, 2)])).await;
+    let keys = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    let referenced = |names: &[&str]| {
+        let asked = keys(names);
+        async move {
+            let mut found = store.referenced_objects(&asked).await.expect("referenced");
+            found.sort();
+            found
+        }
+    };
+    assert_eq!(
+        referenced(&["alone", "never-written", "shared"]).await,
+        keys(&["alone", "shared"])
+    );
+    assert!(referenced(&[]).await.is_empty());
+    store
+        .delete_topic(gone.topic_id)
+        .await
+        .expect("delete_topic");
+    assert_eq!(
+        referenced(&["alone", "shared"]).await,
+        keys(&["shared"]),
+        "an object is referenced while any topic's entry names it"
+    );
+    store
+        .forget_objects(&keys(&["alone", "never-written"]))
+        .await
+        .expect("forget_objects");
+    assert_eq!(referenced(&["shared"]).await, keys(&["shared"]));
 }
 
 pub async fn topic_name_is_reusable_after_delete_with_a_new_id(store: &dyn MetadataStore) {

@@ -34,7 +34,7 @@ const BUSY_TIMEOUT_MS: u64 = 5_000;
 
 /// The schema this code reads and writes, kept in `PRAGMA user_version`.
 /// A file with another non-zero version is refused rather than guessed at.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS cluster (
@@ -80,6 +80,12 @@ CREATE TABLE IF NOT EXISTS objects (
     size           INTEGER NOT NULL,
     created_at_ms  INTEGER NOT NULL
 );
+";
+
+/// Version 3 → 4: garbage collection asks which objects index entries name.
+/// Also part of a new file's schema.
+const SCHEMA_4: &str = "
+CREATE INDEX IF NOT EXISTS partition_index_by_object ON partition_index (object_key);
 ";
 
 /// Version 2 → 3: consumer groups and their committed offsets.
@@ -227,6 +233,8 @@ impl SqliteStore {
                     .or_backend(|| "create schema 2".into())?;
                 tx.execute_batch(SCHEMA_3)
                     .or_backend(|| "create schema 3".into())?;
+                tx.execute_batch(SCHEMA_4)
+                    .or_backend(|| "create schema 4".into())?;
                 tx.execute(
                     "INSERT OR IGNORE INTO cluster (singleton, cluster_id) VALUES (0, ?1)",
                     params![new_cluster_id()],
@@ -235,13 +243,17 @@ impl SqliteStore {
                 tx.pragma_update(None, "user_version", SCHEMA_VERSION)
                     .or_backend(|| "set user_version".into())?;
             }
-            1 | 2 => {
+            1..=3 => {
                 if version == 1 {
                     tx.execute_batch(SCHEMA_2)
                         .or_backend(|| "migrate schema 1 to 2".into())?;
                 }
-                tx.execute_batch(SCHEMA_3)
-                    .or_backend(|| "migrate schema to 3".into())?;
+                if version <= 2 {
+                    tx.execute_batch(SCHEMA_3)
+                        .or_backend(|| "migrate schema to 3".into())?;
+                }
+                tx.execute_batch(SCHEMA_4)
+                    .or_backend(|| "migrate schema to 4".into())?;
                 tx.pragma_update(None, "user_version", SCHEMA_VERSION)
                     .or_backend(|| "set user_version".into())?;
             }
@@ -542,6 +554,39 @@ impl MetadataStore for SqliteStore {
                 states.push(state);
             }
             Ok(states)
+        })
+        .await
+    }
+
+    async fn referenced_objects(&self, object_keys: &[String]) -> Result<Vec<String>> {
+        let keys = object_keys.to_vec();
+        self.with_conn(move |conn| {
+            let mut statement = conn
+                .prepare_cached("SELECT 1 FROM partition_index WHERE object_key = ?1 LIMIT 1")
+                .or_backend(|| "prepare referenced_objects".into())?;
+            let mut referenced = Vec::new();
+            for key in keys {
+                let found = statement
+                    .exists(params![key])
+                    .or_backend(|| format!("referenced_objects object_key={key}"))?;
+                if found {
+                    referenced.push(key);
+                }
+            }
+            Ok(referenced)
+        })
+        .await
+    }
+
+    async fn forget_objects(&self, object_keys: &[String]) -> Result<()> {
+        let keys = object_keys.to_vec();
+        self.with_conn(move |conn| {
+            let tx = begin_write(conn)?;
+            for key in &keys {
+                tx.execute("DELETE FROM objects WHERE object_key = ?1", params![key])
+                    .or_backend(|| format!("forget object object_key={key}"))?;
+            }
+            commit(tx)
         })
         .await
     }

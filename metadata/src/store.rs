@@ -105,6 +105,14 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// `PRODUCER_BATCHES_RETAINED` batches in one state.
     async fn commit_flush(&self, commit: &FlushCommit) -> Result<()>;
 
+    /// Of `object_keys`, those some index entry names, in no promised order:
+    /// objects garbage collection must keep.
+    async fn referenced_objects(&self, object_keys: &[String]) -> Result<Vec<String>>;
+
+    /// Forgets objects garbage collection deleted (their rows in the list of
+    /// written objects). Unknown keys are ignored.
+    async fn forget_objects(&self, object_keys: &[String]) -> Result<()>;
+
     /// The committed producer states of every partition, in no promised order.
     async fn producer_states(&self) -> Result<Vec<ProducerState>>;
 

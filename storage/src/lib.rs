@@ -10,13 +10,16 @@ pub mod block_cache;
 pub mod clock;
 pub mod contract;
 pub mod failpoint;
+pub mod gc;
 pub mod log;
 pub mod object_format;
+pub mod object_key;
 pub mod object_store;
 pub mod s3;
 mod tail_cache;
 
-pub use clock::{Clock, SystemClock};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use gc::{GcPass, ObjectCollector};
 pub use log::{
     AppendOptions, AppendResult, Log, LogConfig, OffsetSpec, PendingAppend, ReadResult,
     TimestampOffset,

@@ -36,6 +36,7 @@ use tokio::task::JoinHandle;
 use super::producers::{Check, FlushOutcome, answer_duplicate};
 use super::{AppendResult, Inner, Partition, PendingBatch};
 use crate::object_format::{FooterEntry, ObjectBuilder};
+use crate::object_key::new_object_key;
 use crate::{Error, Result};
 
 /// The batches of one partition placed in an object, with their answers.
@@ -566,12 +567,4 @@ async fn reload_states(inner: &Inner) {
             partition.high_watermark.send_replace(s.next_offset);
         }
     }
-}
-
-/// A new, never-reused object key: a time-ordered UUID under a two-hex-digit
-/// prefix taken from its random bits, which spreads keys over S3 prefixes.
-fn new_object_key() -> String {
-    let id = uuid::Uuid::now_v7();
-    let prefix = id.as_bytes()[15];
-    format!("{prefix:02x}/{}.obj", id.simple())
 }

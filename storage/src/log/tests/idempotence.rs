@@ -393,6 +393,12 @@ impl MetadataStore for FaultyMetadata {
     async fn producer_states(&self) -> metadata::Result<Vec<ProducerState>> {
         self.inner.producer_states().await
     }
+    async fn referenced_objects(&self, keys: &[String]) -> metadata::Result<Vec<String>> {
+        self.inner.referenced_objects(keys).await
+    }
+    async fn forget_objects(&self, keys: &[String]) -> metadata::Result<()> {
+        self.inner.forget_objects(keys).await
+    }
     async fn expire_producer_states(&self, before_ms: i64) -> metadata::Result<u64> {
         self.inner.expire_producer_states(before_ms).await
     }

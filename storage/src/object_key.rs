@@ -1,0 +1,64 @@
+//! Object keys: `<hh>/<uuid v7>.obj`. The UUID is time-ordered and unique
+//! (nothing is ever overwritten); `hh`, its last byte in hex (random bits),
+//! spreads keys over 256 prefixes, because S3 limits request rates per
+//! prefix. The UUID's timestamp tells garbage collection the object's age
+//! without a request.
+
+use uuid::Uuid;
+
+/// A fresh key for a flush's object.
+pub fn new_object_key() -> String {
+    let id = Uuid::now_v7();
+    format!("{:02x}/{}.obj", id.as_bytes()[15], id.simple())
+}
+
+/// When the object named `key` was created (ms since the epoch), if `key` is
+/// one of ours; `None` for any other key, which garbage collection leaves.
+pub fn object_key_time_ms(key: &str) -> Option<i64> {
+    let (prefix, rest) = key.split_once('/')?;
+    let simple = rest.strip_suffix(".obj")?;
+    if simple.len() != 32 || prefix.len() != 2 {
+        return None;
+    }
+    let id = Uuid::try_parse(simple).ok()?;
+    if id.get_version_num() != 7 || format!("{:02x}", id.as_bytes()[15]) != prefix {
+        return None;
+    }
+    let (secs, nanos) = id.get_timestamp()?.to_unix();
+    Some(secs as i64 * 1_000 + nanos as i64 / 1_000_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_carry_their_creation_time() {
+        let before = crate::Clock::now_ms(&crate::SystemClock);
+        let key = new_object_key();
+        let after = crate::Clock::now_ms(&crate::SystemClock);
+        let at = object_key_time_ms(&key).expect("our key");
+        assert!(
+            (before..=after).contains(&at),
+            "{before} <= {at} <= {after}"
+        );
+        assert_ne!(new_object_key(), key);
+    }
+
+    #[test]
+    fn other_keys_are_not_ours() {
+        let key = new_object_key();
+        let (prefix, rest) = key.split_once('/').unwrap();
+        let wrong_prefix = if prefix == "00" { "01" } else { "00" };
+        for other in [
+            "README".to_string(),
+            "ab/not-a-uuid.obj".to_string(),
+            format!("{wrong_prefix}/{rest}"),
+            format!("{prefix}/{}", rest.replace(".obj", ".tmp")),
+            format!("{prefix}/{}.obj", Uuid::new_v4().simple()),
+            format!("x/{key}"),
+        ] {
+            assert_eq!(object_key_time_ms(&other), None, "{other}");
+        }
+    }
+}
