@@ -92,6 +92,10 @@ pub struct Settings {
     pub s3_stale_upload_age_ms: u64,
     /// How often the stale-upload sweep runs (also once at start-up).
     pub s3_stale_upload_sweep_interval_ms: u64,
+    /// Flushes whose objects may be written at once (commits stay in order).
+    /// More hides upload latency (S3); each holds its object in memory,
+    /// within `flush_buffer_max_bytes`.
+    pub max_flushes_in_flight: usize,
     /// Longest an object write may take before its flush fails (retriable).
     pub object_write_timeout_ms: u64,
     /// How often unreferenced objects are looked for (a full listing of the
@@ -160,10 +164,11 @@ impl Default for Settings {
             s3_max_attempts: 4,
             s3_max_concurrent_requests: 64,
             s3_stats_interval_ms: 60_000,
-            s3_part_size_bytes: 8 * 1024 * 1024,
+            s3_part_size_bytes: 16 * 1024 * 1024,
             s3_max_parts_in_flight: 8,
             s3_stale_upload_age_ms: 3_600_000,
             s3_stale_upload_sweep_interval_ms: 3_600_000,
+            max_flushes_in_flight: 4,
             object_write_timeout_ms: 30_000,
             object_gc_interval_ms: 600_000,
             object_gc_grace_ms: 3_600_000,
@@ -302,6 +307,9 @@ impl Settings {
                 "object_gc_grace_ms",
                 "must exceed object_write_timeout_ms plus the 10 s metadata timeout",
             );
+        }
+        if self.max_flushes_in_flight == 0 {
+            return invalid("max_flushes_in_flight", "must be at least 1");
         }
         if self.max_connections == 0 || self.max_in_flight_requests_per_connection == 0 {
             return invalid("max_connections", "limits must be at least 1");

@@ -8,13 +8,13 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_sdk_s3::Client;
-use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use std::sync::Arc;
 
 use super::stats::S3Stats;
-use super::{S3Store, s3_error, status};
+use super::{DisablePayloadSigning, S3Store, s3_error, status};
 use crate::{Error, Result};
 
 /// S3's smallest part (every part but the last must be at least this big).
@@ -131,7 +131,7 @@ impl S3Store {
             .create_multipart_upload()
             .bucket(&self.bucket)
             .key(full)
-            .set_checksum_algorithm(self.part_checksum())
+            .set_checksum_algorithm(self.body_checksum())
             .send()
             .await;
         self.stats
@@ -149,12 +149,6 @@ impl S3Store {
             stats: self.stats.clone(),
             open: true,
         })
-    }
-
-    /// CRC-32C on every part unless checksums are "when required" (servers
-    /// such as Ceph RGW 16 refuse the headers).
-    fn part_checksum(&self) -> Option<ChecksumAlgorithm> {
-        (!self.checksum_when_required).then_some(ChecksumAlgorithm::Crc32C)
     }
 
     async fn upload_part(
@@ -175,8 +169,10 @@ impl S3Store {
             .upload_id(upload_id)
             .part_number(number)
             .content_length(len as i64)
-            .set_checksum_algorithm(self.part_checksum())
+            .set_checksum_algorithm(self.body_checksum())
             .body(part.into())
+            .customize()
+            .disable_payload_signing_if(self.body_checksum().is_some())
             .send()
             .await;
         self.stats.upload_part.record(started, len, result.is_ok());
@@ -185,7 +181,7 @@ impl S3Store {
         Ok(CompletedPart::builder()
             .part_number(number)
             .set_e_tag(output.e_tag().map(str::to_string))
-            .set_checksum_crc32_c(output.checksum_crc32_c().map(str::to_string))
+            .set_checksum_crc32(output.checksum_crc32().map(str::to_string))
             .build())
     }
 
