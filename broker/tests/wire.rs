@@ -5,6 +5,7 @@
 //! The broker runs with the in-memory object store and an in-memory SQLite
 //! metadata store, so each test starts from nothing.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use broker::config::Settings;
@@ -487,6 +488,81 @@ async fn topics_are_found_and_deleted_by_topic_id() {
         )
         .await;
     assert_eq!(again.responses[0].error_code, 100, "UNKNOWN_TOPIC_ID");
+    broker.stop().await;
+}
+
+/// The broker runs object garbage collection: a deleted topic's objects go
+/// after the grace period (on the broker's clock), the other topic's stay
+/// and read back.
+#[tokio::test]
+async fn a_deleted_topics_objects_are_collected_after_the_grace_period() {
+    use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+    use storage::{Clock, ObjectStore};
+    let objects = Arc::new(storage::MemoryStore::new());
+    let clock = Arc::new(storage::ManualClock::new(storage::SystemClock.now_ms()));
+    let settings = Settings {
+        object_gc_interval_ms: 1_000,
+        object_gc_grace_ms: 60_000,
+        ..Settings::default()
+    };
+    let broker = TestBroker::start_on_clock(
+        settings,
+        Arc::new(metadata::SqliteStore::open_in_memory().unwrap()),
+        objects.clone(),
+        clock.clone(),
+    )
+    .await;
+    let mut client = broker.connect().await;
+    for topic in ["doomed", "kept"] {
+        create_topic(&mut client, topic, 1).await;
+        let response: ProduceResponse = client
+            .call(
+                ApiKey::Produce,
+                9,
+                &produce_request(topic, 0, batch(&[topic])),
+            )
+            .await;
+        assert_eq!(response.responses[0].partition_responses[0].error_code, 0);
+    }
+    assert_eq!(
+        objects.list("").await.unwrap().len(),
+        2,
+        "one flush per produce"
+    );
+    let deleted: DeleteTopicsResponse = client
+        .call(
+            ApiKey::DeleteTopics,
+            6,
+            &DeleteTopicsRequest::default().with_topics(vec![
+                DeleteTopicState::default()
+                    .with_name(Some(TopicName(StrBytes::from_static_str("doomed")))),
+            ]),
+        )
+        .await;
+    assert_eq!(deleted.responses[0].error_code, 0);
+    // A pass sees the doomed topic's object unreferenced; one a grace period
+    // later deletes it. Passes run every second on the real clock.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while objects.list("").await.unwrap().len() > 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the deleted topic's object stayed"
+        );
+        clock.advance(30_000);
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
+    let left = objects.list("").await.unwrap();
+    let object = objects.get(&left[0]).await.unwrap();
+    let holds = |needle: &[u8]| object.windows(needle.len()).any(|w| w == needle);
+    assert!(holds(b"kept") && !holds(b"doomed"), "the wrong object went");
+    let fetched: FetchResponse = client
+        .call(ApiKey::Fetch, 12, &fetch_request("kept", 0, 0))
+        .await;
+    let data = &fetched.responses[0].partitions[0];
+    assert_eq!(
+        values_of(data.records.clone().unwrap()),
+        vec![(0, "kept".to_string())]
+    );
     broker.stop().await;
 }
 

@@ -48,21 +48,25 @@ impl TestBroker {
         metadata: Arc<dyn metadata::MetadataStore>,
         objects: Arc<dyn storage::ObjectStore>,
     ) -> TestBroker {
+        Self::start_on_clock(settings, metadata, objects, Arc::new(storage::SystemClock)).await
+    }
+
+    /// `start_on`, with the broker's clock in the test's hands.
+    pub async fn start_on_clock(
+        settings: Settings,
+        metadata: Arc<dyn metadata::MetadataStore>,
+        objects: Arc<dyn storage::ObjectStore>,
+        clock: Arc<dyn storage::Clock>,
+    ) -> TestBroker {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let settings = Settings {
             listen: addr.to_string(),
             ..settings
         };
-        let broker = Broker::with_components(
-            settings,
-            addr.port(),
-            metadata,
-            objects,
-            Arc::new(storage::SystemClock),
-        )
-        .await
-        .unwrap();
+        let broker = Broker::with_components(settings, addr.port(), metadata, objects, clock)
+            .await
+            .unwrap();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(broker::server::run(
             Arc::new(broker),
