@@ -148,9 +148,18 @@ if section s3; then
     s3s-fs --host 127.0.0.1 --port "$S3_PORT" --access-key bench --secret-key bench-secret "$WORK/s3" >"$WORK/s3s.log" 2>&1 &
     S3_PID=$!
     for _ in $(seq 100); do (echo >/dev/tcp/127.0.0.1/"$S3_PORT") 2>/dev/null && break; sleep 0.1; done
-    echo "== s3s-fs raw upload bandwidth through the broker's S3 client: 64 x 8 MiB PutObject, 4 at a time"
-    "$BIN/lightstream-s3-upload" --endpoint "http://127.0.0.1:$S3_PORT" --url s3://bench/raw \
-        --access-key-id bench --secret-access-key bench-secret --objects 64 --size 8388608 --concurrency 4
+    cpu_s() { awk '{print ($14 + $15) / 100}' "/proc/$1/stat"; }
+    echo "== s3s-fs raw upload bandwidth through the broker's S3 client: 128 x 8 MiB PutObject, 4 at a time"
+    S3_CPU0=$(cpu_s "$S3_PID")
+    CLIENT_CPU=$( { /usr/bin/time -f "%U %S" "$BIN/lightstream-s3-upload" --endpoint "http://127.0.0.1:$S3_PORT" --url s3://bench/raw \
+        --access-key-id bench --secret-access-key bench-secret --objects 128 --size 8388608 --concurrency 4 >"$WORK/raw.out"; } 2>&1 | tail -1)
+    cut -d' ' -f1-11 "$WORK/raw.out"
+    python3 -c "
+gb = 128 * 8388608 / 1e9
+client = sum(map(float, '$CLIENT_CPU'.split()))
+s3 = $(cpu_s "$S3_PID") - $S3_CPU0
+print(f'cpu_s_per_gb client={client / gb:.2f} s3_server={s3 / gb:.2f} total={(client + s3) / gb:.2f}')
+"
     echo "== the same through multipart uploads: 16 x 64 MiB objects (4 parts of 16 MiB, 8 parts in flight), 2 at a time"
     "$BIN/lightstream-s3-upload" --endpoint "http://127.0.0.1:$S3_PORT" --url s3://bench/raw-multipart \
         --access-key-id bench --secret-access-key bench-secret --objects 16 --size 67108864 --concurrency 2
@@ -181,6 +190,23 @@ print("s3_requests_per_gb_written " + " ".join(f"{k}={s.get(k, 0) / gb:.1f}" for
       + f" objects_per_gb={(s.get('put', 0) + s.get('complete_multipart', 0)) / gb:.1f}"
       + f" mean_object_mib={written / max(s.get('put', 0) + s.get('complete_multipart', 0), 1) / 2**20:.2f}")
 PY
+        stop_broker
+        # Where the CPU goes: everything runs on the same cores here, so the
+        # produce rate is bounded by client + broker + S3 server CPU per GB.
+        echo "== CPU seconds per GB produced in S3 mode (produce only, same N and S)"
+        BROKER_LOG="warn" start_broker
+        S3_CPU0=$(cpu_s "$S3_PID"); BROKER_CPU0=$(cpu_s "$BROKER_PID")
+        CLIENT_CPU=$( { /usr/bin/time -f "%U %S" "$BIN/lightstream-load" --bootstrap "127.0.0.1:$PORT" --records "$S3_N" \
+            --size "$SIZE" --partitions 4 --no-consume --broker-pid "$BROKER_PID" >"$WORK/load.out"; } 2>&1 | tail -1)
+        grep produce "$WORK/load.out"
+        python3 -c "
+n, size = $S3_N, $SIZE
+gb = n * size / 1e9
+client = sum(map(float, '$CLIENT_CPU'.split()))
+s3 = $(cpu_s "$S3_PID") - $S3_CPU0
+broker = $(cpu_s "$BROKER_PID") - $BROKER_CPU0
+print(f'cpu_s_per_gb client={client / gb:.2f} broker={broker / gb:.2f} s3_server={s3 / gb:.2f} total={(client + broker + s3) / gb:.2f}')
+"
         stop_broker
         unset LIGHTSTREAM_STORAGE_URL LIGHTSTREAM_S3_ENDPOINT LIGHTSTREAM_S3_PATH_STYLE LIGHTSTREAM_S3_ACCESS_KEY_ID \
             LIGHTSTREAM_S3_SECRET_ACCESS_KEY LIGHTSTREAM_S3_STATS_INTERVAL_MS
