@@ -118,16 +118,6 @@ impl Broker {
         let defaults = broker_defaults(&settings, &advertised_host, advertised_port);
         defaults.validate()?;
         let shutdown = CancellationToken::new();
-        Arc::new(ObjectCollector::new(
-            objects,
-            metadata.clone(),
-            clock.clone(),
-            settings.object_gc_grace_ms as i64,
-        ))
-        .spawn(
-            std::time::Duration::from_millis(settings.object_gc_interval_ms.max(1_000)),
-            shutdown.clone(),
-        );
         let groups = GroupCoordinator::open(
             GroupConfig {
                 initial_rebalance_delay_ms: settings.group_initial_rebalance_delay_ms,
@@ -161,6 +151,20 @@ impl Broker {
             groups,
         };
         broker.refresh_topics().await?;
+        // Last, so a failed open leaves no task behind.
+        Arc::new(
+            ObjectCollector::new(
+                objects,
+                broker.metadata.clone(),
+                broker.clock.clone(),
+                i64::try_from(broker.settings.object_gc_grace_ms).unwrap_or(i64::MAX),
+            )
+            .keeping(broker.log.unsettled_objects()),
+        )
+        .spawn(
+            std::time::Duration::from_millis(broker.settings.object_gc_interval_ms.max(1_000)),
+            broker.shutdown.clone(),
+        );
         Ok(broker)
     }
 

@@ -302,10 +302,15 @@ impl Settings {
             );
         }
         let metadata_timeout_ms = storage::LogConfig::default().metadata_timeout_ms;
-        if self.object_gc_grace_ms <= self.object_write_timeout_ms + metadata_timeout_ms {
+        if self.object_gc_grace_ms < MIN_OBJECT_GC_GRACE_MS
+            || self.object_gc_grace_ms
+                <= self
+                    .object_write_timeout_ms
+                    .saturating_add(metadata_timeout_ms)
+        {
             return invalid(
                 "object_gc_grace_ms",
-                "must exceed object_write_timeout_ms plus the 10 s metadata timeout",
+                "must be at least 5 minutes and exceed object_write_timeout_ms plus the 10 s metadata timeout",
             );
         }
         if self.max_flushes_in_flight == 0 {
@@ -334,6 +339,10 @@ impl Settings {
         Ok(())
     }
 }
+
+/// Shortest `object_gc_grace_ms`: an object's commit can wait behind the
+/// commits of every flush in flight, each up to two metadata timeouts.
+const MIN_OBJECT_GC_GRACE_MS: u64 = 300_000;
 
 /// The names of every setting, read off the defaults.
 fn setting_names() -> Vec<String> {
@@ -373,6 +382,47 @@ mod tests {
             assert_eq!(s.listen, "127.0.0.1:1234");
             Ok(())
         });
+    }
+
+    #[test]
+    fn storage_settings_that_would_lose_or_waste_data_are_refused() {
+        let refused = |s: Settings| match s.validate() {
+            Err(SettingsError::Invalid { name, .. }) => name,
+            other => panic!("accepted: {other:?}"),
+        };
+        let d = Settings::default;
+        let small_part = Settings {
+            s3_part_size_bytes: 5 * 1024 * 1024 - 1,
+            ..d()
+        };
+        assert_eq!(refused(small_part), "s3_part_size_bytes");
+        let short_grace = Settings {
+            object_gc_grace_ms: 299_999,
+            ..d()
+        };
+        assert_eq!(refused(short_grace), "object_gc_grace_ms");
+        let grace_under_write = Settings {
+            object_write_timeout_ms: 600_000,
+            s3_stale_upload_age_ms: 3_600_000,
+            object_gc_grace_ms: 605_000,
+            ..d()
+        };
+        assert_eq!(refused(grace_under_write), "object_gc_grace_ms");
+        let overflow = Settings {
+            object_write_timeout_ms: u64::MAX,
+            ..d()
+        };
+        assert!(overflow.validate().is_err(), "no overflow panic, refused");
+        let sweep_in_flight = Settings {
+            s3_stale_upload_age_ms: 30_000,
+            ..d()
+        };
+        assert_eq!(refused(sweep_in_flight), "s3_stale_upload_age_ms");
+        let no_flushes = Settings {
+            max_flushes_in_flight: 0,
+            ..d()
+        };
+        assert_eq!(refused(no_flushes), "max_flushes_in_flight");
     }
 
     #[test]

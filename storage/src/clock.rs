@@ -28,6 +28,10 @@ impl ManualClock {
         ManualClock(std::sync::atomic::AtomicI64::new(now_ms))
     }
 
+    pub fn set(&self, now_ms: i64) {
+        self.0.store(now_ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
     pub fn advance(&self, ms: i64) {
         self.0.fetch_add(ms, std::sync::atomic::Ordering::Relaxed);
     }

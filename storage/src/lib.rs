@@ -22,7 +22,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use gc::{GcPass, ObjectCollector};
 pub use log::{
     AppendOptions, AppendResult, Log, LogConfig, OffsetSpec, PendingAppend, ReadResult,
-    TimestampOffset,
+    TimestampOffset, UnsettledObjects,
 };
 pub use object_store::{LocalDirStore, MemoryStore, ObjectStore};
 pub use s3::{MIN_PART_SIZE, RequestStats, S3Config, S3Stats, S3Store};

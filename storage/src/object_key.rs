@@ -12,6 +12,16 @@ pub fn new_object_key() -> String {
     format!("{:02x}/{}.obj", id.as_bytes()[15], id.simple())
 }
 
+/// A key as `new_object_key` would have made it at `ms` (for tests of
+/// anything that ages objects by their keys).
+pub fn object_key_at(ms: i64) -> String {
+    let ms = u64::try_from(ms).unwrap_or(0);
+    let at =
+        uuid::Timestamp::from_unix(uuid::NoContext, ms / 1_000, (ms % 1_000) as u32 * 1_000_000);
+    let id = Uuid::new_v7(at);
+    format!("{:02x}/{}.obj", id.as_bytes()[15], id.simple())
+}
+
 /// When the object named `key` was created (ms since the epoch), if `key` is
 /// one of ours; `None` for any other key, which garbage collection leaves.
 pub fn object_key_time_ms(key: &str) -> Option<i64> {
@@ -43,6 +53,12 @@ mod tests {
             "{before} <= {at} <= {after}"
         );
         assert_ne!(new_object_key(), key);
+    }
+
+    #[test]
+    fn keys_can_be_made_for_any_time() {
+        let key = object_key_at(1_700_000_000_123);
+        assert_eq!(object_key_time_ms(&key), Some(1_700_000_000_123));
     }
 
     #[test]

@@ -5,8 +5,10 @@
 //! crash between a write and its commit, and from deleted topics (an object
 //! goes once no topic's entry names it: objects hold many partitions).
 //!
-//! A pass lists the store, skips keys that are not ours (`object_key`) and
-//! objects younger than the grace period (a write may still be committing),
+//! A pass lists the store, skips keys that are not ours (`object_key`),
+//! objects younger than the grace period (a write may still be committing)
+//! and objects the log has not settled (`UnsettledObjects`: in flight, or
+//! with a commit that timed out and may still apply),
 //! asks the metadata store which of the rest are referenced, and deletes an
 //! unreferenced object only once it has been seen unreferenced for the grace
 //! period, so a read that found its index entry just before the topic was
@@ -24,6 +26,7 @@ use std::time::Duration;
 use metadata::MetadataStore;
 use tokio_util::sync::CancellationToken;
 
+use crate::log::UnsettledObjects;
 use crate::object_key::object_key_time_ms;
 use crate::{Clock, ObjectStore, Result};
 
@@ -39,6 +42,8 @@ pub struct GcPass {
     pub foreign: usize,
     /// Objects younger than the grace period.
     pub young: usize,
+    /// Objects whose flush the log has not settled.
+    pub unsettled: usize,
     pub referenced: usize,
     /// Unreferenced objects not yet unreferenced for the grace period.
     pub waiting: usize,
@@ -52,6 +57,7 @@ pub struct ObjectCollector {
     metadata: Arc<dyn MetadataStore>,
     clock: Arc<dyn Clock>,
     grace_ms: i64,
+    unsettled: Option<Arc<UnsettledObjects>>,
     /// Unreferenced objects and when a pass first saw them so.
     unreferenced_since: Mutex<HashMap<String, i64>>,
 }
@@ -68,8 +74,15 @@ impl ObjectCollector {
             metadata,
             clock,
             grace_ms,
+            unsettled: None,
             unreferenced_since: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Also leaves alone the objects `unsettled` names (the log's).
+    pub fn keeping(mut self, unsettled: Arc<UnsettledObjects>) -> ObjectCollector {
+        self.unsettled = Some(unsettled);
+        self
     }
 
     /// One pass over the store.
@@ -82,6 +95,9 @@ impl ObjectCollector {
             match object_key_time_ms(&key) {
                 None => pass.foreign += 1,
                 Some(created) if now - created < self.grace_ms => pass.young += 1,
+                Some(_) if self.unsettled.as_ref().is_some_and(|u| u.contains(&key)) => {
+                    pass.unsettled += 1
+                }
                 Some(_) => old.push(key),
             }
         }

@@ -52,6 +52,14 @@ async fn fixture() -> Fixture {
     }
 }
 
+async fn newest_key_time(f: &Fixture) -> i64 {
+    let keys = f.store.list("").await.unwrap();
+    keys.iter()
+        .filter_map(|k| crate::object_key::object_key_time_ms(k))
+        .max()
+        .expect("objects of ours")
+}
+
 fn batch(value: &str) -> Bytes {
     record_batch(&[value], 1, false, Compression::None)
 }
@@ -98,9 +106,9 @@ async fn unreferenced_objects_go_after_the_grace_period_and_nothing_else_does() 
         (4, 1, 3, 0)
     );
 
-    // Past the grace period from the objects' creation (plus the time the
-    // appends took on the system clock their keys carry).
-    f.clock.advance(GRACE_MS + 5_000);
+    // Past the grace period from the newest object's creation (the keys
+    // carry the system clock's time).
+    f.clock.set(newest_key_time(&f).await + GRACE_MS);
     let pass = f.collector.collect().await.unwrap();
     assert_eq!(
         (pass.referenced, pass.waiting, pass.deleted),
@@ -158,7 +166,7 @@ async fn an_object_referenced_again_is_no_longer_waiting() {
         .await
         .unwrap();
     let key = f.store.list("").await.unwrap().remove(0);
-    f.clock.advance(GRACE_MS + 5_000);
+    f.clock.set(newest_key_time(&f).await + GRACE_MS);
     f.collector
         .unreferenced_since
         .lock()
@@ -167,4 +175,30 @@ async fn an_object_referenced_again_is_no_longer_waiting() {
     let pass = f.collector.collect().await.unwrap();
     assert_eq!((pass.referenced, pass.deleted), (1, 0));
     assert!(f.collector.unreferenced_since.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn objects_the_log_has_not_settled_are_kept() {
+    // A flush whose commit timed out may still be committed: however old
+    // and unreferenced its object looks, it stays while the log says so.
+    let f = fixture().await;
+    let unsettled = Arc::new(crate::UnsettledObjects::default());
+    let collector = ObjectCollector::new(
+        f.store.clone(),
+        f.metadata.clone(),
+        f.clock.clone(),
+        GRACE_MS,
+    )
+    .keeping(unsettled.clone());
+    let key = new_object_key();
+    f.store.put(&key, Bytes::from_static(b"x")).await.unwrap();
+    unsettled.sealed(&key);
+    unsettled.settled(&key, false);
+    f.clock.set(newest_key_time(&f).await + GRACE_MS);
+    for _ in 0..3 {
+        let pass = collector.collect().await.unwrap();
+        assert_eq!((pass.unsettled, pass.deleted), (1, 0));
+        f.clock.advance(GRACE_MS);
+    }
+    assert!(f.store.get(&key).await.is_ok());
 }

@@ -260,6 +260,7 @@ fn seal(inner: &Arc<Inner>, batches: Vec<PendingBatch>) -> Option<SealedFlush> {
     }
     let object = builder.finish();
     let object_key = new_object_key();
+    inner.unsettled.sealed(&object_key);
     for run in &mut runs {
         run.entry.object_key = object_key.clone();
     }
@@ -356,6 +357,7 @@ async fn commit(inner: &Inner, flush: SealedFlush) {
             let _ = reply.send(Err(Error::UnknownTopicOrPartition(tp)));
         }
     }
+    inner.unsettled.settled(&object_key, true);
     inner
         .tail_cache
         .lock()
@@ -422,9 +424,11 @@ async fn fail(
             s.producers.reset_to_committed();
         }
     }
-    // A timed-out write may still land: leave its object to garbage collection.
-    let delete = matches!(kind, FailureKind::Refused | FailureKind::RefusedReload);
-    answer_failed(inner, object_key, runs, flush, why, delete).await;
+    // A timed-out write may still land, an uncertain commit still apply:
+    // leave their objects to garbage collection, which keeps them while
+    // `unsettled` says so.
+    let certain = matches!(kind, FailureKind::Refused | FailureKind::RefusedReload);
+    answer_failed(inner, object_key, runs, flush, why, certain).await;
 }
 
 /// Answers a flush's appends with a retriable error; deletes its object when
@@ -441,6 +445,7 @@ async fn answer_failed(
     if delete_object && let Err(e) = inner.store.delete(object_key).await {
         tracing::warn!(object_key, error = %e, "could not delete an uncommitted object");
     }
+    inner.unsettled.settled(object_key, delete_object);
     for run in runs {
         for (reply, _) in run.replies {
             let _ = reply.send(Err(Error::Unavailable(why.clone())));

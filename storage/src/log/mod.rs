@@ -18,6 +18,7 @@
 mod flush;
 mod producers;
 mod read;
+mod unsettled;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::AtomicU64;
@@ -33,6 +34,7 @@ use crate::tail_cache::TailCache;
 use crate::{Clock, Error, ObjectStore, Result};
 
 pub use read::{OffsetSpec, ReadResult, TimestampOffset};
+pub use unsettled::UnsettledObjects;
 
 /// Settings of the log. Plain data; the components are wired in `Log::open`.
 #[derive(Clone, Debug)]
@@ -177,6 +179,8 @@ pub(crate) struct Inner {
     /// while a failure moves the generation and resets the reservations, so
     /// a flush of the new generation always starts from committed offsets.
     pub(crate) seal_lock: Mutex<()>,
+    /// Objects garbage collection must leave alone.
+    pub(crate) unsettled: Arc<UnsettledObjects>,
 }
 
 impl Inner {
@@ -218,6 +222,7 @@ impl Log {
             shutdown: CancellationToken::new(),
             generation: AtomicU64::new(0),
             seal_lock: Mutex::new(()),
+            unsettled: Arc::new(UnsettledObjects::default()),
         });
         let log = Log {
             flusher: Mutex::new(Some(tokio::spawn(flush::run(inner.clone())))),
@@ -227,6 +232,11 @@ impl Log {
         load_producers(&log.inner).await?;
         tokio::spawn(expire_producers(log.inner.clone()));
         Ok(log)
+    }
+
+    /// The objects of flushes not yet settled, for garbage collection.
+    pub fn unsettled_objects(&self) -> Arc<UnsettledObjects> {
+        self.inner.unsettled.clone()
     }
 
     /// Brings the set of partitions in line with the metadata store: adds new

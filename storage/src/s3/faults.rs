@@ -46,7 +46,9 @@ impl RequestKind {
             "POST" if has("uploads") => RequestKind::CreateMultipartUpload,
             "POST" if has("uploadId") => RequestKind::CompleteMultipartUpload,
             "DELETE" if has("uploadId") => RequestKind::AbortMultipartUpload,
-            "GET" if !has("list-type") && !has("uploads") => RequestKind::GetObject,
+            "GET" if !has("list-type") && !has("uploads") && !has("uploadId") => {
+                RequestKind::GetObject
+            }
             _ => RequestKind::Other,
         }
     }
@@ -263,6 +265,7 @@ mod tests {
             ),
             ("GET", "http://h/b/k", RequestKind::GetObject),
             ("GET", "http://h/b?list-type=2&prefix=a", RequestKind::Other),
+            ("GET", "http://h/b/k?uploadId=x", RequestKind::Other),
             ("DELETE", "http://h/b/k", RequestKind::Other),
         ];
         for (method, uri, kind) in cases {

@@ -265,6 +265,21 @@ impl S3Store {
 }
 
 impl S3Store {
+    /// Whether `key` holds exactly `bytes`. After a write failed with a 412
+    /// (or, for a Complete, any error), this tells "our own write, applied
+    /// on an earlier attempt whose answer was lost (a 5xx after apply, a
+    /// reset, an attempt timeout) and then retried by the SDK" — a success
+    /// — from "another object is there" (`AlreadyExists`) or "not written".
+    /// Nothing is overwritten either way.
+    async fn holds(&self, key: &str, bytes: &Bytes) -> bool {
+        let held =
+            matches!(self.get_object(key, None).await, Ok((existing, _)) if existing == *bytes);
+        if held {
+            tracing::info!(key, "a retried write had landed on an earlier attempt");
+        }
+        held
+    }
+
     /// A CRC-32 on every uploaded body unless checksums are "when required"
     /// (servers such as Ceph RGW 16 refuse the headers). CRC-32, the SDK's
     /// default, not CRC-32C: s3s-fs verifies CRC-32C 35 % slower
@@ -327,7 +342,7 @@ impl ObjectStore for S3Store {
         if bytes.len() > self.part_size {
             return self.put_multipart(key, &full, bytes).await;
         }
-        let len = bytes.len() as u64;
+        let (len, body) = (bytes.len() as u64, bytes);
         let _permit = self.permit().await?;
         let started = Instant::now();
         let result = self
@@ -338,7 +353,7 @@ impl ObjectStore for S3Store {
             .if_none_match("*")
             .content_length(len as i64)
             .set_checksum_algorithm(self.body_checksum())
-            .body(ByteStream::from(bytes))
+            .body(ByteStream::from(body.clone()))
             .customize()
             .disable_payload_signing_if(self.body_checksum().is_some())
             .send()
@@ -346,7 +361,10 @@ impl ObjectStore for S3Store {
         self.stats.put.record(started, len, result.is_ok());
         match result {
             Ok(_) => Ok(()),
-            Err(e) if status(&e) == Some(412) => Err(Error::AlreadyExists(key.to_string())),
+            Err(e) if status(&e) == Some(412) => match self.holds(key, &body).await {
+                true => Ok(()),
+                false => Err(Error::AlreadyExists(key.to_string())),
+            },
             Err(e) => Err(s3_error(format!("put key={full}"), &e)),
         }
     }

@@ -5,7 +5,7 @@
 //! upload; so does dropping the write half-way (a flush's write timeout).
 //! Uploads a crash leaves behind are aborted by `abort_stale_uploads`.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
@@ -75,7 +75,14 @@ impl Drop for OpenUpload {
 }
 
 /// Best effort: a failed abort leaves the upload to the stale-upload sweep.
-async fn abort_upload(client: &Client, bucket: &str, key: &str, upload_id: &str, stats: &S3Stats) {
+/// Says whether the upload was aborted.
+async fn abort_upload(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+    stats: &S3Stats,
+) -> bool {
     let started = Instant::now();
     let result = client
         .abort_multipart_upload()
@@ -85,9 +92,10 @@ async fn abort_upload(client: &Client, bucket: &str, key: &str, upload_id: &str,
         .send()
         .await;
     stats.abort_multipart.record(started, 0, result.is_ok());
-    if let Err(e) = result {
-        tracing::warn!(key, upload_id, error = %s3_error("abort multipart".to_string(), &e), "could not abort a multipart upload; the stale-upload sweep will");
+    if let Err(e) = &result {
+        tracing::warn!(key, upload_id, error = %s3_error("abort multipart".to_string(), e), "could not abort a multipart upload; the stale-upload sweep will");
     }
+    result.is_ok()
 }
 
 impl S3Store {
@@ -107,10 +115,19 @@ impl S3Store {
                 return Err(e);
             }
         };
-        match self
+        let completed = match self
             .complete_multipart(key, full, &upload.upload_id, parts)
             .await
         {
+            // Our own Complete may have applied on an earlier attempt: the
+            // retry then gets 412, 404 or (s3s-fs) 403 for the finished upload.
+            Err(e) if self.holds(key, &bytes).await => {
+                tracing::debug!(key, error = %e, "complete failed after it applied");
+                Ok(())
+            }
+            other => other,
+        };
+        match completed {
             Ok(()) => {
                 let mut upload = upload;
                 upload.open = false;
@@ -218,15 +235,19 @@ impl S3Store {
         }
     }
 
-    /// Aborts the multipart uploads under this store's prefix started more
-    /// than `older_than` ago: what a crash in the middle of an upload leaves
-    /// (they cost storage until aborted). Returns how many it aborted.
-    /// `older_than` must exceed the longest an object write may take.
+    /// Aborts multipart uploads a crash left behind: those under this
+    /// store's prefix whose key is one of ours (`object_key`) and whose key
+    /// time is more than `older_than` ago. Other keys are never touched, and
+    /// ages come from the key (the broker's clock, the one the write timeout
+    /// runs on), not from the server's `Initiated`. Returns how many it
+    /// aborted. `older_than` must exceed the longest an object write may take.
     pub async fn abort_stale_uploads(&self, older_than: Duration) -> Result<usize> {
-        let cutoff = SystemTime::now() - older_than;
+        let now_ms = crate::Clock::now_ms(&crate::SystemClock);
+        let cutoff_ms =
+            now_ms.saturating_sub(i64::try_from(older_than.as_millis()).unwrap_or(i64::MAX));
         let prefix = self.full_prefix("");
         let mut aborted = 0;
-        let (mut key_marker, mut id_marker): (Option<String>, Option<String>) = (None, None);
+        let mut markers: (Option<String>, Option<String>) = (None, None);
         loop {
             let page = {
                 let _permit = self.permit().await?;
@@ -236,8 +257,8 @@ impl S3Store {
                     .list_multipart_uploads()
                     .bucket(&self.bucket)
                     .prefix(&prefix)
-                    .set_key_marker(key_marker.take())
-                    .set_upload_id_marker(id_marker.take())
+                    .set_key_marker(markers.0.clone())
+                    .set_upload_id_marker(markers.1.clone())
                     .send()
                     .await;
                 self.stats.list_multipart.record(started, 0, result.is_ok());
@@ -247,23 +268,25 @@ impl S3Store {
                 let (Some(key), Some(id)) = (upload.key(), upload.upload_id()) else {
                     continue;
                 };
-                let started_at = upload
-                    .initiated()
-                    .and_then(|t| SystemTime::try_from(*t).ok());
-                if started_at.is_some_and(|t| t < cutoff) {
+                let created_ms = key
+                    .strip_prefix(&prefix)
+                    .and_then(crate::object_key::object_key_time_ms);
+                if created_ms.is_some_and(|t| t < cutoff_ms) {
                     let _permit = self.permit().await?;
-                    abort_upload(&self.client, &self.bucket, key, id, &self.stats).await;
-                    aborted += 1;
+                    if abort_upload(&self.client, &self.bucket, key, id, &self.stats).await {
+                        aborted += 1;
+                    }
                 }
             }
-            if page.is_truncated() != Some(true) {
+            let next = (
+                page.next_key_marker().map(str::to_string),
+                page.next_upload_id_marker().map(str::to_string),
+            );
+            // A server that repeats its markers would loop forever.
+            if page.is_truncated() != Some(true) || next == (None, None) || next == markers {
                 break;
             }
-            key_marker = page.next_key_marker().map(str::to_string);
-            id_marker = page.next_upload_id_marker().map(str::to_string);
-            if key_marker.is_none() && id_marker.is_none() {
-                break;
-            }
+            markers = next;
         }
         Ok(aborted)
     }
