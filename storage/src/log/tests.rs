@@ -335,6 +335,51 @@ impl crate::ObjectStore for FaultyStore {
     }
 }
 
+/// Garbage collection must leave alone the objects of flushes in flight and
+/// of flushes whose write timed out (it may still land); a committed flush
+/// and a refused write settle their objects.
+#[tokio::test]
+async fn objects_stay_unsettled_while_their_write_may_still_land() {
+    let f = fixture_over(
+        LogConfig {
+            flush_interval_ms: 0,
+            object_write_timeout_ms: 200,
+            ..LogConfig::default()
+        },
+        FaultyStore::new(true),
+    )
+    .await;
+    let unsettled = f.log.unsettled_objects();
+    let hung = f
+        .log
+        .enqueue(f.tp, batch(&["hung"], 1), AppendOptions::default())
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert_eq!(unsettled.len(), 1, "in flight");
+    assert!(matches!(hung.wait().await, Err(Error::Unavailable(_))));
+    assert_eq!(unsettled.len(), 1, "timed out: the write may still land");
+    f.store.gate.as_ref().unwrap().add_permits(100);
+    f.log
+        .append(f.tp, batch(&["ok"], 1), AppendOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(unsettled.len(), 1, "the committed flush is settled");
+    f.store.failing.store(true, Ordering::SeqCst);
+    let refused = f
+        .log
+        .append(f.tp, batch(&["refused"], 1), AppendOptions::default())
+        .await;
+    assert!(matches!(refused, Err(Error::Unavailable(_))));
+    assert_eq!(unsettled.len(), 1, "a refused write is settled (deleted)");
+    // Only the committed object is in the store, and it is settled: the
+    // one unsettled key is the timed-out write's (dropped here; against S3
+    // it may have landed).
+    let stored = f.store.inner.list("").await.unwrap();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert!(!unsettled.contains(&stored[0]));
+}
+
 #[tokio::test]
 async fn failed_object_write_is_retriable_and_leaves_no_gap() {
     let f = fixture_over(LogConfig::default(), FaultyStore::new(false)).await;

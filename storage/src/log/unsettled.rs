@@ -29,6 +29,16 @@ impl UnsettledObjects {
         sets.in_flight.contains(key) || sets.uncertain.iter().any(|k| k == key)
     }
 
+    /// How many objects are unsettled (in flight plus uncertain).
+    pub fn len(&self) -> usize {
+        let sets = self.inner.lock().expect("unsettled lock");
+        sets.in_flight.len() + sets.uncertain.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// A flush sealed its object under `key`.
     pub(crate) fn sealed(&self, key: &str) {
         let mut sets = self.inner.lock().expect("unsettled lock");
