@@ -62,6 +62,7 @@ macro_rules! metadata_store_contract_tests {
             commit_flush_overlapping_committed_offsets_returns_offset_mismatch,
             commit_flush_to_deleted_topic_returns_unknown_topic,
             commit_flush_with_one_epoch_per_entry_missing_is_refused_whole,
+            commit_flush_takes_several_contiguous_entries_of_one_partition,
             index_entries_from_inside_an_entry_start_at_that_entry,
             index_entries_are_in_offset_order_and_honour_max_entries,
             index_entries_past_the_end_or_of_unknown_partition_are_empty,
@@ -552,6 +553,49 @@ pub async fn commit_flush_with_one_epoch_per_entry_missing_is_refused_whole(
 }
 
 /// Commits entries [0..=9], [10..=19], [20..=29] with timestamps 100, 200, 300.
+pub async fn commit_flush_takes_several_contiguous_entries_of_one_partition(
+    store: &dyn MetadataStore,
+) {
+    let topic = create(store, "steps", 2).await;
+    let tp0 = TopicPartition::new(topic.topic_id, 0);
+    let tp1 = TopicPartition::new(topic.topic_id, 1);
+    // A flush sealed in two steps: tp0 has a run in each.
+    let steps = flush(
+        "s1",
+        vec![
+            entry(tp0, 0, 4, 1),
+            entry(tp1, 0, 2, 1),
+            entry(tp0, 5, 9, 2),
+        ],
+    );
+    commit_ok(store, &steps).await;
+    assert_eq!(next_offset(store, tp0).await, 10);
+    assert_eq!(base_offsets(&all_entries(store, tp0).await), [0, 5]);
+    // Out of order, or with a gap between them: refused whole.
+    for entries in [
+        vec![
+            entry(tp1, 3, 3, 3),
+            entry(tp0, 12, 12, 3),
+            entry(tp0, 10, 11, 3),
+        ],
+        vec![
+            entry(tp1, 3, 3, 3),
+            entry(tp0, 10, 11, 3),
+            entry(tp0, 13, 13, 3),
+        ],
+    ] {
+        assert_err!(
+            store.commit_flush(&flush("bad", entries)).await,
+            Error::Backend(_)
+        );
+        assert_eq!(
+            next_offset(store, tp1).await,
+            3,
+            "nothing of a refused commit"
+        );
+    }
+}
+
 async fn three_entries(store: &dyn MetadataStore) -> TopicPartition {
     let topic = create(store, "orders", 2).await;
     let tp = TopicPartition::new(topic.topic_id, 0);

@@ -879,13 +879,18 @@ impl IndexRow {
                 commit.leader_epochs.len()
             )));
         }
-        let mut seen = std::collections::HashSet::new();
+        // A partition may have several entries (a flush sealed in steps),
+        // each starting right after the one before it.
+        let mut last_of = std::collections::HashMap::new();
         let mut rows = Vec::with_capacity(commit.entries.len());
         for (entry, &leader_epoch) in commit.entries.iter().zip(&commit.leader_epochs) {
             let tp = entry.topic_partition;
-            if !seen.insert(tp) {
+            if let Some(previous_last) = last_of.insert(tp, entry.last_offset)
+                && entry.base_offset != previous_last + 1
+            {
                 return Err(Error::Backend(format!(
-                    "invalid flush commit object_key={key} duplicate topic_partition={tp}"
+                    "invalid flush commit object_key={key} topic_partition={tp} base_offset={} does not follow last_offset={previous_last}",
+                    entry.base_offset
                 )));
             }
             if entry.last_offset < entry.base_offset || entry.last_offset == i64::MAX {

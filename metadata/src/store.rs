@@ -98,7 +98,9 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// of its (partition, producer id).
     ///
     /// A malformed commit is refused whole, before the store is read, as
-    /// `Backend`: `leader_epochs` not one per entry, a partition twice, an entry
+    /// `Backend`: `leader_epochs` not one per entry, an entry of a partition
+    /// that does not start right after that partition's previous entry in
+    /// the commit (several entries of one partition are fine), an entry
     /// in another object than `object_key`, `last_offset < base_offset`, a
     /// byte count beyond `i64::MAX`, a producer state of a partition with no
     /// entry, a (partition, producer id) twice, or more than

@@ -24,7 +24,7 @@ pub use log::{
     AppendOptions, AppendResult, Log, LogConfig, OffsetSpec, PendingAppend, ReadResult,
     TimestampOffset, UnsettledObjects,
 };
-pub use object_store::{LocalDirStore, MemoryStore, ObjectStore};
+pub use object_store::{LocalDirStore, MemoryStore, ObjectStore, PartReceiver};
 pub use s3::{MIN_PART_SIZE, RequestStats, S3Config, S3Stats, S3Store};
 
 use std::ops::Range;

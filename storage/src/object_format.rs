@@ -39,6 +39,8 @@ pub struct FooterEntry {
 /// Builds an object: header, then each partition's run, then footer and trailer.
 pub struct ObjectBuilder {
     buf: BytesMut,
+    /// Bytes already split off as parts (`take_parts`); `buf` follows them.
+    shipped: u64,
     entries: Vec<FooterEntry>,
 }
 
@@ -54,13 +56,32 @@ impl ObjectBuilder {
         buf.put_u16(0);
         ObjectBuilder {
             buf,
+            shipped: 0,
             entries: Vec::new(),
         }
     }
 
+    /// Makes room for `batch_bytes` more of batches in `partitions` more runs.
+    pub fn reserve(&mut self, batch_bytes: usize, partitions: usize) {
+        self.buf
+            .reserve(batch_bytes + 4 + partitions * ENTRY_BYTES + TRAILER_BYTES);
+    }
+
     /// Position the next run will start at.
     pub fn position(&self) -> u64 {
-        self.buf.len() as u64
+        self.shipped + self.buf.len() as u64
+    }
+
+    /// Splits off the bytes written so far in whole parts of `part_size`
+    /// (a streaming write sends them while the object still grows).
+    /// Positions stay those of the whole object.
+    pub fn take_parts(&mut self, part_size: usize) -> Vec<Bytes> {
+        let mut parts = Vec::new();
+        while part_size > 0 && self.buf.len() >= part_size {
+            parts.push(self.buf.split_to(part_size).freeze());
+            self.shipped += part_size as u64;
+        }
+        parts
     }
 
     /// Appends raw batch bytes to the current run; returns a mutable view of them
@@ -74,12 +95,13 @@ impl ObjectBuilder {
     /// Closes the run that started at `position` and lists it in the footer.
     pub fn finish_run(&mut self, mut entry: FooterEntry, position: u64) -> FooterEntry {
         entry.position = position;
-        entry.length = self.buf.len() as u64 - position;
+        entry.length = self.position() - position;
         self.entries.push(entry.clone());
         entry
     }
 
-    /// Writes footer and trailer; returns the whole object.
+    /// Writes footer and trailer; returns the object, or what follows the
+    /// parts already taken.
     pub fn finish(mut self) -> Bytes {
         let footer_start = self.buf.len();
         self.buf.put_u32(self.entries.len() as u32);

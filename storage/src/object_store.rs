@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use crate::{Error, Result};
 
@@ -33,6 +33,37 @@ pub trait ObjectStore: Send + Sync + 'static {
     async fn delete(&self, key: &str) -> Result<()>;
     /// Keys starting with `prefix`, sorted.
     async fn list(&self, prefix: &str) -> Result<Vec<String>>;
+
+    /// The part size this store streams objects in, if it does: a flush
+    /// then hands its object over part by part while it still fills
+    /// (`put_parts`). `None` (the default): whole objects, through `put`.
+    fn part_size(&self) -> Option<usize> {
+        None
+    }
+
+    /// Writes `key` from parts received in order (every part but the last
+    /// exactly `part_size()`), completed by `None`. A sender dropped before
+    /// `None` abandons the write: nothing is left under `key`. Never
+    /// overwrites. The default joins the parts and calls `put`.
+    async fn put_parts(&self, key: &str, mut parts: PartReceiver) -> Result<()> {
+        let mut object = BytesMut::new();
+        loop {
+            match parts.recv().await {
+                Some(Some(part)) => object.extend_from_slice(&part),
+                Some(None) => break,
+                None => return Err(abandoned(key)),
+            }
+        }
+        self.put(key, object.freeze()).await
+    }
+}
+
+/// The parts of a streamed object write, then `None` to complete it.
+pub type PartReceiver = tokio::sync::mpsc::UnboundedReceiver<Option<Bytes>>;
+
+/// A streamed write whose sender went away before completing it.
+pub(crate) fn abandoned(key: &str) -> Error {
+    Error::Unavailable(format!("object write abandoned key={key}"))
 }
 
 /// Objects as files under one directory. `put` writes a temporary file,

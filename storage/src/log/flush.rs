@@ -22,47 +22,17 @@
 //! conditional commit refuses any flush that would leave a gap, whatever the
 //! timing.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use metadata::{FlushCommit, IndexEntry, ProducerState};
-use protocol::batch;
-use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
-use tokio::task::JoinHandle;
+use metadata::{FlushCommit, ProducerState};
+use tokio::sync::mpsc;
 
-use super::producers::{Check, FlushOutcome, answer_duplicate};
-use super::{AppendResult, Inner, Partition, PendingBatch};
-use crate::object_format::{FooterEntry, ObjectBuilder};
-use crate::object_key::new_object_key;
+use super::Inner;
+use super::producers::FlushOutcome;
+use super::seal::{OpenFlush, PlacedRun, SealedFlush, seal_step};
 use crate::{Error, Result};
-
-/// The batches of one partition placed in an object, with their answers.
-struct PlacedRun {
-    partition: Arc<Partition>,
-    entry: IndexEntry,
-    leader_epoch: i32,
-    replies: Vec<(oneshot::Sender<Result<AppendResult>>, AppendResult)>,
-    /// The new state of each idempotent producer with a batch in the run.
-    producers: Vec<ProducerState>,
-}
-
-/// A sealed flush whose object is being written.
-struct SealedFlush {
-    generation: u64,
-    object_key: String,
-    object: Bytes,
-    runs: Vec<PlacedRun>,
-    write: JoinHandle<Result<()>>,
-    /// Duplicates of this flush's batches wait on it.
-    outcome: Arc<FlushOutcome>,
-    sealed_at: Instant,
-    /// The flush buffer room of its batches: held until the flush ends, so
-    /// `flush_buffer_max_bytes` bounds buffered and in-flight bytes together.
-    _room: Vec<OwnedSemaphorePermit>,
-}
 
 /// Runs the flusher and the committer until shutdown has drained everything.
 pub(crate) async fn run(inner: Arc<Inner>) {
@@ -75,14 +45,15 @@ pub(crate) async fn run(inner: Arc<Inner>) {
 }
 
 async fn run_flusher(inner: &Arc<Inner>, sealed: mpsc::Sender<SealedFlush>) {
+    let part_size = inner.store.part_size();
     loop {
         // Wait for a first pending batch (or shutdown with nothing left).
-        loop {
+        let first_at = loop {
             {
                 // `enqueue` checks for shutdown under this same lock.
                 let pending = inner.pending.lock().expect("pending lock");
-                if !pending.batches.is_empty() {
-                    break;
+                if let Some(first_at) = pending.first_at.filter(|_| !pending.batches.is_empty()) {
+                    break first_at;
                 }
                 if inner.shutdown.is_cancelled() {
                     return; // dropping `sealed` lets the committer drain and stop
@@ -93,16 +64,16 @@ async fn run_flusher(inner: &Arc<Inner>, sealed: mpsc::Sender<SealedFlush>) {
                 _ = inner.pending_changed.notified() => {}
                 _ = inner.shutdown.cancelled() => {}
             }
-        }
-        // Let the buffer fill until the interval passes or it is big enough.
+        };
+        let mut open: Option<OpenFlush> = None;
+        // Let the flush fill until the interval passes or it is big enough;
+        // a streaming store gets its parts meanwhile.
+        let deadline = first_at + Duration::from_millis(inner.config.flush_interval_ms);
         loop {
-            let (bytes, first_at) = {
-                let pending = inner.pending.lock().expect("pending lock");
-                (pending.bytes, pending.first_at)
-            };
-            let deadline = first_at.expect("pending batches have a first time")
-                + Duration::from_millis(inner.config.flush_interval_ms);
-            if bytes >= inner.config.flush_max_bytes
+            seal_a_part(inner, &mut open, part_size).await;
+            let buffered = inner.pending.lock().expect("pending lock").bytes;
+            let sealed_bytes = open.as_ref().map_or(0, |o| o.bytes() as usize);
+            if buffered + sealed_bytes >= inner.config.flush_max_bytes
                 || Instant::now() >= deadline
                 || inner.shutdown.is_cancelled()
             {
@@ -115,176 +86,59 @@ async fn run_flusher(inner: &Arc<Inner>, sealed: mpsc::Sender<SealedFlush>) {
                 _ = inner.shutdown.cancelled() => {}
             }
         }
-        // Wait for room in the pipeline before sealing, so batches keep
-        // gathering in the buffer meanwhile.
-        let Ok(slot) = sealed.reserve().await else {
+        // Wait for room in the pipeline before closing the flush; batches
+        // keep gathering meanwhile (and a streaming store keeps getting parts).
+        let slot = loop {
+            tokio::select! {
+                slot = sealed.reserve() => break slot,
+                _ = inner.pending_changed.notified(), if part_size.is_some() => {
+                    seal_a_part(inner, &mut open, part_size).await;
+                }
+            }
+        };
+        let Ok(slot) = slot else {
+            if let Some(open) = open {
+                fail_open(inner, open).await;
+            }
             return; // the committer is gone; appends are answered by their dropped senders
         };
         let batches = std::mem::take(&mut *inner.pending.lock().expect("pending lock")).batches;
-        if let Some(flush) = seal(inner, batches) {
+        if let Some(stale) = seal_step(inner, &mut open, batches, None) {
+            fail_open(inner, stale).await;
+        }
+        if let Some(flush) = open.and_then(|o| o.finish(inner)) {
             slot.send(flush);
         }
     }
 }
 
-/// Assigns offsets, builds the object and starts writing it.
-fn seal(inner: &Arc<Inner>, batches: Vec<PendingBatch>) -> Option<SealedFlush> {
-    let seal_guard = inner.seal_lock.lock().expect("seal lock");
-    let generation = inner.generation.load(Ordering::Acquire);
-    let total_bytes: usize = batches.iter().map(|b| b.bytes.len()).sum();
-    // Group by partition, keeping arrival order inside each partition.
-    let mut order = Vec::new();
-    let mut groups: HashMap<_, Vec<PendingBatch>> = HashMap::new();
-    for b in batches {
-        let group = groups.entry(b.topic_partition).or_default();
-        if group.is_empty() {
-            order.push(b.topic_partition);
-        }
-        group.push(b);
-    }
-
-    let now_ms = inner.clock.now_ms();
-    let expiration_ms = inner.config.producer_id_expiration_ms;
-    let outcome = Arc::new(FlushOutcome::default());
-    let mut builder = ObjectBuilder::with_capacity(total_bytes, order.len());
-    let mut runs = Vec::with_capacity(order.len());
-    let mut room = Vec::new();
-    for tp in order {
-        let group = groups
-            .remove(&tp)
-            .expect("every ordered partition has a group");
-        let Some(partition) = inner.partition(&tp) else {
-            for b in group {
-                let _ = b.reply.send(Err(Error::UnknownTopicOrPartition(tp)));
-            }
-            continue;
-        };
-        let mut state = partition.state.lock().expect("partition lock");
-        let (leader_epoch, log_start_offset) = (state.leader_epoch, state.log_start_offset);
-        let base_offset = state.reserved_next_offset;
-        let mut next_offset = base_offset;
-        let position = builder.position();
-        let mut max_timestamp = -1i64;
-        let mut replies = Vec::with_capacity(group.len());
-        let mut producer_ids = Vec::new();
-        for b in group {
-            let header = batch::parse_header(&b.bytes).expect("append checked the batch header");
-            // Sequence rules first: a refused batch or a duplicate is not written.
-            match state.producers.check(tp, &header, now_ms, expiration_ms) {
-                Ok(Check::Append) => {}
-                Ok(Check::Duplicate { batch, flush }) => {
-                    let result = AppendResult {
-                        base_offset: batch.base_offset,
-                        log_append_time_ms: -1,
-                        log_start_offset,
-                    };
-                    answer_duplicate(flush, (b.reply, result));
-                    continue;
-                }
-                Err(e) => {
-                    let _ = b.reply.send(Err(e));
-                    continue;
-                }
-            }
-            let stored = builder.append(&b.bytes);
-            batch::set_base_offset(stored, next_offset);
-            batch::set_partition_leader_epoch(stored, leader_epoch);
-            let log_append_time_ms = if b.options.log_append_time {
-                batch::set_log_append_time(stored, now_ms);
-                max_timestamp = max_timestamp.max(now_ms);
-                now_ms
-            } else {
-                max_timestamp = max_timestamp.max(header.max_timestamp);
-                -1
-            };
-            if header.producer_id >= 0 {
-                let pid = header.producer_id;
-                state
-                    .producers
-                    .record(&header, next_offset, now_ms, expiration_ms, &outcome);
-                if !producer_ids.contains(&pid) {
-                    producer_ids.push(pid);
-                }
-            }
-            room.push(b.permit);
-            replies.push((
-                b.reply,
-                AppendResult {
-                    base_offset: next_offset,
-                    log_append_time_ms,
-                    log_start_offset,
-                },
-            ));
-            next_offset += header.last_offset_delta as i64 + 1;
-        }
-        if replies.is_empty() {
-            continue; // every batch was refused or a duplicate: no run
-        }
-        state.reserved_next_offset = next_offset;
-        let producers = producer_ids
-            .into_iter()
-            .filter_map(|pid| state.producers.snapshot(tp, pid))
-            .collect();
-        drop(state);
-        let footer = builder.finish_run(
-            FooterEntry {
-                topic_partition: tp,
-                base_offset,
-                last_offset: next_offset - 1,
-                batch_count: replies.len() as u32,
-                position: 0,
-                length: 0,
-                max_timestamp,
-            },
-            position,
-        );
-        runs.push(PlacedRun {
-            partition,
-            entry: IndexEntry {
-                topic_partition: tp,
-                base_offset,
-                last_offset: next_offset - 1,
-                object_key: String::new(),
-                position: footer.position,
-                length: footer.length,
-                max_timestamp,
-            },
-            leader_epoch,
-            replies,
-            producers,
-        });
-    }
-    drop(seal_guard);
-    if runs.is_empty() {
-        return None;
-    }
-    let object = builder.finish();
-    let object_key = new_object_key();
-    inner.unsettled.sealed(&object_key);
-    for run in &mut runs {
-        run.entry.object_key = object_key.clone();
-    }
-    let write = {
-        let (store, key, bytes) = (inner.store.clone(), object_key.clone(), object.clone());
-        let limit = Duration::from_millis(inner.config.object_write_timeout_ms);
-        tokio::spawn(async move {
-            tokio::time::timeout(limit, store.put(&key, bytes))
-                .await
-                .unwrap_or(Err(Error::TimedOut(format!(
-                    "object write key={key} after {limit:?}"
-                ))))
-        })
+/// With a streaming store, seals what is buffered into the open flush once
+/// it is at least a part's worth, so the part goes out while the flush
+/// still fills.
+async fn seal_a_part(inner: &Arc<Inner>, open: &mut Option<OpenFlush>, part_size: Option<usize>) {
+    let Some(part_size) = part_size else {
+        return;
     };
-    Some(SealedFlush {
-        generation,
-        object_key,
-        object,
-        runs,
-        write,
-        outcome,
-        sealed_at: Instant::now(),
-        _room: room,
-    })
+    let batches = {
+        let mut pending = inner.pending.lock().expect("pending lock");
+        if pending.bytes < part_size {
+            return;
+        }
+        // Keep `first_at`: the flush's interval runs from its first batch.
+        pending.bytes = 0;
+        std::mem::take(&mut pending.batches)
+    };
+    if let Some(stale) = seal_step(inner, open, batches, Some(part_size)) {
+        fail_open(inner, stale).await;
+    }
+}
+
+/// Fails an open flush that cannot be committed: sealed before an earlier
+/// flush failed (its offsets follow a hole), or left when the log stops.
+async fn fail_open(inner: &Inner, open: OpenFlush) {
+    let (object_key, runs, outcome) = open.abandon();
+    let why = "an earlier flush failed; retry".to_string();
+    answer_failed(inner, &object_key, runs, &outcome, why, true).await;
 }
 
 async fn run_committer(inner: Arc<Inner>, mut sealed: mpsc::Receiver<SealedFlush>) {
@@ -303,7 +157,7 @@ async fn commit(inner: &Inner, flush: SealedFlush) {
         write,
         outcome,
         sealed_at,
-        _room,
+        room: _room,
     } = flush;
     let written = match write.await {
         Ok(result) => result,
@@ -502,10 +356,22 @@ fn flush_commit(object_key: &str, object_size: usize, runs: &[PlacedRun]) -> Flu
         object_size: object_size as u64,
         entries: runs.iter().map(|r| r.entry.clone()).collect(),
         leader_epochs: runs.iter().map(|r| r.leader_epoch).collect(),
-        producers: runs
-            .iter()
-            .flat_map(|r| r.producers.iter().cloned())
-            .collect(),
+        // A partition sealed in steps has a run per step; each run carries
+        // its producers' state after it: the last one is the flush's.
+        producers: {
+            let mut latest: Vec<ProducerState> = Vec::new();
+            for producer in runs.iter().rev().flat_map(|r| r.producers.iter()) {
+                let seen = latest.iter().any(|p| {
+                    p.topic_partition == producer.topic_partition
+                        && p.producer_id == producer.producer_id
+                });
+                if !seen {
+                    latest.push(producer.clone());
+                }
+            }
+            latest.reverse();
+            latest
+        },
     }
 }
 
@@ -517,10 +383,19 @@ async fn commit_or_read_back(inner: &Inner, commit: &FlushCommit) -> Result<()> 
         Ok(()) => Ok(()),
         Err(metadata::Error::Timeout) => {
             let states = metadata_call(inner, inner.metadata.partition_states()).await?;
+            // Applied: every partition's next offset follows its last entry
+            // (a partition sealed in steps has several).
             let applied = commit.entries.iter().all(|e| {
-                states.iter().any(|s| {
-                    s.topic_partition == e.topic_partition && s.next_offset == e.last_offset + 1
-                })
+                let last = commit
+                    .entries
+                    .iter()
+                    .filter(|x| x.topic_partition == e.topic_partition)
+                    .map(|x| x.last_offset)
+                    .max()
+                    .unwrap_or(e.last_offset);
+                states
+                    .iter()
+                    .any(|s| s.topic_partition == e.topic_partition && s.next_offset == last + 1)
             });
             if applied {
                 Ok(())

@@ -18,6 +18,7 @@
 mod flush;
 mod producers;
 mod read;
+mod seal;
 mod unsettled;
 
 use std::collections::{HashMap, VecDeque};

@@ -10,6 +10,7 @@ use protocol::testing::{offsets_and_values, record_batch};
 use super::*;
 
 mod idempotence;
+mod streaming;
 use crate::{Clock, MemoryStore, OffsetSpec};
 
 struct FixedClock(AtomicI64);

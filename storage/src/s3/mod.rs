@@ -41,6 +41,7 @@ use aws_sdk_s3::types::ChecksumAlgorithm;
 use bytes::Bytes;
 use tokio::sync::Semaphore;
 
+use crate::object_store::PartReceiver;
 use crate::{Error, ObjectStore, Result};
 
 pub use multipart::MIN_PART_SIZE;
@@ -265,6 +266,35 @@ impl S3Store {
 }
 
 impl S3Store {
+    /// One PutObject of the whole object, never overwriting.
+    async fn put_object(&self, key: &str, full: &str, body: Bytes) -> Result<()> {
+        let len = body.len() as u64;
+        let _permit = self.permit().await?;
+        let started = Instant::now();
+        let result = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(full)
+            .if_none_match("*")
+            .content_length(len as i64)
+            .set_checksum_algorithm(self.body_checksum())
+            .body(ByteStream::from(body.clone()))
+            .customize()
+            .disable_payload_signing_if(self.body_checksum().is_some())
+            .send()
+            .await;
+        self.stats.put.record(started, len, result.is_ok());
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if status(&e) == Some(412) => match self.holds(key, &body).await {
+                true => Ok(()),
+                false => Err(Error::AlreadyExists(key.to_string())),
+            },
+            Err(e) => Err(s3_error(format!("put key={full}"), &e)),
+        }
+    }
+
     /// Whether `key` holds exactly `bytes`. After a write failed with a 412
     /// (or, for a Complete, any error), this tells "our own write, applied
     /// on an earlier attempt whose answer was lost (a 5xx after apply, a
@@ -339,34 +369,24 @@ fn s3_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
 impl ObjectStore for S3Store {
     async fn put(&self, key: &str, bytes: Bytes) -> Result<()> {
         let full = self.full_key(key)?;
-        if bytes.len() > self.part_size {
-            return self.put_multipart(key, &full, bytes).await;
+        if bytes.len() <= self.part_size {
+            return self.put_object(key, &full, bytes).await;
         }
-        let (len, body) = (bytes.len() as u64, bytes);
-        let _permit = self.permit().await?;
-        let started = Instant::now();
-        let result = self
-            .client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(&full)
-            .if_none_match("*")
-            .content_length(len as i64)
-            .set_checksum_algorithm(self.body_checksum())
-            .body(ByteStream::from(body.clone()))
-            .customize()
-            .disable_payload_signing_if(self.body_checksum().is_some())
-            .send()
-            .await;
-        self.stats.put.record(started, len, result.is_ok());
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if status(&e) == Some(412) => match self.holds(key, &body).await {
-                true => Ok(()),
-                false => Err(Error::AlreadyExists(key.to_string())),
-            },
-            Err(e) => Err(s3_error(format!("put key={full}"), &e)),
+        let (parts, receiver) = tokio::sync::mpsc::unbounded_channel();
+        for part in multipart::split_parts(&bytes, self.part_size) {
+            let _ = parts.send(Some(part));
         }
+        let _ = parts.send(None);
+        self.put_streamed(key, &full, receiver).await
+    }
+
+    fn part_size(&self) -> Option<usize> {
+        Some(self.part_size)
+    }
+
+    async fn put_parts(&self, key: &str, parts: PartReceiver) -> Result<()> {
+        let full = self.full_key(key)?;
+        self.put_streamed(key, &full, parts).await
     }
 
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {

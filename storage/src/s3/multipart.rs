@@ -10,11 +10,13 @@ use std::time::{Duration, Instant};
 use aws_sdk_s3::Client;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use std::sync::Arc;
 
 use super::stats::S3Stats;
 use super::{DisablePayloadSigning, S3Store, s3_error, status};
+use crate::object_store::{PartReceiver, abandoned};
 use crate::{Error, Result};
 
 /// S3's smallest part (every part but the last must be at least this big).
@@ -99,29 +101,67 @@ async fn abort_upload(
 }
 
 impl S3Store {
-    /// Writes `bytes` under `full` (the prefixed key) as a multipart upload.
-    pub(super) async fn put_multipart(&self, key: &str, full: &str, bytes: Bytes) -> Result<()> {
-        let upload = self.create_multipart(full).await?;
-        let parts = split_parts(&bytes, self.part_size);
-        let uploaded = futures::stream::iter(parts.into_iter().zip(1..))
-            .map(|(part, number)| self.upload_part(full, &upload.upload_id, number, part))
-            .buffered(self.max_parts_in_flight)
-            .try_collect::<Vec<_>>()
-            .await;
-        let parts = match uploaded {
-            Ok(parts) => parts,
-            Err(e) => {
-                upload.abort().await;
-                return Err(e);
-            }
+    /// Writes `key` (`full` with the prefix) from streamed parts: one part
+    /// then `None` is a PutObject; more is a multipart upload, started when
+    /// the second part arrives, its parts uploaded (up to
+    /// `max_parts_in_flight` at once) while later ones are still coming.
+    pub(super) async fn put_streamed(
+        &self,
+        key: &str,
+        full: &str,
+        mut parts: PartReceiver,
+    ) -> Result<()> {
+        let first = match parts.recv().await {
+            Some(Some(part)) => part,
+            Some(None) => Bytes::new(),
+            None => return Err(abandoned(key)),
         };
-        let completed = match self
-            .complete_multipart(key, full, &upload.upload_id, parts)
-            .await
-        {
+        let second = match parts.recv().await {
+            Some(Some(part)) => part,
+            Some(None) => return self.put_object(key, full, first).await,
+            None => return Err(abandoned(key)),
+        };
+        let upload = self.create_multipart(full).await?;
+        let id = upload.upload_id.clone();
+        // Kept (shared, not copied) to tell our own applied Complete apart.
+        let mut sent = vec![first.clone(), second.clone()];
+        let mut uploading = FuturesUnordered::new();
+        uploading.push(self.upload_part(full, &id, 1, first));
+        uploading.push(self.upload_part(full, &id, 2, second));
+        let mut completed = Vec::new();
+        let mut all_received = false;
+        loop {
+            tokio::select! {
+                Some(done) = uploading.next() => match done {
+                    Ok(part) => completed.push(part),
+                    Err(e) => {
+                        upload.abort().await;
+                        return Err(e);
+                    }
+                },
+                next = parts.recv(), if !all_received && uploading.len() < self.max_parts_in_flight => {
+                    match next {
+                        Some(Some(part)) => {
+                            sent.push(part.clone());
+                            let number = sent.len() as i32;
+                            uploading.push(self.upload_part(full, &id, number, part));
+                        }
+                        Some(None) => all_received = true,
+                        None => {
+                            drop(uploading);
+                            upload.abort().await;
+                            return Err(abandoned(key));
+                        }
+                    }
+                }
+                else => break,
+            }
+        }
+        completed.sort_by_key(|p| p.part_number());
+        let completed = match self.complete_multipart(key, full, &id, completed).await {
             // Our own Complete may have applied on an earlier attempt: the
             // retry then gets 412, 404 or (s3s-fs) 403 for the finished upload.
-            Err(e) if self.holds(key, &bytes).await => {
+            Err(e) if self.holds(key, &Bytes::from(sent.concat())).await => {
                 tracing::debug!(key, error = %e, "complete failed after it applied");
                 Ok(())
             }
