@@ -312,7 +312,16 @@ def test_consumers_resume_from_committed_offsets_after_a_broker_restart(broker, 
     c2 = GroupConsumer(broker, topic, group, tmp_path / "c2.log")
     consumers += [c1, c2]
     wait_until("the first records consumed", lambda: len(c1.records()) + len(c2.records()) >= 1200)
-    time.sleep(1.0)  # their last commits
+    # Their last auto-commits: wait until the committed offsets cover every
+    # record (a fixed sleep raced the commit interval under load).
+    client = admin(broker.bootstrap)
+
+    def committed() -> int:
+        offsets = client.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group].result(
+            timeout=CLIENT_TIMEOUT_S)
+        return sum(max(tp.offset, 0) for tp in offsets.topic_partitions)
+
+    wait_until("the first records committed", lambda: committed() >= 1200)
     broker.stop()
     broker.start()
     second = [dict(value=f"b{i}".encode(), partition=i % PARTITIONS) for i in range(1200)]
