@@ -1,8 +1,9 @@
 //! The `ObjectStore` seam: where the log's objects live.
 //!
 //! Implementations here: a local directory (the embedded default) and memory
-//! (tests). S3 and a fault injector come with the S3 issue. Every
-//! implementation runs `crate::contract` in its tests.
+//! (tests); S3 is in `crate::s3`. Every implementation runs
+//! `crate::contract` in its tests. A store may take objects in parts as a
+//! flush fills (`part_size`, `put_parts`); the others get whole objects.
 //!
 //! Keys are relative paths with `/` separators (`ab/0192…​.obj`). Objects are
 //! written once and never overwritten: `put` of an existing key fails with

@@ -3,9 +3,11 @@
 //! Produce path: `append` checks the batch, takes room in the bounded flush
 //! buffer (waiting when it is full: back-pressure, not growth), queues the
 //! batch and waits. The flusher (`flush.rs`) seals the buffer every
-//! `flush_interval_ms` or at `flush_max_bytes`, assigns offsets, writes one
-//! object holding every partition's batches, commits the index entries in one
-//! metadata transaction, and only then answers the waiting appends.
+//! `flush_interval_ms` or at `flush_max_bytes` (`seal.rs`: in steps, parts
+//! streamed while it fills, for a store that streams), assigns offsets,
+//! writes one object holding every partition's batches, commits the index
+//! entries in one metadata transaction, and only then answers the waiting
+//! appends.
 //!
 //! Read path (`read.rs`): committed index entries (recent ones from memory,
 //! older ones from the metadata store) → bytes from the tail cache or a ranged
