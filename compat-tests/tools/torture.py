@@ -279,9 +279,13 @@ def main() -> int:
     ap.add_argument("--failpoint-probability", type=float, default=0.001)
     ap.add_argument("--signal", choices=["kill", "term"], default="kill")
     ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--s3", action="store_true",
+                    help="objects in S3: an s3s-fs started (and stopped) here, as in the S3 tests")
+    ap.add_argument("--broker-setting", action="append", default=[], metavar="NAME=VALUE",
+                    help="extra broker setting as LIGHTSTREAM_<NAME>=VALUE (repeatable)")
     args = ap.parse_args()
 
-    from conftest import Broker  # the same process handling as the tests
+    from conftest import Broker, S3Server  # the same process handling as the tests
 
     # librdkafka reports every refused reconnect while the broker is down.
     LIBRDKAFKA_LOG.addHandler(logging.NullHandler())
@@ -298,12 +302,19 @@ def main() -> int:
         seed=args.seed,
     )
     with tempfile.TemporaryDirectory(prefix="lightstream-torture-") as workdir:
-        broker = Broker(args.bin.resolve(), Path(workdir), [])
+        s3 = S3Server(Path(workdir)) if args.s3 else None
+        env = s3.broker_env("torture") if s3 else {}
+        for setting in args.broker_setting:
+            name, _, value = setting.partition("=")
+            env[f"LIGHTSTREAM_{name.upper()}"] = value
+        broker = Broker(args.bin.resolve(), Path(workdir), [], env=env)
         broker.start()
         try:
             report = run(broker, "torture", cfg)
         finally:
             broker.kill()
+            if s3:
+                s3.stop()
     print(report.summary())
     for line in report.violations:
         print(f"VIOLATION {line}")

@@ -5,6 +5,7 @@
 //! the object is recent, else from a ranged read of the object store.
 
 use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
 use metadata::{IndexEntry, TopicPartition};
 use protocol::batch::{self, BatchHeader};
 use protocol::kafka_protocol::records::RecordBatchDecoder;
@@ -48,6 +49,9 @@ pub struct TimestampOffset {
 /// Pages of index entries one read walks at most: bounds the work of a read
 /// whose batches are tiny (with 32 entries a page, up to 1,024 flushes).
 const MAX_INDEX_PAGES_PER_READ: usize = 32;
+
+/// Index entries one read fetches at once from the object store.
+const READ_AHEAD_ENTRIES: usize = 8;
 
 /// A slice of `bytes`, copied out when it is much smaller than `bytes`, so a
 /// small answer does not keep a whole multi-megabyte index run in memory.
@@ -108,8 +112,31 @@ impl Log {
             if entries.is_empty() {
                 break;
             }
+            // Fetch the entries this read can use, several at once and in
+            // order: a lagging reader's entries come from the object store,
+            // one ranged GET each, and one at a time was latency-bound.
+            let budget = max_bytes.saturating_sub(total);
+            let mut wanted = 0;
+            let mut wanted_bytes = 0u64;
             for entry in &entries {
-                let bytes = self.entry_bytes(entry).await?;
+                wanted += 1;
+                wanted_bytes += entry.length;
+                if wanted_bytes >= budget as u64 {
+                    break;
+                }
+            }
+            // Owned entries: futures borrowing them trip the compiler's Send
+            // check in the broker's spawned connection tasks.
+            let fetches = futures::stream::iter(entries.into_iter().take(wanted))
+                .map(|entry| async move {
+                    let bytes = self.entry_bytes(&entry).await;
+                    (entry, bytes)
+                })
+                .buffered(READ_AHEAD_ENTRIES);
+            futures::pin_mut!(fetches);
+            while let Some((entry, bytes)) = fetches.next().await {
+                let entry = &entry;
+                let bytes = bytes?;
                 let mut run = None::<(usize, usize)>;
                 let mut full = false;
                 for (start, header) in batch::batches(&bytes) {
