@@ -73,6 +73,9 @@ class Config:
     max_up_s: float = 2.0
     max_down_s: float = 0.3
     seed: int | None = None
+    # Reading everything back at the end: from S3, a long run's many small
+    # objects cost one GET each, so this grows with the run.
+    read_timeout_s: float = 120.0
 
 
 @dataclass
@@ -227,7 +230,7 @@ def run(broker, topic: str, cfg: Config, log=print) -> Report:
 
 def check(bootstrap: str, topic: str, cfg: Config, threads: list[ProducerThread], report: Report) -> None:
     partitions = list(range(cfg.partitions))
-    consumed = read_partitions(bootstrap, topic, partitions, timeout_s=120)
+    consumed = read_partitions(bootstrap, topic, partitions, timeout_s=cfg.read_timeout_s)
     v = report.violations
     stored: dict[int, dict[int, str]] = {}
     seen: dict[str, tuple[int, int]] = {}
@@ -279,6 +282,8 @@ def main() -> int:
     ap.add_argument("--failpoint-probability", type=float, default=0.001)
     ap.add_argument("--signal", choices=["kill", "term"], default="kill")
     ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--read-timeout", type=float, default=120.0,
+                    help="seconds allowed for reading everything back at the end")
     ap.add_argument("--s3", action="store_true",
                     help="objects in S3: an s3s-fs started (and stopped) here, as in the S3 tests")
     ap.add_argument("--broker-setting", action="append", default=[], metavar="NAME=VALUE",
@@ -300,6 +305,7 @@ def main() -> int:
         failpoint_probability=args.failpoint_probability,
         stop_signal=args.signal,
         seed=args.seed,
+        read_timeout_s=args.read_timeout,
     )
     with tempfile.TemporaryDirectory(prefix="lightstream-torture-") as workdir:
         s3 = S3Server(Path(workdir)) if args.s3 else None
