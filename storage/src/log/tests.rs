@@ -48,6 +48,21 @@ struct Fixture<S = MemoryStore> {
     tp: TopicPartition,
 }
 
+impl<S: crate::ObjectStore> Fixture<S> {
+    /// Another log over the same stores (after a restart; or to read through
+    /// the object store, past this log's tail cache).
+    async fn reopen(&self) -> Log {
+        Log::open(
+            LogConfig::default(),
+            self.store.clone(),
+            self.metadata.clone(),
+            self.clock.clone(),
+        )
+        .await
+        .unwrap()
+    }
+}
+
 async fn fixture(config: LogConfig) -> Fixture {
     fixture_over(config, MemoryStore::new()).await
 }

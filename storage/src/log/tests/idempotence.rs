@@ -207,14 +207,7 @@ async fn producer_state_survives_a_restart() {
     let f = fixture(LogConfig::default()).await;
     let first = append(&f.log, f.tp, idem(&["a"], 0, 0)).await.unwrap();
     f.log.shutdown().await;
-    let log = Log::open(
-        LogConfig::default(),
-        f.store.clone(),
-        f.metadata.clone(),
-        f.clock.clone(),
-    )
-    .await
-    .unwrap();
+    let log = f.reopen().await;
     let again = append(&log, f.tp, idem(&["a"], 0, 0)).await.unwrap();
     assert_eq!(again.base_offset, first.base_offset);
     let gap = append(&log, f.tp, idem(&["c"], 0, 2)).await;

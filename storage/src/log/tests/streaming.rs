@@ -148,14 +148,7 @@ async fn parts_leave_while_the_flush_still_fills() {
         crate::object_format::read_footer(&f.store.inner.get(&objects[0]).await.unwrap()).unwrap();
     assert_eq!(footer.len(), 3);
     // Read back through the store, not the tail cache.
-    let reopened = Log::open(
-        LogConfig::default(),
-        f.store.clone(),
-        f.metadata.clone(),
-        f.clock.clone(),
-    )
-    .await
-    .unwrap();
+    let reopened = f.reopen().await;
     let read = reopened.read(f.tp, 0, 1 << 20, true).await.unwrap();
     let values: Vec<_> = values(&read.records)
         .into_iter()
