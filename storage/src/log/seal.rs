@@ -54,6 +54,7 @@ pub(super) struct SealedFlush {
     pub(super) write: JoinHandle<Result<()>>,
     /// Duplicates of this flush's batches wait on it.
     pub(super) outcome: Arc<FlushOutcome>,
+    /// When the flush closed (for the write and commit times logged).
     pub(super) sealed_at: Instant,
     /// The flush buffer room of its batches: held until the flush ends, so
     /// `flush_buffer_max_bytes` bounds buffered and in-flight bytes together.
@@ -71,7 +72,6 @@ pub(super) struct OpenFlush {
     runs: Vec<PlacedRun>,
     outcome: Arc<FlushOutcome>,
     room: Vec<OwnedSemaphorePermit>,
-    opened_at: Instant,
     /// Parts already handed to the streaming write.
     shipped: Vec<Bytes>,
     /// The streaming write, once a part has been shipped.
@@ -89,7 +89,6 @@ impl OpenFlush {
             runs: Vec::new(),
             outcome: Arc::new(FlushOutcome::default()),
             room: Vec::new(),
-            opened_at: Instant::now(),
             shipped: Vec::new(),
             stream: None,
         }
@@ -128,22 +127,19 @@ impl OpenFlush {
             run.entry.object_key = self.object_key.clone();
         }
         let last = self.builder.finish();
-        let limit = Duration::from_millis(inner.config.object_write_timeout_ms);
-        let key = self.object_key.clone();
-        let (object, write) = match self.stream.take() {
+        // The write: one `put` of the whole object, or the rest of a
+        // streamed one. Either way bounded by the write timeout; past it the
+        // task is aborted (dropping an upload in progress aborts it).
+        let (object, writing) = match self.stream.take() {
             None => {
-                let store = inner.store.clone();
-                let object = last.clone();
-                let write = tokio::spawn(async move {
-                    tokio::time::timeout(limit, store.put(&key, last))
-                        .await
-                        .unwrap_or(Err(Error::TimedOut(format!(
-                            "object write key={key} after {limit:?}"
-                        ))))
-                });
-                (object, write)
+                let (store, key, object) =
+                    (inner.store.clone(), self.object_key.clone(), last.clone());
+                (
+                    last,
+                    tokio::spawn(async move { store.put(&key, object).await }),
+                )
             }
-            Some((parts, mut streaming)) => {
+            Some((parts, streaming)) => {
                 let _ = parts.send(Some(last.clone()));
                 let _ = parts.send(None);
                 // One contiguous copy for the tail cache, which slices runs
@@ -153,22 +149,25 @@ impl OpenFlush {
                 for part in self.shipped.iter().chain([&last]) {
                     whole.extend_from_slice(part);
                 }
-                let write = tokio::spawn(async move {
-                    match tokio::time::timeout(limit, &mut streaming).await {
-                        Ok(joined) => joined.unwrap_or_else(|e| {
-                            Err(Error::Unavailable(format!("object write task failed: {e}")))
-                        }),
-                        Err(_) => {
-                            streaming.abort(); // dropping the write aborts its upload
-                            Err(Error::TimedOut(format!(
-                                "object write key={key} after {limit:?}"
-                            )))
-                        }
-                    }
-                });
-                (whole.freeze(), write)
+                (whole.freeze(), streaming)
             }
         };
+        let limit = Duration::from_millis(inner.config.object_write_timeout_ms);
+        let key = self.object_key.clone();
+        let write = tokio::spawn(async move {
+            let mut writing = writing;
+            match tokio::time::timeout(limit, &mut writing).await {
+                Ok(joined) => joined.unwrap_or_else(|e| {
+                    Err(Error::Unavailable(format!("object write task failed: {e}")))
+                }),
+                Err(_) => {
+                    writing.abort();
+                    Err(Error::TimedOut(format!(
+                        "object write key={key} after {limit:?}"
+                    )))
+                }
+            }
+        });
         Some(SealedFlush {
             generation: self.generation,
             object_key: self.object_key,
@@ -176,20 +175,23 @@ impl OpenFlush {
             runs: self.runs,
             write,
             outcome: self.outcome,
-            sealed_at: self.opened_at,
+            sealed_at: Instant::now(),
             room: self.room,
         })
     }
 
-    /// What a stale or abandoned open flush leaves to fail: its write is
-    /// dropped (an upload in progress is aborted) and its appends answered.
+    /// What a stale or abandoned open flush leaves to fail (its appends are
+    /// answered by the caller). The part channel closes here without
+    /// completing: the store abandons the write, aborting an upload in
+    /// progress, and its task ends by itself.
     pub(super) fn abandon(self) -> (String, Vec<PlacedRun>, Arc<FlushOutcome>) {
-        if let Some((parts, write)) = self.stream {
-            // Closed without completing: the store abandons the write (an
-            // upload in progress is aborted) and the task ends by itself.
-            drop((parts, write));
-        }
-        (self.object_key, self.runs, self.outcome)
+        let OpenFlush {
+            object_key,
+            runs,
+            outcome,
+            ..
+        } = self;
+        (object_key, runs, outcome)
     }
 }
 
