@@ -21,7 +21,7 @@ use storage::{MIN_PART_SIZE, ObjectStore, S3Config, S3Store, contract};
 
 mod common;
 
-use common::S3Server;
+use common::{S3Server, object_of};
 
 #[tokio::test]
 async fn s3_store_meets_the_contract() {
@@ -45,15 +45,6 @@ async fn moto_store_meets_the_contract() {
     contract::run_all(&*store).await;
     multipart_checks(store.clone()).await;
     println!("{}", store.stats());
-}
-
-/// An object of `len` bytes that differ from part to part and byte to byte.
-fn object_of(len: usize, seed: u32) -> Bytes {
-    Bytes::from(
-        (0..len as u32)
-            .map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(seed) >> 13) as u8)
-            .collect::<Vec<u8>>(),
-    )
 }
 
 fn requests(s: &storage::RequestStats) -> (u64, u64) {

@@ -12,43 +12,23 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use common::S3Server;
+use common::{S3Server, object_of};
 use metadata::{MetadataStore, SqliteStore, TopicId, TopicPartition};
 use protocol::testing::idempotent_batch;
-use storage::s3::faults::{Fault, RequestKind, S3Faults};
+use storage::s3::faults::{Fault, RequestKind};
 use storage::{
     AppendOptions, Clock, Log, LogConfig, MIN_PART_SIZE, ManualClock, ObjectCollector, ObjectStore,
-    S3Config, S3Store, SystemClock,
+    S3Config, SystemClock,
 };
-
-fn object_of(len: usize, seed: u8) -> Bytes {
-    Bytes::from(
-        (0..len)
-            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
-            .collect::<Vec<u8>>(),
-    )
-}
-
-async fn faulty_store(
-    server: &S3Server,
-    bucket: &str,
-    config: S3Config,
-) -> (S3Store, Arc<S3Faults>) {
-    server.create_bucket(bucket).await;
-    let faults = Arc::new(S3Faults::new());
-    let store = S3Store::open_with_faults(config, faults.clone())
-        .await
-        .unwrap();
-    (store, faults)
-}
 
 #[tokio::test]
 async fn transient_errors_on_every_kind_of_write_are_retried() {
     let Some(server) = S3Server::start() else {
         return;
     };
-    let (store, faults) = faulty_store(&server, "transient", server.config("transient", "")).await;
+    let (store, faults) = server
+        .faulty_store("transient", server.config("transient", ""))
+        .await;
     faults.add(Some(RequestKind::PutObject), Fault::Refuse(503), 1);
     faults.add(Some(RequestKind::PutObject), Fault::ConnectionError, 1);
     // Applied, but answered 500: the retry gets 412, and the store finds its
@@ -98,7 +78,7 @@ async fn a_slow_part_times_out_and_is_sent_again() {
         request_timeout_ms: 1_000,
         ..server.config("slow", "")
     };
-    let (store, faults) = faulty_store(&server, "slow", config).await;
+    let (store, faults) = server.faulty_store("slow", config).await;
     faults.add(
         Some(RequestKind::UploadPart),
         Fault::Delay(Duration::from_secs(10)),
@@ -125,7 +105,7 @@ async fn a_failed_complete_aborts_the_upload_and_leaves_no_object() {
         max_attempts: 3,
         ..server.config("complete", "")
     };
-    let (store, faults) = faulty_store(&server, "complete", config).await;
+    let (store, faults) = server.faulty_store("complete", config).await;
     faults.add(
         Some(RequestKind::CompleteMultipartUpload),
         Fault::Refuse(500),
@@ -223,7 +203,7 @@ async fn the_log_over_faulty_s3_stores_every_acknowledged_batch_once() {
         max_attempts: 2,
         ..server.config("log", "cluster")
     };
-    let (store, faults) = faulty_store(&server, "log", config).await;
+    let (store, faults) = server.faulty_store("log", config).await;
     let store = Arc::new(store);
     let metadata = Arc::new(SqliteStore::open_in_memory().unwrap());
     let topic_id = TopicId::new_random();

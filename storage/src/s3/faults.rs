@@ -71,10 +71,10 @@ pub enum Fault {
 
 /// Faults `count` requests of `kind` (`None`: any kind), in order.
 #[derive(Clone, Debug)]
-pub struct FaultRule {
-    pub kind: Option<RequestKind>,
-    pub fault: Fault,
-    pub count: u32,
+struct FaultRule {
+    kind: Option<RequestKind>,
+    fault: Fault,
+    count: u32,
 }
 
 /// The faults to inject, shared with the test that arms them.

@@ -87,8 +87,8 @@ impl Default for S3Config {
             access_key_id: None,
             secret_access_key: None,
             checksum_when_required: false,
-            request_timeout_ms: 10_000,
-            max_attempts: 5,
+            request_timeout_ms: 5_000,
+            max_attempts: 4,
             max_concurrent_requests: 64,
             part_size_bytes: 16 * 1024 * 1024,
             max_parts_in_flight: 8,
@@ -436,11 +436,7 @@ impl ObjectStore for S3Store {
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>> {
         let full_prefix = self.full_prefix(prefix);
-        let strip = if self.prefix.is_empty() {
-            0
-        } else {
-            self.prefix.len() + 1
-        };
+        let ours = self.full_prefix("");
         let mut keys = Vec::new();
         let mut token: Option<String> = None;
         loop {
@@ -459,8 +455,8 @@ impl ObjectStore for S3Store {
             keys.extend(
                 page.contents()
                     .iter()
-                    .filter_map(|o| o.key())
-                    .map(|k| k[strip.min(k.len())..].to_string()),
+                    .filter_map(|o| o.key()?.strip_prefix(&ours))
+                    .map(str::to_string),
             );
             match page.next_continuation_token() {
                 Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_string()),

@@ -113,7 +113,7 @@ impl S3Store {
     ) -> Result<()> {
         let first = match parts.recv().await {
             Some(Some(part)) => part,
-            Some(None) => Bytes::new(),
+            Some(None) => return self.put_object(key, full, Bytes::new()).await,
             None => return Err(abandoned(key)),
         };
         let second = match parts.recv().await {
@@ -135,6 +135,7 @@ impl S3Store {
                 Some(done) = uploading.next() => match done {
                     Ok(part) => completed.push(part),
                     Err(e) => {
+                        drop(uploading);
                         upload.abort().await;
                         return Err(e);
                     }

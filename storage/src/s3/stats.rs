@@ -20,13 +20,16 @@ impl RequestStats {
         if !ok {
             self.errors.fetch_add(1, Ordering::Relaxed);
         }
-        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        if ok {
+            self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        }
         self.micros
             .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
     }
 }
 
-/// Counters of every request this store made, by kind.
+/// Counters of every request this store made, by kind. One request is one
+/// SDK call, its retries included; bytes count only requests that succeeded.
 #[derive(Default)]
 pub struct S3Stats {
     /// PutObject: objects under the part size.
@@ -43,7 +46,7 @@ pub struct S3Stats {
 
 impl S3Stats {
     /// Every kind with the name it is logged under.
-    pub fn kinds(&self) -> [(&'static str, &RequestStats); 9] {
+    fn kinds(&self) -> [(&'static str, &RequestStats); 9] {
         [
             ("put", &self.put),
             ("create_multipart", &self.create_multipart),
@@ -55,14 +58,6 @@ impl S3Stats {
             ("delete", &self.delete),
             ("list", &self.list),
         ]
-    }
-
-    /// Requests of every kind together.
-    pub fn total_requests(&self) -> u64 {
-        self.kinds()
-            .iter()
-            .map(|(_, s)| s.requests.load(Ordering::Relaxed))
-            .sum()
     }
 }
 

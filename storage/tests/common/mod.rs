@@ -10,7 +10,20 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
+use bytes::Bytes;
+use storage::s3::faults::S3Faults;
 use storage::{MIN_PART_SIZE, S3Config, S3Store};
+
+/// An object of `len` bytes that differ from part to part and byte to byte.
+pub fn object_of(len: usize, seed: u32) -> Bytes {
+    Bytes::from(
+        (0..len as u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(seed) >> 13) as u8)
+            .collect::<Vec<u8>>(),
+    )
+}
 
 const ACCESS_KEY: &str = "lightstream-test";
 const SECRET_KEY: &str = "lightstream-test-secret";
@@ -90,8 +103,12 @@ impl S3Server {
             port,
             _dir: dir,
         };
+        let mut server = server;
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("{name} exited before listening on {port}: {status}");
+            }
             assert!(Instant::now() < deadline, "{name} did not listen on {port}");
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -132,6 +149,16 @@ impl S3Server {
             .send()
             .await
             .expect("create bucket");
+    }
+
+    /// A store with `config` on a new bucket, with faults the test arms.
+    pub async fn faulty_store(&self, bucket: &str, config: S3Config) -> (S3Store, Arc<S3Faults>) {
+        self.create_bucket(bucket).await;
+        let faults = Arc::new(S3Faults::new());
+        let store = S3Store::open_with_faults(config, faults.clone())
+            .await
+            .expect("open s3 store");
+        (store, faults)
     }
 
     /// A store on a new bucket.
