@@ -242,15 +242,18 @@ async fn open_objects(settings: &Settings) -> Result<Arc<dyn ObjectStore>, OpenE
     .with_url(&settings.storage_url)?;
     tracing::info!(bucket = config.bucket, prefix = config.prefix, endpoint = ?config.endpoint, "objects in S3");
     let store = Arc::new(S3Store::open(config).await?);
-    spawn_stale_upload_sweep(store.clone(), settings);
-    let stats = store.stats();
+    spawn_stale_upload_sweep(Arc::downgrade(&store), settings);
+    // Both loops hold the store weakly: they end when the broker (or a
+    // failed open) drops it.
+    let weak = Arc::downgrade(&store);
     let interval = std::time::Duration::from_millis(settings.s3_stats_interval_ms.max(100));
     tokio::spawn(async move {
         let mut every = tokio::time::interval(interval);
         every.tick().await;
         loop {
             every.tick().await;
-            tracing::info!(%stats, "s3 stats");
+            let Some(store) = weak.upgrade() else { return };
+            tracing::info!(stats = %store.stats(), "s3 stats");
         }
     });
     Ok(store)
@@ -260,7 +263,7 @@ async fn open_objects(settings: &Settings) -> Result<Arc<dyn ObjectStore>, OpenE
 /// `s3_stale_upload_sweep_interval_ms`. A server without
 /// ListMultipartUploads (s3s-fs answers 501) gets one warning, not one per
 /// sweep.
-fn spawn_stale_upload_sweep(store: Arc<S3Store>, settings: &Settings) {
+fn spawn_stale_upload_sweep(store: std::sync::Weak<S3Store>, settings: &Settings) {
     let age = std::time::Duration::from_millis(settings.s3_stale_upload_age_ms);
     let interval =
         std::time::Duration::from_millis(settings.s3_stale_upload_sweep_interval_ms.max(1_000));
@@ -269,6 +272,7 @@ fn spawn_stale_upload_sweep(store: Arc<S3Store>, settings: &Settings) {
         let mut warned = false;
         loop {
             every.tick().await;
+            let Some(store) = store.upgrade() else { return };
             match store.abort_stale_uploads(age).await {
                 Ok(0) => {}
                 Ok(aborted) => tracing::info!(aborted, "aborted stale multipart uploads"),

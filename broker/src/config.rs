@@ -310,7 +310,10 @@ impl Settings {
         {
             return invalid(
                 "object_gc_grace_ms",
-                "must be at least 5 minutes and exceed object_write_timeout_ms plus the 10 s metadata timeout",
+                &format!(
+                    "must be at least {MIN_OBJECT_GC_GRACE_MS} ms and exceed object_write_timeout_ms \
+                     plus the {metadata_timeout_ms} ms metadata timeout"
+                ),
             );
         }
         if self.max_flushes_in_flight == 0 {

@@ -552,7 +552,6 @@ pub async fn commit_flush_with_one_epoch_per_entry_missing_is_refused_whole(
     assert!(all_entries(store, tp0).await.is_empty());
 }
 
-/// Commits entries [0..=9], [10..=19], [20..=29] with timestamps 100, 200, 300.
 pub async fn commit_flush_takes_several_contiguous_entries_of_one_partition(
     store: &dyn MetadataStore,
 ) {
@@ -596,6 +595,7 @@ pub async fn commit_flush_takes_several_contiguous_entries_of_one_partition(
     }
 }
 
+/// Commits entries [0..=9], [10..=19], [20..=29] with timestamps 100, 200, 300.
 async fn three_entries(store: &dyn MetadataStore) -> TopicPartition {
     let topic = create(store, "orders", 2).await;
     let tp = TopicPartition::new(topic.topic_id, 0);
