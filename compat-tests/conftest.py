@@ -23,6 +23,7 @@ import signal
 import socket
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -333,7 +334,7 @@ def broker(request, broker_factory) -> Broker:
     `also_s3` tests, once with local objects and once with objects in S3."""
     if getattr(request, "param", "local") == "s3":
         s3 = request.getfixturevalue("s3_server")
-        prefix = f"b{free_port()}"
+        prefix = f"b{uuid.uuid4().hex[:12]}"
         b = broker_factory(env=s3.broker_env(prefix))
         b.s3_prefix = prefix
         b.s3 = s3

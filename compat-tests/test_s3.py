@@ -23,6 +23,17 @@ from tools import torture
 from tools.clients import create_topic, unique_topic
 
 
+def s3_stats_once(broker, until, timeout_s: float = 10.0) -> dict[str, int]:
+    """The newest "s3 stats" numbers once `until(stats)` holds (the line is
+    logged every 500 ms), or the last ones seen after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        stats = s3_stats(broker)
+        if until(stats) or time.monotonic() > deadline:
+            return stats
+        time.sleep(0.1)
+
+
 def s3_stats(broker) -> dict[str, int]:
     """The newest "s3 stats" line of the broker's log, as numbers."""
     lines = [line for line in broker.log_path.read_text().splitlines() if "s3 stats" in line]
@@ -44,8 +55,7 @@ def test_objects_go_to_s3_and_a_caught_up_consumer_makes_no_get(broker):
     assert sorted(out.stdout.decode().split()) == sorted(f"m{i}" for i in range(20000))
     objects = broker.s3.objects(broker.s3_prefix)
     assert objects, f"no objects under {broker.s3_prefix} in the bucket"
-    time.sleep(1.0)  # the next stats line
-    stats = s3_stats(broker)
+    stats = s3_stats_once(broker, lambda s: s["put_requests"] >= len(objects))
     assert stats["put_requests"] >= len(objects) > 0
     assert stats["put_errors"] == 0
     assert stats["get_requests"] == 0, f"a caught-up consumer made GETs: {stats}"
@@ -92,8 +102,7 @@ def test_s3_outage_mid_produce_loses_and_duplicates_nothing(broker_factory, tmp_
         torture.check(broker.bootstrap, topic, cfg, threads, report)
         assert not report.violations, "\n".join([report.summary(), *report.violations])
         assert report.acked == sum(report.sent), report.summary()
-        time.sleep(1.0)
-        stats = s3_stats(broker)
+        stats = s3_stats_once(broker, lambda s: s["put_errors"] > 0)
         assert stats["put_errors"] > 0, f"the outage did not reach the broker: {stats}"
         assert peak < 400, f"broker RSS {peak:.0f} MiB while S3 was down"
         print(f"outage: {report.summary()} put_errors={stats['put_errors']} peak_rss_mib={peak:.0f}")

@@ -148,12 +148,15 @@ if section s3; then
     s3s-fs --host 127.0.0.1 --port "$S3_PORT" --access-key bench --secret-key bench-secret "$WORK/s3" >"$WORK/s3s.log" 2>&1 &
     S3_PID=$!
     for _ in $(seq 100); do (echo >/dev/tcp/127.0.0.1/"$S3_PORT") 2>/dev/null && break; sleep 0.1; done
-    cpu_s() { awk '{print ($14 + $15) / 100}' "/proc/$1/stat"; }
+    (echo >/dev/tcp/127.0.0.1/"$S3_PORT") 2>/dev/null || { echo "s3s-fs did not start" >&2; cat "$WORK/s3s.log" >&2; exit 1; }
+    # CPU seconds of a process: utime + stime, in clock ticks.
+    CLK_TCK=$(getconf CLK_TCK)
+    cpu_s() { awk -v hz="$CLK_TCK" '{print ($14 + $15) / hz}' "/proc/$1/stat"; }
     echo "== s3s-fs raw upload bandwidth through the broker's S3 client: 128 x 8 MiB PutObject, 4 at a time"
     S3_CPU0=$(cpu_s "$S3_PID")
     CLIENT_CPU=$( { /usr/bin/time -f "%U %S" "$BIN/lightstream-s3-upload" --endpoint "http://127.0.0.1:$S3_PORT" --url s3://bench/raw \
         --access-key-id bench --secret-access-key bench-secret --objects 128 --size 8388608 --concurrency 4 >"$WORK/raw.out"; } 2>&1 | tail -1)
-    cut -d' ' -f1-11 "$WORK/raw.out"
+    cut -d' ' -f1-10 "$WORK/raw.out"
     python3 -c "
 gb = 128 * 8388608 / 1e9
 client = sum(map(float, '$CLIENT_CPU'.split()))
