@@ -98,7 +98,13 @@ def test_s3_outage_mid_produce_loses_and_duplicates_nothing(broker_factory, tmp_
         stop.set()
         for t in threads:
             t.join(timeout=90)
-        report = torture.Report(sent=[t.sent for t in threads], acked=sum(len(t.acks) for t in threads))
+        report = torture.Report(
+            sent=[t.sent for t in threads],
+            acked=sum(len(t.acks) for t in threads),
+            fatal_errors=[f for t in threads for f in t.fatal],
+        )
+        stuck = [t.index for t in threads if t.is_alive() or t.unflushed]
+        assert not stuck, f"producers {stuck} did not flush within 90 s"
         torture.check(broker.bootstrap, topic, cfg, threads, report)
         assert not report.violations, "\n".join([report.summary(), *report.violations])
         assert report.acked == sum(report.sent), report.summary()
