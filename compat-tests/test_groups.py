@@ -311,7 +311,8 @@ def test_consumers_resume_from_committed_offsets_after_a_broker_restart(broker, 
     c1 = GroupConsumer(broker, topic, group, tmp_path / "c1.log")
     c2 = GroupConsumer(broker, topic, group, tmp_path / "c2.log")
     consumers += [c1, c2]
-    wait_until("the first records consumed", lambda: len(c1.records()) + len(c2.records()) >= 1200)
+    wait_until("the first records consumed",
+               lambda: {r[3] for m in (c1, c2) for r in m.records()} == {f"a{i}" for i in range(1200)})
     # Their last auto-commits: wait until the committed offsets cover every
     # record (a fixed sleep raced the commit interval under load).
     client = admin(broker.bootstrap)
@@ -322,6 +323,7 @@ def test_consumers_resume_from_committed_offsets_after_a_broker_restart(broker, 
         return sum(max(tp.offset, 0) for tp in offsets.topic_partitions)
 
     wait_until("the first records committed", lambda: committed() >= 1200)
+    restarted_at = time.time()
     broker.stop()
     broker.start()
     second = [dict(value=f"b{i}".encode(), partition=i % PARTITIONS) for i in range(1200)]
@@ -342,9 +344,10 @@ def test_consumers_resume_from_committed_offsets_after_a_broker_restart(broker, 
         raise AssertionError(
             f"{len(missing)} records never consumed after the restart, first {missing[:10]}; "
             f"consumer exit codes {exited}")
-    values = [r[3] for m in (c1, c2) for r in m.records()]
-    # Resumed from committed offsets: the first records were not read again.
-    assert sorted(v for v in values if v.startswith("a")) == sorted(f"a{i}" for i in range(1200))
+    # Resumed from committed offsets: no first record was read again after the
+    # restart (repeats before it, around the members' first join, are allowed).
+    again = [r[3] for m in (c1, c2) for r in m.records() if r[3].startswith("a") and r[0] > restarted_at]
+    assert not again, f"{len(again)} committed records read again after the restart, first {again[:10]}"
 
 
 def test_admin_lists_describes_and_deletes_groups(broker, tmp_path, consumers):
