@@ -14,6 +14,8 @@
 //!
 //! Prints figures; asserts nothing.
 
+#[path = "../figures.rs"]
+mod figures;
 #[path = "../wire.rs"]
 mod wire;
 
@@ -26,6 +28,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use clap::Parser;
+use figures::percentile;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
@@ -188,10 +191,6 @@ fn member(
     }
 }
 
-fn percentile(sorted: &[f64], q: f64) -> f64 {
-    sorted[((sorted.len() as f64 - 1.0) * q).round() as usize]
-}
-
 fn rebalances(args: &Args) -> anyhow::Result<()> {
     let synced = Arc::new(Synced::default());
     let heartbeat = Duration::from_millis(args.heartbeat_ms);
@@ -235,8 +234,8 @@ fn rebalances(args: &Args) -> anyhow::Result<()> {
         samples.len(),
         percentile(&samples, 0.5),
         percentile(&samples, 0.9),
-        samples[samples.len() - 1],
-        samples[0]
+        percentile(&samples, 1.0),
+        percentile(&samples, 0.0)
     );
     Ok(())
 }
@@ -319,7 +318,7 @@ fn commits(args: &Args) -> anyhow::Result<()> {
         all.len() as f64 * f64::from(args.partitions) / elapsed,
         percentile(&all, 0.5),
         percentile(&all, 0.99),
-        all[all.len() - 1]
+        percentile(&all, 1.0)
     );
     Ok(())
 }

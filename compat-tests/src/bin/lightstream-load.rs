@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+#[path = "../figures.rs"]
+mod figures;
 #[path = "../raw_fetch.rs"]
 mod raw_fetch;
 #[path = "../wire.rs"]
@@ -20,6 +22,7 @@ mod wire;
 
 use anyhow::{Context, bail};
 use clap::Parser;
+use figures::percentile;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -115,14 +118,6 @@ fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
         .nth(1)?
         .parse()
         .ok()
-}
-
-fn percentile(sorted: &[u32], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let at = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[at] as f64 / 1000.0
 }
 
 fn main() -> anyhow::Result<()> {
@@ -254,10 +249,10 @@ fn produce(args: &Args) -> anyhow::Result<()> {
         args.records as f64 / elapsed,
         mb / elapsed,
         failed,
-        percentile(&latencies, 0.50),
-        percentile(&latencies, 0.99),
-        percentile(&latencies, 0.999),
-        percentile(&latencies, 1.0),
+        percentile(&latencies, 0.50) / 1000.0,
+        percentile(&latencies, 0.99) / 1000.0,
+        percentile(&latencies, 0.999) / 1000.0,
+        percentile(&latencies, 1.0) / 1000.0,
         cpu_cores_used(args.broker_pid, cpu_before, elapsed),
     );
     if failed > 0 {

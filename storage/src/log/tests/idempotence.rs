@@ -21,6 +21,11 @@ async fn append(log: &Log, tp: TopicPartition, batch: Bytes) -> Result<AppendRes
     log.append(tp, batch, AppendOptions::default()).await
 }
 
+/// The base offset `batch` was written at (or first written at, for a duplicate).
+async fn offset_of(log: &Log, tp: TopicPartition, batch: Bytes) -> i64 {
+    append(log, tp, batch).await.unwrap().base_offset
+}
+
 async fn all_values(log: &Log, tp: TopicPartition) -> Vec<(i64, String)> {
     values(&log.read(tp, 0, 1 << 24, true).await.unwrap().records)
 }
@@ -115,20 +120,8 @@ async fn sequence_rules_refuse_gaps_old_epochs_and_new_epochs_not_at_zero() {
         "{new_at_five:?}"
     );
     // Next in sequence, then a new epoch from zero: both written.
-    assert_eq!(
-        append(&f.log, f.tp, idem(&["b"], 3, 1))
-            .await
-            .unwrap()
-            .base_offset,
-        1
-    );
-    assert_eq!(
-        append(&f.log, f.tp, idem(&["c"], 4, 0))
-            .await
-            .unwrap()
-            .base_offset,
-        2
-    );
+    assert_eq!(offset_of(&f.log, f.tp, idem(&["b"], 3, 1)).await, 1);
+    assert_eq!(offset_of(&f.log, f.tp, idem(&["c"], 4, 0)).await, 2);
     // The old epoch's batch is no longer a duplicate once the epoch moved on.
     let stale = append(&f.log, f.tp, idem(&["b"], 3, 1)).await;
     assert!(
@@ -192,13 +185,7 @@ async fn an_expired_producer_is_unknown_and_may_start_anywhere() {
     // The periodic check also deletes the stored state.
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     assert!(f.metadata.producer_states().await.unwrap().is_empty());
-    assert_eq!(
-        append(&f.log, f.tp, idem(&["b"], 0, 9))
-            .await
-            .unwrap()
-            .base_offset,
-        1
-    );
+    assert_eq!(offset_of(&f.log, f.tp, idem(&["b"], 0, 9)).await, 1);
     assert_eq!(f.metadata.producer_states().await.unwrap().len(), 1);
 }
 
@@ -258,20 +245,8 @@ async fn after_a_failed_write_later_batches_wait_for_the_retry() {
         matches!(ahead, Err(Error::OutOfOrderSequence(_))),
         "{ahead:?}"
     );
-    assert_eq!(
-        append(&f.log, f.tp, idem(&["a"], 0, 0))
-            .await
-            .unwrap()
-            .base_offset,
-        0
-    );
-    assert_eq!(
-        append(&f.log, f.tp, idem(&["b"], 0, 1))
-            .await
-            .unwrap()
-            .base_offset,
-        1
-    );
+    assert_eq!(offset_of(&f.log, f.tp, idem(&["a"], 0, 0)).await, 0);
+    assert_eq!(offset_of(&f.log, f.tp, idem(&["b"], 0, 1)).await, 1);
     assert_eq!(
         all_values(&f.log, f.tp).await,
         vec![(0, "a".into()), (1, "b".into())]
@@ -518,13 +493,7 @@ async fn commit_faults_never_lose_or_duplicate_a_retried_batch() {
             retry = append(&log, tp, idem(&["b"], 0, 1)).await;
         }
         assert_eq!(retry.unwrap().base_offset, 1, "{fault:?}");
-        assert_eq!(
-            append(&log, tp, idem(&["c"], 0, 2))
-                .await
-                .unwrap()
-                .base_offset,
-            2
-        );
+        assert_eq!(offset_of(&log, tp, idem(&["c"], 0, 2)).await, 2);
         assert_eq!(
             all_values(&log, tp).await,
             vec![(0, "a".into()), (1, "b".into()), (2, "c".into())],
@@ -551,27 +520,9 @@ async fn a_hung_object_write_times_out_and_its_retry_is_written_once() {
     let hung = append(&f.log, f.tp, idem(&["a"], 0, 0)).await;
     assert!(matches!(hung, Err(Error::Unavailable(_))), "{hung:?}");
     f.store.gate.as_ref().unwrap().add_permits(100);
-    assert_eq!(
-        append(&f.log, f.tp, idem(&["a"], 0, 0))
-            .await
-            .unwrap()
-            .base_offset,
-        0
-    );
-    assert_eq!(
-        append(&f.log, f.tp, idem(&["a"], 0, 0))
-            .await
-            .unwrap()
-            .base_offset,
-        0
-    );
-    assert_eq!(
-        append(&f.log, f.tp, idem(&["b"], 0, 1))
-            .await
-            .unwrap()
-            .base_offset,
-        1
-    );
+    assert_eq!(offset_of(&f.log, f.tp, idem(&["a"], 0, 0)).await, 0);
+    assert_eq!(offset_of(&f.log, f.tp, idem(&["a"], 0, 0)).await, 0);
+    assert_eq!(offset_of(&f.log, f.tp, idem(&["b"], 0, 1)).await, 1);
     assert_eq!(
         all_values(&f.log, f.tp).await,
         vec![(0, "a".into()), (1, "b".into())]
