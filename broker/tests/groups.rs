@@ -584,3 +584,38 @@ async fn committed_offsets_survive_a_restart() {
     assert_eq!(listed.groups[0].group_state.as_str(), "Empty");
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn a_member_that_joins_but_never_syncs_is_removed_after_the_rebalance_timeout() {
+    let broker = quick_broker().await;
+    let mut client = broker.connect().await;
+    let join = |member_id: &str| join_request("quiet", member_id).with_rebalance_timeout_ms(600);
+    let first: JoinGroupResponse = client.call(ApiKey::JoinGroup, 9, &join("")).await;
+    let member_id = first.member_id.to_string();
+    let joined: JoinGroupResponse = client.call(ApiKey::JoinGroup, 9, &join(&member_id)).await;
+    assert_eq!(joined.error_code, 0);
+    let heartbeat = HeartbeatRequest::default()
+        .with_group_id(gid("quiet"))
+        .with_generation_id(joined.generation_id)
+        .with_member_id(s(&member_id));
+    // Heartbeats keep its 10 s session alive; only the missing SyncGroup
+    // (600 ms rebalance timeout) can remove it.
+    let started = std::time::Instant::now();
+    let removed_after = loop {
+        let beat: HeartbeatResponse = client.call(ApiKey::Heartbeat, 4, &heartbeat).await;
+        if beat.error_code == ResponseError::UnknownMemberId.code() {
+            break started.elapsed();
+        }
+        assert_eq!(beat.error_code, 0);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "never removed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(
+        removed_after >= std::time::Duration::from_millis(500),
+        "{removed_after:?}"
+    );
+    broker.stop().await;
+}

@@ -12,7 +12,7 @@
 //! assignments are opaque bytes, so eager and cooperative rebalancing work
 //! alike (both are client-side protocols).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use bytes::Bytes;
 use metadata::CommittedOffset;
@@ -161,6 +161,11 @@ pub struct Group {
     pending_members: HashMap<String, i64>,
     rebalance_deadline_ms: i64,
     initial_delay: Option<InitialDelay>,
+    /// Members of the current generation that have not sent SyncGroup yet,
+    /// and when they are removed if they still have not (Kafka's
+    /// `DelayedSync`: the generation's rebalance timeout after it formed).
+    pending_sync: HashSet<String>,
+    sync_deadline_ms: i64,
     /// When the group last changed state (offsets retention counts from the
     /// moment it became Empty).
     pub state_since_ms: i64,
@@ -183,6 +188,8 @@ impl Group {
             pending_members: HashMap::new(),
             rebalance_deadline_ms: 0,
             initial_delay: None,
+            pending_sync: HashSet::new(),
+            sync_deadline_ms: 0,
             state_since_ms: now_ms,
             next_join_seq: 0,
             offsets: BTreeMap::new(),
@@ -318,6 +325,9 @@ impl Group {
         member.protocols = req.protocols.clone();
         member.heartbeat_deadline_ms = now_ms + i64::from(req.session_timeout_ms);
         self.members.insert(new_member_id.clone(), member);
+        if self.pending_sync.remove(&old_member_id) {
+            self.pending_sync.insert(new_member_id.clone());
+        }
         if let Some(instance_id) = &req.group_instance_id {
             self.static_members
                 .insert(instance_id.clone(), new_member_id.clone());
@@ -441,12 +451,8 @@ impl Group {
         if self.state == GroupState::CompletingRebalance {
             self.fail_sync_waiters(GroupError::RebalanceInProgress);
         }
-        let max_rebalance_ms = self
-            .members
-            .values()
-            .map(|m| i64::from(m.rebalance_timeout_ms))
-            .max()
-            .unwrap_or(0);
+        self.pending_sync.clear();
+        let max_rebalance_ms = self.max_rebalance_timeout_ms();
         if self.state == GroupState::Empty && cfg.initial_rebalance_delay_ms > 0 {
             let delay = cfg.initial_rebalance_delay_ms.min(max_rebalance_ms.max(0));
             self.initial_delay = Some(InitialDelay {
@@ -459,6 +465,15 @@ impl Group {
             self.rebalance_deadline_ms = now_ms + max_rebalance_ms;
         }
         self.transition(GroupState::PreparingRebalance, now_ms);
+    }
+
+    /// The group's rebalance timeout: the largest of its members'.
+    fn max_rebalance_timeout_ms(&self) -> i64 {
+        self.members
+            .values()
+            .map(|m| i64::from(m.rebalance_timeout_ms))
+            .max()
+            .unwrap_or(0)
     }
 
     fn all_members_joined(&self) -> bool {
@@ -491,13 +506,7 @@ impl Group {
         }
         if !self.members.is_empty() && self.members.values().all(|m| m.join_waiter.is_none()) {
             // Only absent static members: wait another rebalance timeout.
-            let max_rebalance_ms = self
-                .members
-                .values()
-                .map(|m| i64::from(m.rebalance_timeout_ms))
-                .max()
-                .unwrap_or(0);
-            self.rebalance_deadline_ms = now_ms + max_rebalance_ms;
+            self.rebalance_deadline_ms = now_ms + self.max_rebalance_timeout_ms();
             return;
         }
         self.generation_id += 1;
@@ -520,6 +529,8 @@ impl Group {
                 .map(|m| m.member_id.clone());
         }
         self.transition(GroupState::CompletingRebalance, now_ms);
+        self.pending_sync = self.members.keys().cloned().collect();
+        self.sync_deadline_ms = now_ms + self.max_rebalance_timeout_ms();
         let ids: Vec<String> = self.members.keys().cloned().collect();
         for member_id in ids {
             let answer = self.current_answer(&member_id, true);
@@ -642,6 +653,7 @@ impl Group {
             GroupState::Empty | GroupState::Dead => fail(GroupError::UnknownMemberId),
             GroupState::PreparingRebalance => fail(GroupError::RebalanceInProgress),
             GroupState::CompletingRebalance => {
+                self.pending_sync.remove(member_id);
                 let (tx, rx) = oneshot::channel();
                 let member = self.members.get_mut(member_id).expect("checked");
                 member.sync_waiter = Some(tx);
@@ -673,6 +685,7 @@ impl Group {
                 Pending::Later(rx)
             }
             GroupState::Stable => {
+                self.pending_sync.remove(member_id);
                 let member = self.members.get_mut(member_id).expect("checked");
                 member.heartbeat_deadline_ms = now_ms + i64::from(member.session_timeout_ms);
                 Pending::Now(Ok(SyncAssignment {
@@ -750,6 +763,7 @@ impl Group {
     }
 
     fn remove_member(&mut self, member_id: &str) {
+        self.pending_sync.remove(member_id);
         if let Some(mut member) = self.members.remove(member_id) {
             if let Some(instance_id) = &member.group_instance_id
                 && self.static_members.get(instance_id).map(String::as_str) == Some(member_id)
@@ -880,7 +894,8 @@ impl Group {
             tracing::info!(group = self.group_id, member_id, "member session expired");
             self.remove_member(member_id);
         }
-        if !expired.is_empty() {
+        let sync_expired = self.expire_pending_sync(now_ms);
+        if !expired.is_empty() || sync_expired {
             self.after_member_removed(cfg, now_ms);
         } else if pending_before != self.pending_members.len() {
             self.maybe_complete_join(now_ms);
@@ -898,6 +913,32 @@ impl Group {
             }
             self.complete_join(now_ms);
         }
+    }
+
+    /// Removes the members of the current generation that have not sent
+    /// SyncGroup within its rebalance timeout (Kafka's `onExpirePendingSync`),
+    /// so a member that joined and went quiet cannot hold the others in
+    /// CompletingRebalance, or keep partitions nobody consumes. True when
+    /// any was removed.
+    fn expire_pending_sync(&mut self, now_ms: i64) -> bool {
+        let completing = matches!(
+            self.state,
+            GroupState::CompletingRebalance | GroupState::Stable
+        );
+        if !completing || self.pending_sync.is_empty() || now_ms < self.sync_deadline_ms {
+            return false;
+        }
+        let mut late: Vec<String> = self.pending_sync.drain().collect();
+        late.sort();
+        tracing::info!(
+            group = self.group_id,
+            members = ?late,
+            "members removed: no SyncGroup within the rebalance timeout"
+        );
+        for member_id in &late {
+            self.remove_member(member_id);
+        }
+        true
     }
 
     /// Members subscribed to `topic`, for OffsetDelete. Classic consumer

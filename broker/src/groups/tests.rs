@@ -118,7 +118,21 @@ fn stable_group(n: usize) -> (Group, Vec<String>) {
     let mut rx = sync_leader(&mut g, &ids[0], 1, &refs, 6_000);
     assert!(ready(&mut rx).expect("leader synced").is_ok());
     assert_eq!(g.state, GroupState::Stable);
+    for id in &ids[1..] {
+        assert_eq!(sync_follower(&mut g, id, 1, 6_000), Ok(format!("to-{id}")));
+    }
     (g, ids)
+}
+
+/// A follower's SyncGroup once the leader has assigned: its assignment.
+fn sync_follower(
+    g: &mut Group,
+    member_id: &str,
+    generation: i32,
+    at: i64,
+) -> Result<String, GroupError> {
+    let answer = now(g.sync(generation, member_id, None, (None, None), Vec::new(), at))?;
+    Ok(String::from_utf8(answer.assignment.to_vec()).expect("utf-8 assignment"))
 }
 
 #[test]
@@ -531,4 +545,80 @@ async fn offsets_of_an_empty_group_expire_after_the_retention() {
     assert!(coordinator.list().is_empty());
     assert!(metadata.groups().await.unwrap().is_empty());
     shutdown.cancel();
+}
+
+#[test]
+fn a_member_that_never_syncs_is_removed_at_the_rebalance_timeout() {
+    // Two members join generation 1 at 3_000 (one initial delay: both came
+    // at once); the leader assigns, the follower heartbeats but never syncs.
+    let mut g = Group::new("g", None, 0);
+    let (leader, mut leader_join) = new_member(&mut g, 0);
+    let (follower, mut follower_join) = new_member(&mut g, 0);
+    g.tick(&cfg(), 3_000);
+    g.tick(&cfg(), 6_000);
+    assert!(ready(&mut leader_join).is_some() && ready(&mut follower_join).is_some());
+    let mut rx = sync_leader(
+        &mut g,
+        &leader,
+        1,
+        &[(&leader, "p0"), (&follower, "p1")],
+        6_000,
+    );
+    assert!(ready(&mut rx).expect("leader synced").is_ok());
+    let sync_deadline = 6_000 + i64::from(REBALANCE_MS);
+    for at in (9_000..sync_deadline).step_by(3_000) {
+        assert_eq!(g.heartbeat(1, &follower, None, at), Ok(()));
+        assert_eq!(g.heartbeat(1, &leader, None, at), Ok(()));
+        g.tick(&cfg(), at);
+    }
+    g.tick(&cfg(), sync_deadline - 1);
+    assert_eq!(g.state, GroupState::Stable);
+    g.tick(&cfg(), sync_deadline);
+    assert!(
+        !g.members.contains_key(&follower),
+        "removed without a SyncGroup"
+    );
+    assert_eq!(g.state, GroupState::PreparingRebalance);
+    assert_eq!(
+        g.heartbeat(1, &follower, None, sync_deadline),
+        Err(GroupError::UnknownMemberId)
+    );
+    // The leader rejoins alone and gets the whole topic.
+    let mut rx = later(g.join(request(&leader, None, RANGE), &cfg(), sync_deadline + 100));
+    let answer = ready(&mut rx).expect("alone now");
+    assert_eq!((answer.generation_id, answer.members.len()), (2, 1));
+}
+
+#[test]
+fn a_leader_that_never_syncs_is_removed_and_the_followers_rebalance() {
+    let mut g = Group::new("g", None, 0);
+    let (leader, mut leader_join) = new_member(&mut g, 0);
+    let (follower, mut follower_join) = new_member(&mut g, 0);
+    g.tick(&cfg(), 3_000);
+    g.tick(&cfg(), 6_000);
+    assert!(ready(&mut leader_join).is_some() && ready(&mut follower_join).is_some());
+    // The follower waits for an assignment the leader never sends.
+    let mut held = later(g.sync(1, &follower, None, (None, None), Vec::new(), 6_100));
+    let sync_deadline = 6_000 + i64::from(REBALANCE_MS);
+    // The leader's session stays alive: it heartbeats, it just never syncs.
+    for at in (9_000..sync_deadline).step_by(3_000) {
+        assert_eq!(g.heartbeat(1, &leader, None, at), Ok(()));
+        g.tick(&cfg(), at);
+    }
+    g.tick(&cfg(), sync_deadline - 1);
+    assert!(ready(&mut held).is_none());
+    assert_eq!(g.state, GroupState::CompletingRebalance);
+    g.tick(&cfg(), sync_deadline);
+    assert!(!g.members.contains_key(&leader));
+    let answer = ready(&mut held).expect("answered");
+    assert!(
+        matches!(answer, Err(GroupError::RebalanceInProgress)),
+        "{answer:?}"
+    );
+    let mut rx = later(g.join(request(&follower, None, RANGE), &cfg(), sync_deadline + 100));
+    let answer = ready(&mut rx).expect("the follower alone forms generation 2");
+    assert_eq!(
+        (answer.generation_id, answer.leader.as_str()),
+        (2, follower.as_str())
+    );
 }
