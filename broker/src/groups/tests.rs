@@ -547,16 +547,23 @@ async fn offsets_of_an_empty_group_expire_after_the_retention() {
     shutdown.cancel();
 }
 
-#[test]
-fn a_member_that_never_syncs_is_removed_at_the_rebalance_timeout() {
-    // Two members join generation 1 at 3_000 (one initial delay: both came
-    // at once); the leader assigns, the follower heartbeats but never syncs.
+/// Two members in generation 1, formed at 6_000 (both came at once, so the
+/// initial delay ran once and was extended once); neither has synced yet.
+/// Returns (group, leader, follower).
+fn joined_pair() -> (Group, String, String) {
     let mut g = Group::new("g", None, 0);
     let (leader, mut leader_join) = new_member(&mut g, 0);
     let (follower, mut follower_join) = new_member(&mut g, 0);
     g.tick(&cfg(), 3_000);
     g.tick(&cfg(), 6_000);
     assert!(ready(&mut leader_join).is_some() && ready(&mut follower_join).is_some());
+    (g, leader, follower)
+}
+
+#[test]
+fn a_member_that_never_syncs_is_removed_at_the_rebalance_timeout() {
+    // The leader assigns; the follower heartbeats but never syncs.
+    let (mut g, leader, follower) = joined_pair();
     let mut rx = sync_leader(
         &mut g,
         &leader,
@@ -591,12 +598,7 @@ fn a_member_that_never_syncs_is_removed_at_the_rebalance_timeout() {
 
 #[test]
 fn a_leader_that_never_syncs_is_removed_and_the_followers_rebalance() {
-    let mut g = Group::new("g", None, 0);
-    let (leader, mut leader_join) = new_member(&mut g, 0);
-    let (follower, mut follower_join) = new_member(&mut g, 0);
-    g.tick(&cfg(), 3_000);
-    g.tick(&cfg(), 6_000);
-    assert!(ready(&mut leader_join).is_some() && ready(&mut follower_join).is_some());
+    let (mut g, leader, follower) = joined_pair();
     // The follower waits for an assignment the leader never sends.
     let mut held = later(g.sync(1, &follower, None, (None, None), Vec::new(), 6_100));
     let sync_deadline = 6_000 + i64::from(REBALANCE_MS);
