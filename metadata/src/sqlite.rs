@@ -36,6 +36,9 @@ const BUSY_TIMEOUT_MS: u64 = 5_000;
 /// A file with another non-zero version is refused rather than guessed at.
 const SCHEMA_VERSION: i64 = 4;
 
+/// The schema in steps: step `i` takes a file from version `i` to `i + 1`.
+const SCHEMA_STEPS: [&str; SCHEMA_VERSION as usize] = [SCHEMA, SCHEMA_2, SCHEMA_3, SCHEMA_4];
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS cluster (
     singleton   INTEGER PRIMARY KEY CHECK (singleton = 0),
@@ -224,36 +227,19 @@ impl SqliteStore {
             .pragma_query_value(None, "user_version", |row| row.get(0))
             .or_backend(|| "read user_version".into())?;
         match version {
-            // A new file (or one whose creation was interrupted: the schema
-            // statements are idempotent and the cluster id is kept if present).
-            0 => {
-                tx.execute_batch(SCHEMA)
-                    .or_backend(|| "create schema".into())?;
-                tx.execute_batch(SCHEMA_2)
-                    .or_backend(|| "create schema 2".into())?;
-                tx.execute_batch(SCHEMA_3)
-                    .or_backend(|| "create schema 3".into())?;
-                tx.execute_batch(SCHEMA_4)
-                    .or_backend(|| "create schema 4".into())?;
-                tx.execute(
-                    "INSERT OR IGNORE INTO cluster (singleton, cluster_id) VALUES (0, ?1)",
-                    params![new_cluster_id()],
-                )
-                .or_backend(|| "insert cluster_id".into())?;
-                tx.pragma_update(None, "user_version", SCHEMA_VERSION)
-                    .or_backend(|| "set user_version".into())?;
-            }
-            1..=3 => {
-                if version == 1 {
-                    tx.execute_batch(SCHEMA_2)
-                        .or_backend(|| "migrate schema 1 to 2".into())?;
+            // A new file runs every step; an older one the steps it lacks.
+            0..SCHEMA_VERSION => {
+                for (step, sql) in SCHEMA_STEPS.iter().enumerate().skip(version as usize) {
+                    tx.execute_batch(sql)
+                        .or_backend(|| format!("schema step to version {}", step + 1))?;
                 }
-                if version <= 2 {
-                    tx.execute_batch(SCHEMA_3)
-                        .or_backend(|| "migrate schema to 3".into())?;
+                if version == 0 {
+                    tx.execute(
+                        "INSERT OR IGNORE INTO cluster (singleton, cluster_id) VALUES (0, ?1)",
+                        params![new_cluster_id()],
+                    )
+                    .or_backend(|| "insert cluster_id".into())?;
                 }
-                tx.execute_batch(SCHEMA_4)
-                    .or_backend(|| "migrate schema to 4".into())?;
                 tx.pragma_update(None, "user_version", SCHEMA_VERSION)
                     .or_backend(|| "set user_version".into())?;
             }

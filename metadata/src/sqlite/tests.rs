@@ -101,37 +101,49 @@ fn open_refuses_a_newer_schema() {
 }
 
 #[tokio::test]
-async fn open_migrates_a_version_1_file_keeping_its_data() {
-    let dir = tempfile::tempdir().expect("create temp dir");
-    let path = dir.path().join("metadata.db");
-    {
-        // A file as version 1 wrote it: the first schema only.
-        let conn = Connection::open(&path).expect("open raw");
-        conn.execute_batch(SCHEMA).expect("schema 1");
-        conn.execute(
-            "INSERT INTO cluster (singleton, cluster_id) VALUES (0, 'abc')",
-            [],
-        )
-        .expect("cluster id");
-        conn.pragma_update(None, "user_version", 1)
-            .expect("set user_version");
+async fn open_migrates_every_older_version_keeping_its_data() {
+    for old in 1..SCHEMA_VERSION {
+        let dir = tempfile::tempdir().expect("create temp dir");
+        let path = dir.path().join("metadata.db");
+        {
+            // A file as version `old` wrote it: the steps up to it only.
+            let conn = Connection::open(&path).expect("open raw");
+            for sql in &SCHEMA_STEPS[..old as usize] {
+                conn.execute_batch(sql).expect("older schema");
+            }
+            conn.execute(
+                "INSERT INTO cluster (singleton, cluster_id) VALUES (0, 'abc')",
+                [],
+            )
+            .expect("cluster id");
+            conn.pragma_update(None, "user_version", old)
+                .expect("set user_version");
+        }
+        let store = SqliteStore::open(&path).expect("open and migrate");
+        assert_eq!(store.cluster_id().await.expect("cluster_id"), "abc");
+        assert!(store.producer_states().await.expect("states").is_empty());
+        assert_eq!(store.allocate_producer_ids(10).await.expect("ids"), 0);
+        assert!(store.groups().await.expect("groups").is_empty());
+        let keys = ["k".to_string()];
+        assert!(
+            store
+                .referenced_objects(&keys)
+                .await
+                .expect("objects")
+                .is_empty()
+        );
+        let version: i64 = store
+            .conn
+            .lock()
+            .expect("lock")
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .expect("user_version");
+        assert_eq!(version, SCHEMA_VERSION, "from version {old}");
+        drop(store);
+        // Producer ids survive a reopen.
+        let store = SqliteStore::open(&path).expect("reopen");
+        assert_eq!(store.allocate_producer_ids(10).await.expect("ids"), 10);
     }
-    let store = SqliteStore::open(&path).expect("open and migrate");
-    assert_eq!(store.cluster_id().await.expect("cluster_id"), "abc");
-    assert!(store.producer_states().await.expect("states").is_empty());
-    assert_eq!(store.allocate_producer_ids(10).await.expect("ids"), 0);
-    assert!(store.groups().await.expect("groups").is_empty());
-    let version: i64 = store
-        .conn
-        .lock()
-        .expect("lock")
-        .pragma_query_value(None, "user_version", |row| row.get(0))
-        .expect("user_version");
-    assert_eq!(version, SCHEMA_VERSION);
-    drop(store);
-    // Producer ids survive a reopen.
-    let store = SqliteStore::open(&path).expect("reopen");
-    assert_eq!(store.allocate_producer_ids(10).await.expect("ids"), 10);
 }
 
 #[test]
