@@ -17,7 +17,13 @@ use common::*;
 const PRODUCE_VERSION: i16 = 9;
 
 /// (error code, base offset) of a one-partition produce.
-async fn produce(client: &mut Client, topic: &str, partition: i32, records: Bytes) -> (i16, i64) {
+/// (error code, base offset, log_append_time_ms) of a one-batch produce.
+async fn produce_answer(
+    client: &mut Client,
+    topic: &str,
+    partition: i32,
+    records: Bytes,
+) -> (i16, i64, i64) {
     let response: ProduceResponse = client
         .call(
             ApiKey::Produce,
@@ -26,7 +32,12 @@ async fn produce(client: &mut Client, topic: &str, partition: i32, records: Byte
         )
         .await;
     let p = &response.responses[0].partition_responses[0];
-    (p.error_code, p.base_offset)
+    (p.error_code, p.base_offset, p.log_append_time_ms)
+}
+
+async fn produce(client: &mut Client, topic: &str, partition: i32, records: Bytes) -> (i16, i64) {
+    let (error_code, base_offset, _) = produce_answer(client, topic, partition, records).await;
+    (error_code, base_offset)
 }
 
 async fn init_producer_id(
@@ -167,8 +178,13 @@ async fn produce_applies_kafka_sequence_rules() {
         produce(&mut client, "idem", 0, first.clone()).await,
         (NONE, 0)
     );
-    // The same batch again: success with the offsets it was first given.
-    assert_eq!(produce(&mut client, "idem", 0, first).await, (NONE, 0));
+    // The same batch again: success with the offsets it was first given,
+    // and (as Kafka answers a duplicate) its max timestamp as the append time.
+    let max_timestamp = protocol::batch::parse_header(&first).unwrap().max_timestamp;
+    assert_eq!(
+        produce_answer(&mut client, "idem", 0, first).await,
+        (NONE, 0, max_timestamp)
+    );
     // A skipped sequence.
     assert_eq!(
         produce(&mut client, "idem", 0, idem(&["x"], pid, 0, 3))

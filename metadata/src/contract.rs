@@ -886,6 +886,7 @@ fn producer(tp: TopicPartition, producer_id: i64, epoch: i16, last_seq: i32) -> 
             last_sequence: last_seq,
             base_offset: 100,
             last_offset: 104,
+            max_timestamp: 1_000 + i64::from(last_seq),
         }],
     }
 }
@@ -916,6 +917,7 @@ pub async fn producer_states_are_committed_with_the_flush_and_replaced(store: &d
             last_sequence: i * 2 + 1,
             base_offset: 5 + i64::from(i) * 2,
             last_offset: 6 + i64::from(i) * 2,
+            max_timestamp: -1,
         })
         .collect();
     let mut second = flush("o2", vec![entry(tp0, 5, 14, 10)]);

@@ -108,13 +108,19 @@ pub struct FlushCommit {
 pub const PRODUCER_BATCHES_RETAINED: usize = 5;
 
 /// One batch an idempotent producer wrote to a partition: enough to answer a
-/// retry of it with the offsets it was first given.
+/// retry of it as Kafka does, with the offsets it was first given and its
+/// timestamp.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProducerBatch {
     pub first_sequence: i32,
     pub last_sequence: i32,
     pub base_offset: i64,
     pub last_offset: i64,
+    /// The batch's max timestamp as stored (broker time for LogAppendTime
+    /// topics), or -1 for batches recorded before it was kept. Kafka answers
+    /// a retry of the batch with it as `log_append_time_ms`
+    /// (`BatchMetadata.timestamp`).
+    pub max_timestamp: i64,
 }
 
 /// What a partition remembers of one idempotent producer (Kafka's
@@ -134,38 +140,54 @@ pub struct ProducerState {
 }
 
 impl ProducerBatch {
-    /// Bytes of one batch in `encode_batches`.
-    const ENCODED_LEN: usize = 24;
+    /// Bytes of one batch in the first form, with no timestamp.
+    const ENCODED_LEN_V0: usize = 24;
+    /// Bytes of one batch in the current form.
+    const ENCODED_LEN: usize = 32;
+    /// First byte of the current form. A first-form value is a multiple of 24
+    /// bytes long, so even; the current one is 1 + 32 × n bytes, so odd.
+    const FORM_1: u8 = 1;
 
-    /// The batches in a compact, versionless byte form for one column:
-    /// per batch first and last sequence (i32) and base and last offset (i64),
-    /// big-endian.
+    /// The batches in a compact byte form for one column: a form byte, then
+    /// per batch first and last sequence (i32), base and last offset and max
+    /// timestamp (i64), big-endian.
     pub fn encode_batches(batches: &[ProducerBatch]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(batches.len() * Self::ENCODED_LEN);
+        let mut out = Vec::with_capacity(1 + batches.len() * Self::ENCODED_LEN);
+        out.push(Self::FORM_1);
         for b in batches {
             out.extend_from_slice(&b.first_sequence.to_be_bytes());
             out.extend_from_slice(&b.last_sequence.to_be_bytes());
             out.extend_from_slice(&b.base_offset.to_be_bytes());
             out.extend_from_slice(&b.last_offset.to_be_bytes());
+            out.extend_from_slice(&b.max_timestamp.to_be_bytes());
         }
         out
     }
 
-    /// The inverse of `encode_batches`; `None` for bytes it did not write.
+    /// The inverse of `encode_batches`, also reading the first form (no
+    /// timestamps: -1); `None` for bytes neither wrote.
     pub fn decode_batches(bytes: &[u8]) -> Option<Vec<ProducerBatch>> {
-        if !bytes.len().is_multiple_of(Self::ENCODED_LEN) {
-            return None;
-        }
+        let (body, len) = match bytes.split_first() {
+            Some((&Self::FORM_1, body)) if body.len().is_multiple_of(Self::ENCODED_LEN) => {
+                (body, Self::ENCODED_LEN)
+            }
+            _ if bytes.len().is_multiple_of(Self::ENCODED_LEN_V0) => (bytes, Self::ENCODED_LEN_V0),
+            _ => return None,
+        };
         let i32_at = |c: &[u8], at: usize| i32::from_be_bytes(c[at..at + 4].try_into().unwrap());
         let i64_at = |c: &[u8], at: usize| i64::from_be_bytes(c[at..at + 8].try_into().unwrap());
         Some(
-            bytes
-                .chunks_exact(Self::ENCODED_LEN)
+            body.chunks_exact(len)
                 .map(|c| ProducerBatch {
                     first_sequence: i32_at(c, 0),
                     last_sequence: i32_at(c, 4),
                     base_offset: i64_at(c, 8),
                     last_offset: i64_at(c, 16),
+                    max_timestamp: if len == Self::ENCODED_LEN {
+                        i64_at(c, 24)
+                    } else {
+                        -1
+                    },
                 })
                 .collect(),
         )
@@ -194,4 +216,46 @@ pub struct CommittedOffset {
 pub struct StoredGroup {
     pub group_id: String,
     pub protocol_type: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ProducerBatch;
+
+    fn batch(i: i32) -> ProducerBatch {
+        ProducerBatch {
+            first_sequence: i,
+            last_sequence: i + 3,
+            base_offset: 100 + i64::from(i),
+            last_offset: 103 + i64::from(i),
+            max_timestamp: 1_700_000_000_000 + i64::from(i),
+        }
+    }
+
+    #[test]
+    fn producer_batches_round_trip_and_the_first_form_still_reads() {
+        for n in 0..=5 {
+            let batches: Vec<ProducerBatch> = (0..n).map(batch).collect();
+            let bytes = ProducerBatch::encode_batches(&batches);
+            assert_eq!(ProducerBatch::decode_batches(&bytes), Some(batches.clone()));
+            // As the first form wrote them: no form byte, no timestamps.
+            let mut v0 = Vec::new();
+            for b in &batches {
+                v0.extend_from_slice(&b.first_sequence.to_be_bytes());
+                v0.extend_from_slice(&b.last_sequence.to_be_bytes());
+                v0.extend_from_slice(&b.base_offset.to_be_bytes());
+                v0.extend_from_slice(&b.last_offset.to_be_bytes());
+            }
+            let without_time: Vec<ProducerBatch> = batches
+                .iter()
+                .map(|b| ProducerBatch {
+                    max_timestamp: -1,
+                    ..*b
+                })
+                .collect();
+            assert_eq!(ProducerBatch::decode_batches(&v0), Some(without_time));
+        }
+        assert_eq!(ProducerBatch::decode_batches(&[1, 2, 3]), None);
+        assert_eq!(ProducerBatch::decode_batches(&[7; 33]), None);
+    }
 }

@@ -203,11 +203,14 @@ impl Producers {
         }
     }
 
-    /// Records a sealed batch of an idempotent producer in the current view.
+    /// Records a sealed batch of an idempotent producer in the current view;
+    /// `max_timestamp` is the batch's as stored (broker time for
+    /// LogAppendTime topics).
     pub(crate) fn record(
         &mut self,
         header: &BatchHeader,
         base_offset: i64,
+        max_timestamp: i64,
         now_ms: i64,
         expiration_ms: i64,
         flush: &Arc<FlushOutcome>,
@@ -238,6 +241,7 @@ impl Producers {
                 last_sequence: last_sequence(header.base_sequence, header.last_offset_delta),
                 base_offset,
                 last_offset: base_offset + i64::from(header.last_offset_delta),
+                max_timestamp,
             },
             flush: Some(flush.clone()),
         });

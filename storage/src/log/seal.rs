@@ -260,9 +260,12 @@ pub(super) fn seal_step(
             match state.producers.check(tp, &header, now_ms, expiration_ms) {
                 Ok(Check::Append) => {}
                 Ok(Check::Duplicate { batch, flush }) => {
+                    // Kafka answers a retry with the original batch's max
+                    // timestamp in log_append_time_ms, whatever the topic's
+                    // timestamp type (`UnifiedLog.append`, duplicate case).
                     let result = AppendResult {
                         base_offset: batch.base_offset,
-                        log_append_time_ms: -1,
+                        log_append_time_ms: batch.max_timestamp,
                         log_start_offset,
                     };
                     answer_duplicate(flush, (b.reply, result));
@@ -276,19 +279,23 @@ pub(super) fn seal_step(
             let stored = builder.append(&b.bytes);
             batch::set_base_offset(stored, next_offset);
             batch::set_partition_leader_epoch(stored, leader_epoch);
-            let log_append_time_ms = if b.options.log_append_time {
+            let (log_append_time_ms, batch_max_timestamp) = if b.options.log_append_time {
                 batch::set_log_append_time(stored, now_ms);
-                max_timestamp = max_timestamp.max(now_ms);
-                now_ms
+                (now_ms, now_ms)
             } else {
-                max_timestamp = max_timestamp.max(header.max_timestamp);
-                -1
+                (-1, header.max_timestamp)
             };
+            max_timestamp = max_timestamp.max(batch_max_timestamp);
             if header.producer_id >= 0 {
                 let pid = header.producer_id;
-                state
-                    .producers
-                    .record(&header, next_offset, now_ms, expiration_ms, &outcome);
+                state.producers.record(
+                    &header,
+                    next_offset,
+                    batch_max_timestamp,
+                    now_ms,
+                    expiration_ms,
+                    &outcome,
+                );
                 if !producer_ids.contains(&pid) {
                     producer_ids.push(pid);
                 }

@@ -26,6 +26,12 @@ async fn offset_of(log: &Log, tp: TopicPartition, batch: Bytes) -> i64 {
     append(log, tp, batch).await.unwrap().base_offset
 }
 
+/// The max timestamp written in `batch`'s header: what Kafka answers a
+/// retry of it with, in `log_append_time_ms`.
+fn max_timestamp_of(batch: &Bytes) -> i64 {
+    protocol::batch::parse_header(batch).unwrap().max_timestamp
+}
+
 async fn all_values(log: &Log, tp: TopicPartition) -> Vec<(i64, String)> {
     values(&log.read(tp, 0, 1 << 24, true).await.unwrap().records)
 }
@@ -39,6 +45,12 @@ async fn a_retried_batch_gets_its_first_offsets_and_is_stored_once() {
     let again = append(&f.log, f.tp, idem(&["a", "b"], 0, 0)).await.unwrap();
     assert_eq!((first.base_offset, second.base_offset), (1, 3));
     assert_eq!(again.base_offset, 1, "the duplicate's original offset");
+    // A CreateTime topic: -1 for the write, the batch's max timestamp for
+    // its retry, as Kafka answers.
+    assert_eq!(first.log_append_time_ms, -1);
+    let ab = idem(&["a", "b"], 0, 0);
+    assert!(max_timestamp_of(&ab) > 0);
+    assert_eq!(again.log_append_time_ms, max_timestamp_of(&ab));
     let next = append(&f.log, f.tp, idem(&["d"], 0, 3)).await.unwrap();
     assert_eq!(next.base_offset, 4);
     assert_eq!(
@@ -84,7 +96,12 @@ async fn a_duplicate_of_an_in_flight_batch_waits_for_the_original() {
         .unwrap();
     f.store.gate.as_ref().unwrap().add_permits(100);
     assert_eq!(original.wait().await.unwrap().base_offset, 0);
-    assert_eq!(retry.wait().await.unwrap().base_offset, 0);
+    let answer = retry.wait().await.unwrap();
+    assert_eq!(answer.base_offset, 0);
+    assert_eq!(
+        answer.log_append_time_ms,
+        max_timestamp_of(&idem(&["a"], 0, 0))
+    );
     assert_eq!(all_values(&f.log, f.tp).await, vec![(0, "a".into())]);
 }
 
@@ -190,6 +207,27 @@ async fn an_expired_producer_is_unknown_and_may_start_anywhere() {
 }
 
 #[tokio::test]
+async fn a_retry_on_a_log_append_time_topic_gets_the_first_write_time() {
+    let f = fixture(LogConfig::default()).await;
+    let options = AppendOptions {
+        log_append_time: true,
+    };
+    let first = f
+        .log
+        .append(f.tp, idem(&["a"], 0, 0), options)
+        .await
+        .unwrap();
+    assert_eq!(first.log_append_time_ms, 9_999, "the fixture clock");
+    f.clock.0.store(20_000, Ordering::SeqCst);
+    let again = f
+        .log
+        .append(f.tp, idem(&["a"], 0, 0), options)
+        .await
+        .unwrap();
+    assert_eq!((again.base_offset, again.log_append_time_ms), (0, 9_999));
+}
+
+#[tokio::test]
 async fn producer_state_survives_a_restart() {
     let f = fixture(LogConfig::default()).await;
     let first = append(&f.log, f.tp, idem(&["a"], 0, 0)).await.unwrap();
@@ -197,6 +235,10 @@ async fn producer_state_survives_a_restart() {
     let log = f.reopen().await;
     let again = append(&log, f.tp, idem(&["a"], 0, 0)).await.unwrap();
     assert_eq!(again.base_offset, first.base_offset);
+    assert_eq!(
+        again.log_append_time_ms,
+        max_timestamp_of(&idem(&["a"], 0, 0))
+    );
     let gap = append(&log, f.tp, idem(&["c"], 0, 2)).await;
     assert!(matches!(gap, Err(Error::OutOfOrderSequence(_))), "{gap:?}");
     assert_eq!(all_values(&log, f.tp).await, vec![(0, "a".into())]);
