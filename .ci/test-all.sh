@@ -2,9 +2,11 @@
 # The one test command for Lightstream: `bash .ci/test-all.sh` from anywhere.
 #
 # Steps, in order, each announced with a banner:
-#   1. tools     install what is missing: kcat, cmake, libcurl4-openssl-dev
-#                (apt) and the Python venv at
+#   1. tools     install what is missing: kcat, cmake, libcurl4-openssl-dev,
+#                nodejs, npm (apt), s3s-fs (cargo install), the Python venv at
 #                compat-tests/.venv (pip, only when requirements.txt changed)
+#                and KafkaJS in compat-tests/js (npm ci, only when its lock
+#                file changed)
 #   2. fmt       cargo fmt --all -- --check
 #   3. clippy    cargo clippy --all-targets -- -D warnings
 #   4. test      cargo test --workspace
@@ -132,6 +134,25 @@ install_tools() {
         echo "$want" >"$STAMP"
     fi
     "$VENV/bin/python" -c 'import confluent_kafka, kafka; print("confluent-kafka", confluent_kafka.version(), "(librdkafka", confluent_kafka.libversion()[0] + ")"); print("kafka-python", kafka.__version__)'
+
+    # Node and KafkaJS (pinned in compat-tests/js/package-lock.json) for
+    # test_kafkajs.py; npm ci runs again only when the lock file changed.
+    if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+        echo "apt: installing nodejs npm"
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm
+    fi
+    local js="$REPO_ROOT/compat-tests/js" js_want js_have
+    js_want="$(sha256sum "$js/package-lock.json" | cut -d' ' -f1)"
+    js_have="$(cat "$js/node_modules/.lock.sha256" 2>/dev/null || true)"
+    if [[ "$js_want" == "$js_have" ]]; then
+        echo "node modules: lock file unchanged, skipping npm ci"
+    else
+        echo "node modules: npm ci in compat-tests/js"
+        (cd "$js" && npm ci --no-audit --no-fund --loglevel=error)
+        echo "$js_want" >"$js/node_modules/.lock.sha256"
+    fi
+    echo "node $(node --version), kafkajs $(node -p "require('$js/node_modules/kafkajs/package.json').version")"
 }
 
 run_compat() {
@@ -173,7 +194,7 @@ PY
 # A full disk shows up as odd compiler errors deep in a step; say it first.
 df -h "$REPO_ROOT" 2>/dev/null | tail -n 1 | awk '{print "disk: " $4 " free on " $6 " (a clean build needs about 4 GB)"}' || true
 
-run_step "1/5 tools: kcat, s3s-fs + compat-tests/.venv" install_tools
+run_step "1/5 tools: kcat, s3s-fs, compat-tests/.venv, KafkaJS" install_tools
 run_step "2/5 fmt: cargo fmt --all -- --check" cargo fmt --all -- --check
 run_step "3/5 clippy: cargo clippy --all-targets -- -D warnings" cargo clippy --all-targets -- -D warnings
 run_step "4/5 test: cargo test --workspace" cargo test --workspace
