@@ -26,6 +26,7 @@ const kafka = new Kafka({
   retry: { retries: 8 },
 });
 
+const byNumber = (a, b) => a - b;
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function until(what, predicate, timeoutMs = 60_000) {
@@ -50,7 +51,7 @@ async function main() {
   for (let i = 0; i < 2; i++) {
     const consumer = kafka.consumer({ groupId: group, sessionTimeout: 10_000, heartbeatInterval: 500 });
     consumer.on(consumer.events.GROUP_JOIN, (e) => {
-      assignments[i] = (e.payload.memberAssignment[topic] || []).slice().sort();
+      assignments[i] = (e.payload.memberAssignment[topic] || []).slice().sort(byNumber);
     });
     await consumer.connect();
     await consumer.subscribe({ topics: [topic], fromBeginning: true });
@@ -97,11 +98,14 @@ async function main() {
     state: described.state,
     protocol: described.protocol,
     members: described.members
-      .map((m) => (AssignerProtocol.MemberAssignment.decode(m.memberAssignment).assignment[topic] || []).sort())
-      .sort(),
+      .map((m) => (AssignerProtocol.MemberAssignment.decode(m.memberAssignment).assignment[topic] || []).sort(byNumber))
+      .sort((a, b) => a[0] - b[0]),
   };
 
   for (const consumer of consumers) await consumer.disconnect(); // LeaveGroup
+  // The second member may have been rejoining when it left; DeleteGroups
+  // needs the group Empty (NON_EMPTY_GROUP otherwise, as in Kafka).
+  await until('the group empty', async () => (await admin.describeGroups([group])).groups[0].state === 'Empty');
   out.listed = (await admin.listGroups()).groups.map((g) => g.groupId).filter((id) => id === group);
   out.deleted = (await admin.deleteGroups([group])).map((r) => r.errorCode);
   out.afterDelete = (await admin.fetchOffsets({ groupId: group, topics: [topic] }))[0].partitions

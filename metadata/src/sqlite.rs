@@ -34,10 +34,11 @@ const BUSY_TIMEOUT_MS: u64 = 5_000;
 
 /// The schema this code reads and writes, kept in `PRAGMA user_version`.
 /// A file with another non-zero version is refused rather than guessed at.
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 /// The schema in steps: step `i` takes a file from version `i` to `i + 1`.
-const SCHEMA_STEPS: [&str; SCHEMA_VERSION as usize] = [SCHEMA, SCHEMA_2, SCHEMA_3, SCHEMA_4];
+const SCHEMA_STEPS: [&str; SCHEMA_VERSION as usize] =
+    [SCHEMA, SCHEMA_2, SCHEMA_3, SCHEMA_4, SCHEMA_5];
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS cluster (
@@ -83,6 +84,15 @@ CREATE TABLE IF NOT EXISTS objects (
     size           INTEGER NOT NULL,
     created_at_ms  INTEGER NOT NULL
 );
+";
+
+/// Version 4 → 5: `producer_state.batches` may hold the second byte form
+/// (with each batch's max timestamp, `ProducerBatch::encode_batches`). No
+/// table changes: the version moves so that an older broker refuses the file
+/// with "unsupported schema" instead of calling those rows corrupt. Version 4
+/// rows still read.
+const SCHEMA_5: &str = "
+-- producer_state.batches: form 1 (see ProducerBatch::encode_batches)
 ";
 
 /// Version 3 → 4: garbage collection asks which objects index entries name.

@@ -325,6 +325,10 @@ impl Group {
         member.protocols = req.protocols.clone();
         member.heartbeat_deadline_ms = now_ms + i64::from(req.session_timeout_ms);
         self.members.insert(new_member_id.clone(), member);
+        // The new incarnation owes the SyncGroup the old one did, by the same
+        // deadline. (Kafka's `replaceStaticMember` leaves the old id in its
+        // pending set, so the expiry removes nobody yet still rebalances;
+        // moving the entry spares the group that needless rebalance.)
         if self.pending_sync.remove(&old_member_id) {
             self.pending_sync.insert(new_member_id.clone());
         }
