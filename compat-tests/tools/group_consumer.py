@@ -38,7 +38,9 @@ def main() -> int:
     ap.add_argument("--instance-id", default=None)
     ap.add_argument("--session-timeout-ms", type=int, default=6000)
     ap.add_argument("--no-commit", action="store_true")
-    ap.add_argument("--max-seconds", type=float, default=120.0)
+    # A backstop for a consumer whose test died without killing it; tests
+    # stop or kill their consumers, so this must outlast the slowest test.
+    ap.add_argument("--max-seconds", type=float, default=600.0)
     args = ap.parse_args()
 
     stop = False
