@@ -43,6 +43,10 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Set (by `.ci/test-all.sh`) when s3s-fs and moto must be there: a test
+/// then fails rather than skips without them.
+const REQUIRE_SERVERS: &str = "LIGHTSTREAM_REQUIRE_S3_SERVERS";
+
 impl S3Server {
     pub fn start() -> Option<S3Server> {
         let dir = tempfile::tempdir().unwrap();
@@ -91,6 +95,13 @@ impl S3Server {
         let child = match command.stdout(Stdio::null()).stderr(Stdio::null()).spawn() {
             Ok(child) => child,
             Err(e) => {
+                // The test command installs both servers and sets this, so
+                // there a missing server fails the test instead of passing
+                // it unrun.
+                assert!(
+                    std::env::var_os(REQUIRE_SERVERS).is_none(),
+                    "{name} not runnable ({e}) and {REQUIRE_SERVERS} is set; install it with {install}"
+                );
                 eprintln!(
                     "SKIPPED: {name} not runnable ({e}); install it with {install} \
                      (bash .ci/test-all.sh does)"
