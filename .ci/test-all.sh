@@ -32,8 +32,9 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 if [[ -n "${CI:-}" ]]; then
     export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 fi
-# Step 1 installs s3s-fs and moto, so the S3 tests must not skip for want of them.
-export LIGHTSTREAM_REQUIRE_S3_SERVERS=1
+# Step 1 installs every tool the tests use (s3s-fs, moto, Node, KafkaJS), so
+# no test may skip for want of one: with this set, a missing tool fails.
+export LIGHTSTREAM_REQUIRE_TEST_TOOLS=1
 VENV="$REPO_ROOT/compat-tests/.venv"
 REQUIREMENTS="$REPO_ROOT/compat-tests/requirements.txt"
 STAMP="$VENV/.requirements.sha256"

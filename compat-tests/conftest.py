@@ -314,8 +314,10 @@ def s3_server(tmp_path_factory):
     import shutil
 
     if shutil.which("s3s-fs") is None:
-        pytest.skip("s3s-fs is not installed: `cargo install s3s-fs@0.14.1 --features binary --locked` "
-                    "(bash .ci/test-all.sh installs it)")
+        from tools.needs import missing
+
+        missing("s3s-fs is not installed: `cargo install s3s-fs@0.14.1 --features binary --locked` "
+                "(bash .ci/test-all.sh installs it)")
     server = S3Server(tmp_path_factory.mktemp("s3"))
     yield server
     server.stop()

@@ -14,9 +14,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from tools.clients import unique_topic
+from tools.needs import missing
 
 JS = Path(__file__).parent / "js"
 RECORDS = 600
@@ -26,9 +25,9 @@ PARTITIONS = 3
 def node_or_skip() -> str:
     node = shutil.which("node")
     if node is None:
-        pytest.skip("node is not installed (.ci/test-all.sh installs it)")
+        missing("node is not installed (.ci/test-all.sh installs it)")
     if not (JS / "node_modules" / "kafkajs").is_dir():
-        pytest.skip("compat-tests/js has no node_modules (.ci/test-all.sh runs npm ci there)")
+        missing("compat-tests/js has no node_modules (.ci/test-all.sh runs npm ci there)")
     return node
 
 

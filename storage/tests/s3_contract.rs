@@ -7,7 +7,7 @@
 //!
 //! `bash .ci/test-all.sh` installs both (s3s-fs with cargo, moto into
 //! compat-tests/.venv); a test whose server is missing says it skipped, or fails when
-//! `LIGHTSTREAM_REQUIRE_S3_SERVERS` is set (the test command sets it).
+//! `LIGHTSTREAM_REQUIRE_TEST_TOOLS` is set (the test command sets it).
 //!
 //! `put_never_overwrites` in the contract, and its multipart twin here, fail
 //! against a server that ignores `If-None-Match: *`.

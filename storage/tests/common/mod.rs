@@ -45,7 +45,7 @@ fn free_port() -> u16 {
 
 /// Set (by `.ci/test-all.sh`) when s3s-fs and moto must be there: a test
 /// then fails rather than skips without them.
-const REQUIRE_SERVERS: &str = "LIGHTSTREAM_REQUIRE_S3_SERVERS";
+const REQUIRE_SERVERS: &str = "LIGHTSTREAM_REQUIRE_TEST_TOOLS";
 
 impl S3Server {
     pub fn start() -> Option<S3Server> {
