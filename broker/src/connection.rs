@@ -196,6 +196,12 @@ pub async fn serve(
                         }
                     }
                 }
+                Err(e @ protocol::Error::UnsupportedVersion { .. }) => {
+                    // The message names the API, the version and the range
+                    // answered: what an operator needs to find the client.
+                    tracing::warn!(%peer, "{e}; closing connection");
+                    return;
+                }
                 Err(e) => {
                     tracing::warn!(%peer, error = %e, "undecodable request; closing connection");
                     return;

@@ -87,7 +87,7 @@ pub fn decode_request(mut frame: Bytes) -> Result<Decoded, Error> {
             });
         }
         return Err(Error::UnsupportedVersion {
-            api_key: prefix.api_key,
+            api_key,
             api_version: prefix.api_version,
         });
     }
@@ -287,6 +287,31 @@ mod tests {
             decode_request(frame.freeze()),
             Err(Error::UnsupportedVersion { .. })
         ));
+    }
+
+    #[test]
+    fn a_version_below_the_floor_is_named_with_the_lowest_one_answered() {
+        let mut frame = BytesMut::new();
+        frame.put_i16(ApiKey::Produce as i16);
+        frame.put_i16(2);
+        frame.put_i32(1);
+        let message = decode_request(frame.freeze()).unwrap_err().to_string();
+        let floor = versions::supported(ApiKey::Produce).unwrap().min_version;
+        assert!(
+            message.contains("Produce v2")
+                && message.contains(&format!("lowest version this broker answers, v{floor}")),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn an_api_the_broker_does_not_answer_is_named() {
+        let mut frame = BytesMut::new();
+        frame.put_i16(ApiKey::EndTxn as i16);
+        frame.put_i16(3);
+        frame.put_i32(1);
+        let message = decode_request(frame.freeze()).unwrap_err().to_string();
+        assert!(message.contains("does not answer EndTxn"), "{message}");
     }
 
     #[test]

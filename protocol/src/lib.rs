@@ -26,8 +26,14 @@ pub enum Error {
     Truncated { needed: usize, got: usize },
     #[error("unknown api key api_key={0}")]
     UnknownApiKey(i16),
-    #[error("unsupported version api_key={api_key} api_version={api_version}")]
-    UnsupportedVersion { api_key: i16, api_version: i16 },
+    /// A version this broker does not answer. The message names the API, the
+    /// version asked and the range answered, so an operator knows which
+    /// client to upgrade (Kafka 4 dropped the old versions, KIP-896).
+    #[error("{}", unsupported_version_message(*.api_key, *.api_version))]
+    UnsupportedVersion {
+        api_key: kafka_protocol::messages::ApiKey,
+        api_version: i16,
+    },
     #[error(
         "malformed request api_key={api_key:?} api_version={api_version} part={part}: {reason}"
     )]
@@ -48,6 +54,28 @@ pub enum Error {
     /// Well-formed bytes that break a record rule: Kafka's INVALID_RECORD.
     #[error("invalid record: {0}")]
     InvalidRecord(String),
+}
+
+/// "Produce v2 is below the lowest version this broker answers, v3 (...)".
+fn unsupported_version_message(
+    api_key: kafka_protocol::messages::ApiKey,
+    api_version: i16,
+) -> String {
+    match versions::supported(api_key) {
+        Some(range) if api_version < range.min_version => format!(
+            "unsupported version: {api_key:?} v{api_version} is below the lowest version this broker answers, v{} \
+             (Kafka 4 removed the older ones, KIP-896): upgrade the client",
+            range.min_version
+        ),
+        Some(range) => format!(
+            "unsupported version: {api_key:?} v{api_version} is above the highest version this broker answers, v{} \
+             (clients must pick a version from the ApiVersions answer)",
+            range.max_version
+        ),
+        None => format!(
+            "unsupported api: this broker does not answer {api_key:?} (v{api_version} asked) at any version"
+        ),
+    }
 }
 
 impl Error {
