@@ -147,26 +147,69 @@ pub fn verify_crc(header: &BatchHeader, batch: &[u8]) -> Result<(), Error> {
     Ok(())
 }
 
-/// Counts the records of an uncompressed batch by walking their length
-/// prefixes, and checks they fill the batch exactly.
-pub fn count_uncompressed_records(header: &BatchHeader, batch: &[u8]) -> Result<i32, Error> {
+/// What a walk over a batch's records finds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordsSummary {
+    pub count: i32,
+    /// The smallest and largest record timestamp (base timestamp plus each
+    /// record's delta); -1 for both when the batch holds no record.
+    pub min_timestamp: i64,
+    pub max_timestamp: i64,
+}
+
+/// Walks the records of an uncompressed batch by their length prefixes,
+/// checks they fill the batch exactly, and reads each one's timestamp delta.
+pub fn uncompressed_records(header: &BatchHeader, batch: &[u8]) -> Result<RecordsSummary, Error> {
     let mut at = BATCH_HEADER_BYTES;
     let end = header.size_bytes();
-    let mut count = 0i32;
+    let mut summary = RecordsSummary {
+        count: 0,
+        min_timestamp: i64::MAX,
+        max_timestamp: i64::MIN,
+    };
     while at < end {
         let (len, used) = read_varint(&batch[at..end])?;
-        if len < 0 {
-            return Err(Error::CorruptBatch(format!("negative record length {len}")));
+        if len < 0 || len as usize > end - at - used {
+            return Err(Error::CorruptBatch(format!(
+                "record length {len} outside the batch"
+            )));
         }
+        let record = &batch[at + used..at + used + len as usize];
+        // attributes (one byte), then the timestamp delta.
+        let Some(after_attributes) = record.get(1..) else {
+            return Err(Error::CorruptBatch("empty record".to_string()));
+        };
+        let (delta, _) = read_varint(after_attributes)?;
+        let timestamp = header.base_timestamp.saturating_add(delta);
+        summary.min_timestamp = summary.min_timestamp.min(timestamp);
+        summary.max_timestamp = summary.max_timestamp.max(timestamp);
         at += used + len as usize;
-        count += 1;
+        summary.count += 1;
     }
-    if at != end {
-        return Err(Error::CorruptBatch(
-            "record lengths overrun the batch".to_string(),
-        ));
+    if summary.count == 0 {
+        summary.min_timestamp = -1;
+        summary.max_timestamp = -1;
     }
-    Ok(count)
+    Ok(summary)
+}
+
+/// Like `uncompressed_records` for any batch: a compressed one is
+/// decompressed (bounded by the codec layer's `MAX_DECOMPRESSED_BYTES`)
+/// and decoded, which costs CPU in proportion to its size — callers on an
+/// async runtime run it on a blocking thread.
+pub fn records_summary(header: &BatchHeader, batch: &[u8]) -> Result<RecordsSummary, Error> {
+    if header.compression() == 0 {
+        return uncompressed_records(header, batch);
+    }
+    let mut bytes = bytes::Bytes::copy_from_slice(batch);
+    let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes)
+        .map_err(|e| Error::CorruptBatch(format!("compressed records do not decode: {e}")))?;
+    let timestamps = set.records.iter().map(|r| r.timestamp);
+    Ok(RecordsSummary {
+        count: set.records.len() as i32,
+        min_timestamp: timestamps.clone().min().unwrap_or(-1),
+        max_timestamp: timestamps.max().unwrap_or(-1),
+    })
 }
 
 /// Reads a zig-zag varint (Kafka's record encoding). Returns (value, bytes used).
@@ -230,7 +273,7 @@ pub fn validate_produce_batch(records: &[u8]) -> Result<BatchHeader, Error> {
         )));
     }
     if header.compression() == 0 {
-        let counted = count_uncompressed_records(&header, records)?;
+        let counted = uncompressed_records(&header, records)?.count;
         if counted != header.records_count {
             return Err(Error::InvalidRecord(format!(
                 "declared record count does not match records declared={} found={counted}",
@@ -257,6 +300,13 @@ pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) {
 pub fn set_log_append_time(batch: &mut [u8], timestamp_ms: i64) {
     let attributes = i16_at(batch, 21) | TIMESTAMP_TYPE_BIT;
     batch[21..23].copy_from_slice(&attributes.to_be_bytes());
+    set_max_timestamp(batch, timestamp_ms);
+}
+
+/// Writes the batch's max timestamp and recomputes the CRC: Kafka stores
+/// the largest record timestamp there whatever the producer wrote
+/// (`LogValidator`'s `setMaxTimestamp`).
+pub fn set_max_timestamp(batch: &mut [u8], timestamp_ms: i64) {
     batch[35..43].copy_from_slice(&timestamp_ms.to_be_bytes());
     let end = LOG_OVERHEAD_BYTES + i32_at(batch, 8) as usize;
     let crc = crc32c::crc32c(&batch[CRC_START..end]);

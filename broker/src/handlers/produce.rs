@@ -3,21 +3,26 @@
 //! alike: a produce is acknowledged only after its object is written and its
 //! index committed). acks=0 gets no answer.
 //!
-//! The checks are Kafka's (`ProduceRequest.validateRecords`, `LogValidator`),
-//! made on the batch header without decompressing: one v2 batch, CRC-32C,
-//! counts and lengths that add up, `max.message.bytes`. Compacted topics also
-//! need a key on every record, which means decoding the batch.
+//! The checks are Kafka's (`ProduceRequest.validateRecords`, `LogValidator`):
+//! one v2 batch, CRC-32C, counts and lengths that add up,
+//! `max.message.bytes`, and for CreateTime topics the records' timestamps,
+//! whose largest becomes the batch's max timestamp whatever the producer
+//! wrote in the header (a compressed batch is decompressed for it, on a
+//! blocking thread). Compacted topics also need a key on every record.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::future::join_all;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::RecordBatchDecoder;
 use metadata::{TopicId, TopicPartition, Uuid};
+use protocol::batch::{BatchHeader, RecordsSummary};
 use storage::{AppendOptions, PendingAppend};
 
 use super::Reply;
@@ -31,6 +36,10 @@ const FIRST_VERSION_WITH_TOPIC_IDS: i16 = 13;
 
 enum Outcome {
     Failed(ResponseError, Option<String>),
+    /// Records refused one by one (KIP-467): the whole batch fails with
+    /// INVALID_RECORD, and the answer names each bad record's index so that
+    /// clients fail those records and may retry the others.
+    RecordErrors(Vec<(i32, String)>),
     Queued(PendingAppend),
 }
 
@@ -77,7 +86,7 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, request: ProduceRequest)
         let refused = topics
             .iter()
             .flat_map(|t| t.partitions.iter())
-            .any(|(_, outcome)| matches!(outcome, Outcome::Failed(..)));
+            .any(|(_, outcome)| !matches!(outcome, Outcome::Queued(_)));
         tokio::spawn(async move {
             let _ = respond(topics).await;
         });
@@ -133,13 +142,30 @@ async fn append(
         );
     }
     let create_time = view.settings.message_timestamp_type == TimestampType::CreateTime;
-    if create_time && let Some(message) = timestamp_out_of_range(broker, view, &header) {
-        return Outcome::Failed(ResponseError::InvalidTimestamp, Some(message));
+    let mut records = records;
+    if create_time {
+        // Kafka reads the timestamps off the records, not the header: a
+        // producer may write anything there (Sarama 1.22 writes -1), and
+        // ListOffsets by time and by max timestamp go by the stored value.
+        let summary = match records_summary(&header, &records).await {
+            Ok(summary) => summary,
+            Err(e) => return Outcome::Failed(errors::batch_error(&e), Some(e.to_string())),
+        };
+        if let Some(message) = timestamp_out_of_range(broker, view, &header, &summary) {
+            return Outcome::Failed(ResponseError::InvalidTimestamp, Some(message));
+        }
+        if summary.max_timestamp != header.max_timestamp {
+            let mut fixed = bytes::BytesMut::from(&records[..]);
+            protocol::batch::set_max_timestamp(&mut fixed, summary.max_timestamp);
+            records = fixed.freeze();
+        }
     }
-    if view.settings.cleanup_policy_compact
-        && let Some(message) = keyless_record(&records, &view.topic.name, partition)
-    {
-        return Outcome::Failed(ResponseError::InvalidRecord, Some(message));
+    if view.settings.cleanup_policy_compact {
+        match keyless_records(&records, &view.topic.name, partition) {
+            Ok(errors) if errors.is_empty() => {}
+            Ok(errors) => return Outcome::RecordErrors(errors),
+            Err(message) => return Outcome::Failed(ResponseError::CorruptMessage, Some(message)),
+        }
     }
     let options = AppendOptions {
         log_append_time: !create_time,
@@ -150,20 +176,41 @@ async fn append(
     }
 }
 
+/// The records' count and timestamps. A compressed batch is decompressed
+/// on a blocking thread, so that a large one does not stall the other
+/// connections served by this worker.
+async fn records_summary(
+    header: &BatchHeader,
+    records: &Bytes,
+) -> Result<RecordsSummary, protocol::Error> {
+    if header.compression() == 0 {
+        return protocol::batch::uncompressed_records(header, records);
+    }
+    let (header, records) = (*header, records.clone());
+    tokio::task::spawn_blocking(move || protocol::batch::records_summary(&header, &records))
+        .await
+        .unwrap_or_else(|e| {
+            Err(protocol::Error::CorruptBatch(format!(
+                "decompression failed: {e}"
+            )))
+        })
+}
+
 /// Kafka's `message.timestamp.before.max.ms` / `after.max.ms` window for
-/// CreateTime topics. Checked on the batch header — its first and largest
-/// timestamps — so compressed batches need no decompression.
+/// CreateTime topics, checked on the records' smallest and largest
+/// timestamps, as Kafka checks every record's.
 fn timestamp_out_of_range(
     broker: &Broker,
     view: &TopicView,
-    header: &protocol::batch::BatchHeader,
+    header: &BatchHeader,
+    summary: &RecordsSummary,
 ) -> Option<String> {
     let now_ms = broker.clock.now_ms();
     let before_ms = view.settings.message_timestamp_before_max_ms;
     let after_ms = view.settings.message_timestamp_after_max_ms;
     let too_old = |ts: i64| ts >= 0 && now_ms.saturating_sub(ts) > before_ms;
     let too_new = |ts: i64| ts.saturating_sub(now_ms) > after_ms;
-    [header.base_timestamp, header.max_timestamp]
+    [summary.min_timestamp, summary.max_timestamp]
         .into_iter()
         .find(|&ts| too_old(ts) || too_new(ts))
         .map(|ts| {
@@ -176,16 +223,60 @@ fn timestamp_out_of_range(
         })
 }
 
-/// Kafka refuses keyless records in compacted topics.
-fn keyless_record(records: &Bytes, topic: &str, partition: i32) -> Option<String> {
+/// Kafka refuses keyless records in compacted topics, each with its index
+/// in the batch (`LogValidator.validateKey`). A batch that does not decode
+/// is corrupt (Kafka's `CorruptRecordException`).
+fn keyless_records(
+    records: &Bytes,
+    topic: &str,
+    partition: i32,
+) -> Result<Vec<(i32, String)>, String> {
     let mut bytes = records.clone();
-    match RecordBatchDecoder::decode(&mut bytes) {
-        Ok(set) if set.records.iter().all(|r| r.key.is_some()) => None,
-        Ok(_) => Some(format!(
-            "Compacted topic cannot accept message without key in topic partition {topic}-{partition}."
-        )),
-        Err(e) => Some(format!("record batch does not decode: {e}")),
-    }
+    let set = RecordBatchDecoder::decode(&mut bytes)
+        .map_err(|e| format!("record batch does not decode: {e}"))?;
+    Ok(set
+        .records
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.key.is_none())
+        .map(|(index, _)| {
+            (
+                index as i32,
+                format!(
+                    "Compacted topic cannot accept message without key in topic partition {topic}-{partition}."
+                ),
+            )
+        })
+        .collect())
+}
+
+/// Kafka's answer to records refused one by one (`LogValidator.processRecordErrors`).
+fn refused_records(
+    base: PartitionProduceResponse,
+    errors: Vec<(i32, String)>,
+) -> PartitionProduceResponse {
+    let shown: Vec<String> = errors
+        .iter()
+        .take(3)
+        .map(|(index, message)| format!("RecordError(batchIndex={index}, message='{message}')"))
+        .collect();
+    let message = format!(
+        "One or more records have been rejected due to {} record errors in total, and only showing the first three errors at most: [{}]",
+        errors.len(),
+        shown.join(", ")
+    );
+    base.with_error_code(ResponseError::InvalidRecord.code())
+        .with_error_message(Some(StrBytes::from_string(message)))
+        .with_record_errors(
+            errors
+                .into_iter()
+                .map(|(index, message)| {
+                    BatchIndexAndErrorMessage::default()
+                        .with_batch_index(index)
+                        .with_batch_index_error_message(Some(StrBytes::from_string(message)))
+                })
+                .collect(),
+        )
 }
 
 /// Waits for every queued append and builds the answer.
@@ -202,6 +293,7 @@ async fn respond(topics: Vec<TopicOutcomes>) -> ProduceResponse {
                     Outcome::Failed(code, message) => base
                         .with_error_code(code.code())
                         .with_error_message(message.map(StrBytes::from_string)),
+                    Outcome::RecordErrors(errors) => refused_records(base, errors),
                     Outcome::Queued(pending) => match pending.wait().await {
                         Ok(result) => base
                             .with_base_offset(result.base_offset)

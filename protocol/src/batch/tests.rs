@@ -166,3 +166,34 @@ fn idempotent_batch_without_sequence_is_invalid() {
         Err(Error::InvalidRecord(_))
     ));
 }
+
+#[test]
+fn records_give_their_timestamps_whatever_the_header_says() {
+    for compression in [Compression::None, Compression::Gzip, Compression::Zstd] {
+        let mut batch = encode(4, compression);
+        // A producer that writes -1 as the max timestamp (Sarama 1.22).
+        set_max_timestamp(&mut batch, -1);
+        let header = validate_produce_batch(&batch).expect("the CRC was recomputed");
+        assert_eq!(header.max_timestamp, -1);
+        let summary = records_summary(&header, &batch).unwrap();
+        assert_eq!(
+            (summary.count, summary.min_timestamp, summary.max_timestamp),
+            (4, 1_000, 1_003),
+            "{compression:?}"
+        );
+    }
+}
+
+#[test]
+fn a_record_longer_than_its_batch_is_corrupt() {
+    let mut batch = encode(1, Compression::None);
+    // The first record's length varint (zig-zag 0x7f = -64) is past the header.
+    batch[BATCH_HEADER_BYTES] = 0x7e; // 63 bytes, more than the record has
+    let crc = crc32c::crc32c(&batch[CRC_START..]);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+    let header = parse_header(&batch).unwrap();
+    assert!(matches!(
+        uncompressed_records(&header, &batch),
+        Err(Error::CorruptBatch(_))
+    ));
+}
