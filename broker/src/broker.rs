@@ -172,6 +172,14 @@ impl Broker {
         self.settings.node_id
     }
 
+    /// The replicas (and in-sync replicas) of every partition, leader first:
+    /// the live brokers, whatever replication factor a topic was created
+    /// with, because the object store, not brokers, holds the copies. One
+    /// broker today; cluster mode lists every live broker.
+    pub fn replica_nodes(&self) -> Vec<i32> {
+        vec![self.node_id()]
+    }
+
     /// Re-reads topics and partitions after a change to them.
     pub async fn refresh_topics(&self) -> Result<(), OpenError> {
         self.topics

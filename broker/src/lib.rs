@@ -3,6 +3,7 @@
 //! error codes (`errors`). The `lightstream` binary (`main.rs`) wires these
 //! together; tests drive them directly.
 
+pub mod authorized_operations;
 pub mod broker;
 pub mod config;
 pub mod configs;

@@ -11,6 +11,7 @@ use std::time::Duration;
 use broker::config::Settings;
 use bytes::{Buf, BufMut, BytesMut};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::records::Compression;
@@ -212,13 +213,46 @@ async fn create_topics_reports_each_error_on_its_own() {
         topic("taken", 1, 1),
         topic("bad/name", 1, 1),
         topic("zero", 0, 1),
-        topic("three-replicas", 1, 3),
+        topic("no-replicas", 1, 0),
+        topic("three-replicas", 2, 3),
         topic("fine", -1, -1),
     ]);
     let response: CreateTopicsResponse = client.call(ApiKey::CreateTopics, 7, &request).await;
     let codes: Vec<i16> = response.topics.iter().map(|t| t.error_code).collect();
-    assert_eq!(codes, vec![36, 17, 37, 38, 0]);
-    assert_eq!(response.topics[4].num_partitions, 1);
+    assert_eq!(codes, vec![36, 17, 37, 38, 0, 0]);
+    assert_eq!(response.topics[5].num_partitions, 1);
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn any_replication_factor_is_accepted_and_replicas_are_the_live_brokers() {
+    // Kafka Connect, Schema Registry and Streams ask for 3 replicas; the
+    // object store holds the data, so the factor asked for is always met.
+    let broker = TestBroker::start().await;
+    let mut client = broker.connect().await;
+    let request = CreateTopicsRequest::default().with_topics(vec![
+        CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("rf3")))
+            .with_num_partitions(2)
+            .with_replication_factor(3),
+    ]);
+    let created: CreateTopicsResponse = client.call(ApiKey::CreateTopics, 7, &request).await;
+    assert_eq!(created.topics[0].error_code, 0);
+    assert_eq!(created.topics[0].replication_factor, 1, "one live broker");
+    let metadata: MetadataResponse = client
+        .call(
+            ApiKey::Metadata,
+            12,
+            &MetadataRequest::default().with_topics(Some(vec![
+                MetadataRequestTopic::default()
+                    .with_name(Some(TopicName(StrBytes::from_static_str("rf3")))),
+            ])),
+        )
+        .await;
+    for p in &metadata.topics[0].partitions {
+        assert_eq!(p.replica_nodes, vec![BrokerId(1)]);
+        assert_eq!(p.isr_nodes, p.replica_nodes);
+    }
     broker.stop().await;
 }
 
@@ -383,8 +417,12 @@ async fn compacted_topic_refuses_keyless_records() {
     let created =
         create_topic_with_configs(&mut client, "compacted", &[("cleanup.policy", "compact")]).await;
     assert_eq!(created.topics[0].error_code, 0);
-    let keyless =
-        protocol::testing::record_batch(&["v"], 1_700_000_000_000, false, Compression::None);
+    let keyless = protocol::testing::record_batch(
+        &["v", "w", "x"],
+        1_700_000_000_000,
+        false,
+        Compression::None,
+    );
     let refused: ProduceResponse = client
         .call(
             ApiKey::Produce,
@@ -392,9 +430,20 @@ async fn compacted_topic_refuses_keyless_records() {
             &produce_request("compacted", 0, keyless),
         )
         .await;
-    assert_eq!(
-        refused.responses[0].partition_responses[0].error_code, 87,
-        "INVALID_RECORD"
+    let refused = &refused.responses[0].partition_responses[0];
+    assert_eq!(refused.error_code, 87, "INVALID_RECORD");
+    // KIP-467: each refused record by its index, so that clients fail those
+    // and not their neighbours (librdkafka's 0011_produce_batch checks it).
+    let indexes: Vec<i32> = refused
+        .record_errors
+        .iter()
+        .map(|e| e.batch_index)
+        .collect();
+    assert_eq!(indexes, [0, 1, 2]);
+    let message = refused.error_message.as_deref().unwrap_or_default();
+    assert!(
+        message.starts_with("One or more records have been rejected due to 3 record errors"),
+        "{message}"
     );
     let accepted: ProduceResponse = client
         .call(
@@ -650,4 +699,105 @@ async fn big_fetch(mut client: Client, max_wait_ms: i32) -> Duration {
     client.send_raw(&frame).await;
     assert!(client.read_frame().await.is_some(), "answered");
     started.elapsed()
+}
+
+#[tokio::test]
+async fn max_timestamp_comes_from_the_records_not_the_batch_header() {
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    let broker = TestBroker::start().await;
+    let mut client = broker.connect().await;
+    create_topic(&mut client, "stamps", 1).await;
+    // Records at 1_700_000_000_000 + 0..3, written by a producer that puts
+    // -1 in the header's max timestamp, as Sarama 1.22 does.
+    for compression in [Compression::None, Compression::Lz4] {
+        let mut records = BytesMut::from(
+            &protocol::testing::record_batch(
+                &["a", "b", "c"],
+                1_700_000_000_000,
+                true,
+                compression,
+            )[..],
+        );
+        protocol::batch::set_max_timestamp(&mut records, -1);
+        let produced: ProduceResponse = client
+            .call(
+                ApiKey::Produce,
+                9,
+                &produce_request("stamps", 0, records.freeze()),
+            )
+            .await;
+        assert_eq!(produced.responses[0].partition_responses[0].error_code, 0);
+    }
+    let ask = |timestamp: i64| {
+        ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![
+                ListOffsetsTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str("stamps")))
+                    .with_partitions(vec![
+                        ListOffsetsPartition::default()
+                            .with_partition_index(0)
+                            .with_timestamp(timestamp),
+                    ]),
+            ])
+    };
+    // MAX_TIMESTAMP (-3): the last record of the newest batch, at +2.
+    let max: ListOffsetsResponse = client.call(ApiKey::ListOffsets, 8, &ask(-3)).await;
+    let p = &max.topics[0].partitions[0];
+    assert_eq!((p.error_code, p.timestamp), (0, 1_700_000_000_002));
+    // By time: the first record at or after +1 is offset 1.
+    let by_time: ListOffsetsResponse = client
+        .call(ApiKey::ListOffsets, 8, &ask(1_700_000_000_001))
+        .await;
+    let p = &by_time.topics[0].partitions[0];
+    assert_eq!((p.error_code, p.offset), (0, 1));
+    // The stored batch carries the records' max timestamp, as Kafka's does.
+    let fetched: FetchResponse = client
+        .call(ApiKey::Fetch, 12, &fetch_request("stamps", 0, 0))
+        .await;
+    let stored = fetched.responses[0].partitions[0].records.clone().unwrap();
+    let header = protocol::batch::parse_header(&stored).unwrap();
+    assert_eq!(header.max_timestamp, 1_700_000_000_002);
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn authorized_operations_are_every_supported_one_when_asked_for() {
+    // No authorizer: Kafka answers every operation the resource type
+    // supports, and i32::MIN when the client did not ask.
+    let broker = TestBroker::start().await;
+    let mut client = broker.connect().await;
+    create_topic(&mut client, "ops", 1).await;
+    let ask = |include: bool| {
+        MetadataRequest::default()
+            .with_topics(Some(vec![
+                MetadataRequestTopic::default()
+                    .with_name(Some(TopicName(StrBytes::from_static_str("ops")))),
+            ]))
+            .with_include_cluster_authorized_operations(include)
+            .with_include_topic_authorized_operations(include)
+    };
+    let asked: MetadataResponse = client.call(ApiKey::Metadata, 10, &ask(true)).await;
+    // READ WRITE CREATE DELETE ALTER DESCRIBE DESCRIBE_CONFIGS ALTER_CONFIGS
+    let topic_bits = [3, 4, 5, 6, 7, 8, 10, 11]
+        .iter()
+        .fold(0, |f, op| f | (1 << op));
+    assert_eq!(asked.topics[0].topic_authorized_operations, topic_bits);
+    // CREATE ALTER DESCRIBE CLUSTER_ACTION DESCRIBE_CONFIGS ALTER_CONFIGS IDEMPOTENT_WRITE
+    let cluster_bits = [5, 7, 8, 9, 10, 11, 12]
+        .iter()
+        .fold(0, |f, op| f | (1 << op));
+    assert_eq!(asked.cluster_authorized_operations, cluster_bits);
+    let not_asked: MetadataResponse = client.call(ApiKey::Metadata, 10, &ask(false)).await;
+    assert_eq!(not_asked.topics[0].topic_authorized_operations, i32::MIN);
+    assert_eq!(not_asked.cluster_authorized_operations, i32::MIN);
+    let cluster: DescribeClusterResponse = client
+        .call(
+            ApiKey::DescribeCluster,
+            1,
+            &DescribeClusterRequest::default().with_include_cluster_authorized_operations(true),
+        )
+        .await;
+    assert_eq!(cluster.cluster_authorized_operations, cluster_bits);
+    broker.stop().await;
 }

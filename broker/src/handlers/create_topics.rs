@@ -3,8 +3,8 @@
 //!
 //! Checks, in Kafka's order: a legal and non-colliding name; not named twice
 //! in the request (INVALID_REQUEST); partitions (-1 means `num.partitions`,
-//! else ≥ 1) and replication factor (-1 or 1: this is a one-replica cluster),
-//! or a manual assignment that places every replica on this broker; configs
+//! else ≥ 1) and replication factor (-1 or ≥ 1), or a manual assignment that
+//! places every replica on this broker; configs
 //! (INVALID_CONFIG with Kafka's message); and the name not yet taken.
 //! `validate_only` runs every check and creates nothing.
 
@@ -101,7 +101,7 @@ pub async fn handle(
                     result
                         .with_topic_id(topic_id)
                         .with_num_partitions(plan.partitions)
-                        .with_replication_factor(1)
+                        .with_replication_factor(broker.replica_nodes().len() as i16)
                         .with_configs(Some(configs::create_topic_configs(
                             &plan.configs,
                             &broker.defaults,
@@ -165,23 +165,16 @@ fn check(broker: &Broker, topic: &CreatableTopic) -> Result<Plan, Refusal> {
         check_assignment(broker, topic)?;
         topic.assignments.len() as i32
     };
-    match topic.replication_factor {
-        -1 | 1 => {}
-        n if n < 1 => {
-            return Err((
-                ResponseError::InvalidReplicationFactor,
-                "Replication factor must be larger than 0, or -1 to use the default value."
-                    .to_string(),
-            ));
-        }
-        n => {
-            return Err((
-                ResponseError::InvalidReplicationFactor,
-                format!(
-                    "Unable to replicate the partition {n} time(s): The target replication factor of {n} cannot be reached because only 1 broker(s) are registered."
-                ),
-            ));
-        }
+    // Any replication factor is accepted: the object store keeps the data
+    // durable, not copies on brokers, so a factor asked for is always met.
+    // Kafka Connect, Schema Registry and Streams create their topics with 3.
+    // A partition's replicas are the live brokers (docs/compatibility.md,
+    // "Replication factor"), which is the factor the answer reports.
+    if topic.replication_factor < 1 && topic.replication_factor != -1 {
+        return Err((
+            ResponseError::InvalidReplicationFactor,
+            "Replication factor must be larger than 0, or -1 to use the default value.".to_string(),
+        ));
     }
     let mut configs = BTreeMap::new();
     for c in &topic.configs {

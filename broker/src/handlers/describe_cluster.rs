@@ -5,19 +5,20 @@ use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 use kafka_protocol::protocol::StrBytes;
 
+use crate::authorized_operations;
 use crate::broker::Broker;
 
 /// DescribeCluster's `endpoint_type` for brokers (2 asks for controllers).
 const ENDPOINT_TYPE_BROKERS: i8 = 1;
-/// Kafka's "not requested" value for authorized operations.
-const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 
 pub fn handle(broker: &Broker, request: DescribeClusterRequest) -> DescribeClusterResponse {
     let response = DescribeClusterResponse::default()
         .with_endpoint_type(request.endpoint_type)
         .with_cluster_id(StrBytes::from_string(broker.cluster_id.clone()))
         .with_controller_id(BrokerId(broker.node_id()))
-        .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
+        .with_cluster_authorized_operations(authorized_operations::cluster(
+            request.include_cluster_authorized_operations,
+        ));
     if request.endpoint_type != ENDPOINT_TYPE_BROKERS {
         // Kafka brokers refuse to describe controllers; only controllers do.
         return response

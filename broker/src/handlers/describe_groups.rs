@@ -9,6 +9,7 @@ use kafka_protocol::messages::describe_groups_response::{DescribedGroup, Describ
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
 use kafka_protocol::protocol::StrBytes;
 
+use crate::authorized_operations;
 use crate::broker::Broker;
 
 const FIRST_VERSION_WITH_NOT_FOUND: i16 = 6;
@@ -18,6 +19,7 @@ pub fn handle(
     version: i16,
     request: DescribeGroupsRequest,
 ) -> DescribeGroupsResponse {
+    let operations = authorized_operations::group(request.include_authorized_operations);
     let groups = request
         .groups
         .into_iter()
@@ -36,6 +38,7 @@ pub fn handle(
                 };
             };
             base.with_group_state(StrBytes::from_static_str(d.state.name()))
+                .with_authorized_operations(operations)
                 .with_protocol_type(StrBytes::from_string(d.protocol_type))
                 .with_protocol_data(StrBytes::from_string(d.protocol_name))
                 .with_members(

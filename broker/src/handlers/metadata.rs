@@ -14,11 +14,9 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, Topi
 use kafka_protocol::protocol::StrBytes;
 use metadata::{Topic, TopicId, TopicPartition, Uuid};
 
+use crate::authorized_operations;
 use crate::broker::Broker;
 use crate::topics::invalid_topic_name;
-
-/// Kafka's value for "authorized operations not requested".
-const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 
 pub async fn handle(broker: &Broker, version: i16, request: MetadataRequest) -> MetadataResponse {
     let allow_auto_create =
@@ -41,6 +39,13 @@ pub async fn handle(broker: &Broker, version: i16, request: MetadataRequest) -> 
             out
         }
     };
+    // Asked for only from v8 (both fields); the cluster's only up to v10.
+    let topic_operations =
+        authorized_operations::topic(request.include_topic_authorized_operations);
+    let topics = topics
+        .into_iter()
+        .map(|t| t.with_topic_authorized_operations(topic_operations))
+        .collect();
     MetadataResponse::default()
         .with_brokers(vec![
             MetadataResponseBroker::default()
@@ -50,7 +55,9 @@ pub async fn handle(broker: &Broker, version: i16, request: MetadataRequest) -> 
         ])
         .with_cluster_id(Some(StrBytes::from_string(broker.cluster_id.clone())))
         .with_controller_id(BrokerId(broker.node_id()))
-        .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+        .with_cluster_authorized_operations(authorized_operations::cluster(
+            request.include_cluster_authorized_operations,
+        ))
         .with_topics(topics)
 }
 
@@ -75,7 +82,6 @@ async fn by_name(
         MetadataResponseTopic::default()
             .with_name(Some(name.clone()))
             .with_error_code(code.code())
-            .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
     };
     if invalid_topic_name(name.as_str()).is_some() {
         return error(ResponseError::InvalidTopicException);
@@ -97,13 +103,13 @@ fn by_id(broker: &Broker, topic_id: Uuid) -> MetadataResponseTopic {
         Some(view) => describe(broker, &view.topic),
         None => MetadataResponseTopic::default()
             .with_topic_id(topic_id)
-            .with_error_code(ResponseError::UnknownTopicId.code())
-            .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED),
+            .with_error_code(ResponseError::UnknownTopicId.code()),
     }
 }
 
 fn describe(broker: &Broker, topic: &Topic) -> MetadataResponseTopic {
     let node = BrokerId(broker.node_id());
+    let replicas: Vec<BrokerId> = broker.replica_nodes().into_iter().map(BrokerId).collect();
     let partitions = (0..topic.partition_count)
         .map(|partition| {
             let tp = TopicPartition::new(topic.topic_id, partition);
@@ -116,13 +122,12 @@ fn describe(broker: &Broker, topic: &Topic) -> MetadataResponseTopic {
                 .with_partition_index(partition)
                 .with_leader_id(node)
                 .with_leader_epoch(leader_epoch)
-                .with_replica_nodes(vec![node])
-                .with_isr_nodes(vec![node])
+                .with_replica_nodes(replicas.clone())
+                .with_isr_nodes(replicas.clone())
         })
         .collect();
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(StrBytes::from_string(topic.name.clone()))))
         .with_topic_id(topic.topic_id.0)
         .with_partitions(partitions)
-        .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
 }
