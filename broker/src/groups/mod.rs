@@ -14,7 +14,7 @@
 mod group;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use metadata::{CommittedOffset, MetadataStore, StoredGroup};
@@ -177,6 +177,18 @@ impl GroupCoordinator {
             .collect()
     }
 
+    /// Locks a group with its timers brought up to now, for a request: a
+    /// member whose session ran out is gone for it even if the timer task
+    /// (every 50 ms) has not turned yet, as Kafka's purgatory expires it on
+    /// the millisecond. Clients time their requests by those deadlines
+    /// (librdkafka's suite deletes a group session.timeout.ms after its
+    /// static members close).
+    fn lock_current<'a>(&self, entry: &'a Entry) -> MutexGuard<'a, Group> {
+        let mut group = entry.group.lock().expect("group lock");
+        group.tick(&self.config, self.now_ms());
+        group
+    }
+
     fn entry(&self, group_id: &str) -> Option<Arc<Entry>> {
         self.groups
             .lock()
@@ -219,7 +231,7 @@ impl GroupCoordinator {
         };
         let protocol_type = request.protocol_type.clone();
         let (answer, changed_type) = {
-            let mut group = entry.group.lock().expect("group lock");
+            let mut group = self.lock_current(&entry);
             let before = group.protocol_type.clone();
             let answer = group.join(request, &self.config, self.now_ms());
             (answer, group.protocol_type != before)
@@ -256,7 +268,7 @@ impl GroupCoordinator {
         let Some(entry) = self.entry(group_id) else {
             return Pending::Now(Err(GroupError::UnknownMemberId));
         };
-        let mut group = entry.group.lock().expect("group lock");
+        let mut group = self.lock_current(&entry);
         group.sync(
             generation_id,
             member_id,
@@ -275,7 +287,7 @@ impl GroupCoordinator {
         group_instance_id: Option<&str>,
     ) -> Result<(), GroupError> {
         let entry = self.entry(group_id).ok_or(GroupError::UnknownMemberId)?;
-        let mut group = entry.group.lock().expect("group lock");
+        let mut group = self.lock_current(&entry);
         group.heartbeat(generation_id, member_id, group_instance_id, self.now_ms())
     }
 
@@ -287,7 +299,7 @@ impl GroupCoordinator {
         members: &[(String, Option<String>)],
     ) -> Result<Vec<Result<(), GroupError>>, GroupError> {
         let entry = self.entry(group_id).ok_or(GroupError::UnknownMemberId)?;
-        let mut group = entry.group.lock().expect("group lock");
+        let mut group = self.lock_current(&entry);
         if group.state == GroupState::Dead {
             return Err(GroupError::CoordinatorNotAvailable);
         }
@@ -325,7 +337,7 @@ impl GroupCoordinator {
         let _order = entry.commits.lock().await;
         let now_ms = self.now_ms();
         {
-            let mut group = entry.group.lock().expect("group lock");
+            let mut group = self.lock_current(&entry);
             group.validate_commit(generation_id, member_id, group_instance_id)?;
             if !simple {
                 group.touch(member_id, now_ms);
@@ -338,7 +350,7 @@ impl GroupCoordinator {
             tracing::warn!(group = group_id, error = %e, "offset commit not stored");
             return Err(GroupError::Storage);
         }
-        let mut group = entry.group.lock().expect("group lock");
+        let mut group = self.lock_current(&entry);
         for o in offsets {
             group.offsets.insert((o.topic.clone(), o.partition), o);
         }
@@ -380,7 +392,7 @@ impl GroupCoordinator {
 
     pub fn describe(&self, group_id: &str) -> Option<GroupDescription> {
         let entry = self.entry(group_id)?;
-        let group = entry.group.lock().expect("group lock");
+        let group = self.lock_current(&entry);
         let stable = group.state == GroupState::Stable;
         let protocol = group.protocol_name.clone().unwrap_or_default();
         Some(GroupDescription {
@@ -420,7 +432,7 @@ impl GroupCoordinator {
         let mut out: Vec<_> = entries
             .into_iter()
             .map(|(id, e)| {
-                let g = e.group.lock().expect("group lock");
+                let g = self.lock_current(&e);
                 (id, g.protocol_type.clone().unwrap_or_default(), g.state)
             })
             .filter(|(_, _, state)| *state != GroupState::Dead)
@@ -434,7 +446,7 @@ impl GroupCoordinator {
         let entry = self.entry(group_id).ok_or(GroupError::GroupIdNotFound)?;
         let _order = entry.commits.lock().await;
         {
-            let mut group = entry.group.lock().expect("group lock");
+            let mut group = self.lock_current(&entry);
             match group.state {
                 GroupState::Dead => return Err(GroupError::GroupIdNotFound),
                 GroupState::Empty => group.state = GroupState::Dead,
@@ -459,7 +471,7 @@ impl GroupCoordinator {
         let entry = self.entry(group_id).ok_or(GroupError::GroupIdNotFound)?;
         let _order = entry.commits.lock().await;
         let answers: Vec<((String, i32), Option<GroupError>)> = {
-            let group = entry.group.lock().expect("group lock");
+            let group = self.lock_current(&entry);
             match group.state {
                 GroupState::Dead => return Err(GroupError::GroupIdNotFound),
                 GroupState::Empty => {}

@@ -624,3 +624,56 @@ fn a_leader_that_never_syncs_is_removed_and_the_followers_rebalance() {
         (2, follower.as_str())
     );
 }
+
+/// `Pending` resolved, whether the answer came at once or was held.
+async fn answer<T>(p: Pending<T>) -> T {
+    match p {
+        Pending::Now(answer) => answer,
+        Pending::Later(rx) => rx.await.expect("the group answers"),
+    }
+}
+
+#[tokio::test]
+async fn a_session_that_ran_out_is_gone_for_the_next_request_before_the_timer_turns() {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+
+    let clock = Arc::new(ManualClock(std::sync::atomic::AtomicI64::new(1_000_000)));
+    let metadata = Arc::new(metadata::SqliteStore::open_in_memory().unwrap());
+    let config = GroupConfig {
+        initial_rebalance_delay_ms: 0,
+        ..GroupConfig::default()
+    };
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let coordinator =
+        super::GroupCoordinator::open(config, metadata, clock.clone(), shutdown.clone())
+            .await
+            .unwrap();
+    // A static member joins alone and syncs: the group is Stable.
+    let joined = answer(coordinator.join("g", request("", Some("static-1"), RANGE))).await;
+    assert_eq!(joined.error, None);
+    let assignment = vec![(joined.member_id.clone(), Bytes::from_static(b"a"))];
+    let synced = coordinator.sync(
+        "g",
+        joined.generation_id,
+        &joined.member_id,
+        Some("static-1"),
+        (Some("consumer"), Some("range")),
+        assignment,
+    );
+    assert!(answer(synced).await.is_ok());
+    assert_eq!(
+        coordinator.delete_group("g").await,
+        Err(GroupError::NonEmptyGroup)
+    );
+    // Its session runs out. This test's runtime has one thread and nothing
+    // awaits between the clock's move and the request, so the 50 ms timer
+    // cannot have turned: the request itself must see the member gone, as
+    // librdkafka's suite expects when it deletes a group exactly
+    // session.timeout.ms after its static members closed.
+    clock
+        .0
+        .fetch_add(i64::from(SESSION_MS) + 1, Ordering::SeqCst);
+    assert_eq!(coordinator.delete_group("g").await, Ok(()));
+    shutdown.cancel();
+}
