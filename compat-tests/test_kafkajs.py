@@ -10,29 +10,17 @@ and `npm ci`s `js/` (see docs/protocol-traps.md for KafkaJS's quirks).
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-from pathlib import Path
 
 from tools.clients import unique_topic
-from tools.needs import missing
+from tools.needs import JS, node_with_kafkajs
 
-JS = Path(__file__).parent / "js"
 RECORDS = 600
 PARTITIONS = 3
 
 
-def node_or_skip() -> str:
-    node = shutil.which("node")
-    if node is None:
-        missing("node is not installed (.ci/test-all.sh installs it)")
-    if not (JS / "node_modules" / "kafkajs").is_dir():
-        missing("compat-tests/js has no node_modules (.ci/test-all.sh runs npm ci there)")
-    return node
-
-
 def test_kafkajs_idempotent_producer_group_and_group_admin(broker):
-    node = node_or_skip()
+    node = node_with_kafkajs()
     topic, group = unique_topic("kjs"), unique_topic("kjs-g")
     run = subprocess.run(
         [node, str(JS / "group_round_trip.js"), broker.bootstrap, topic, group, str(RECORDS)],

@@ -197,7 +197,8 @@ async fn find_coordinator_names_this_broker_single_and_batched() {
         .map(|c| (c.key.as_str(), c.error_code, c.node_id.0))
         .collect();
     assert_eq!(keys, [("a", 0, 1), ("b", 0, 1)]);
-    // Transaction coordinators do not exist yet.
+    // A transactional id is sent here too; its InitProducerId is refused
+    // (transactions are not built yet), which clients take as fatal.
     let txn: FindCoordinatorResponse = client
         .call(
             ApiKey::FindCoordinator,
@@ -207,10 +208,18 @@ async fn find_coordinator_names_this_broker_single_and_batched() {
                 .with_key_type(1),
         )
         .await;
-    assert_eq!(
-        txn.error_code,
-        ResponseError::CoordinatorNotAvailable.code()
-    );
+    assert_eq!((txn.error_code, txn.node_id.0), (0, 1));
+    // Kafka: an unknown key type is INVALID_REQUEST.
+    let unknown: FindCoordinatorResponse = client
+        .call(
+            ApiKey::FindCoordinator,
+            3,
+            &FindCoordinatorRequest::default()
+                .with_key(s("t"))
+                .with_key_type(7),
+        )
+        .await;
+    assert_eq!(unknown.error_code, ResponseError::InvalidRequest.code());
     broker.stop().await;
 }
 

@@ -140,7 +140,10 @@ async fn init_producer_id_hands_out_fresh_ids_at_epoch_zero() {
             .with_producer_epoch(-1),
     )
     .await;
-    assert_eq!(txn.error_code, ResponseError::NotCoordinator.code());
+    assert_eq!(
+        txn.error_code,
+        ResponseError::TransactionalIdAuthorizationFailed.code()
+    );
     let empty = init_producer_id(
         &mut client,
         4,

@@ -9,6 +9,8 @@ skips and says why.
 from __future__ import annotations
 
 import os
+import shutil
+from pathlib import Path
 
 import pytest
 
@@ -20,3 +22,17 @@ def missing(reason: str) -> None:
     if os.environ.get(REQUIRE_ENV):
         pytest.fail(f"{reason}; {REQUIRE_ENV} is set, so the test command should have installed it")
     pytest.skip(reason)
+
+
+# The Node project whose node_modules hold KafkaJS (npm ci by the test command).
+JS = Path(__file__).parent.parent / "js"
+
+
+def node_with_kafkajs() -> str:
+    """The `node` binary, once KafkaJS is installed in `JS`; else `missing`."""
+    node = shutil.which("node")
+    if node is None:
+        missing("node is not installed (.ci/test-all.sh installs it)")
+    if not (JS / "node_modules" / "kafkajs").is_dir():
+        missing("compat-tests/js has no node_modules (.ci/test-all.sh runs npm ci there)")
+    return node

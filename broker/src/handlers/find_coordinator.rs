@@ -1,6 +1,13 @@
 //! FindCoordinator: this broker coordinates every consumer group (one key
-//! per request up to v3, a batch of keys from v4). Transaction coordinators
-//! do not exist yet: those keys get COORDINATOR_NOT_AVAILABLE.
+//! per request up to v3, a batch of keys from v4).
+//!
+//! Transactional ids get this broker too, although transactions are not
+//! built yet: the client then sends InitProducerId, whose refusal
+//! (TRANSACTIONAL_ID_AUTHORIZATION_FAILED, see `init_producer_id`) every
+//! client we test turns into a prompt fatal error. A refusal here would not
+//! do: COORDINATOR_NOT_AVAILABLE is retried for minutes, and KafkaJS
+//! replaces any FindCoordinator error with "Failed to find group
+//! coordinator" (docs/protocol-traps.md, "Transactional producers").
 
 use std::sync::Arc;
 
@@ -13,8 +20,10 @@ use crate::broker::Broker;
 
 /// FindCoordinator v4 batches the keys (KIP-699).
 const FIRST_BATCHED_VERSION: i16 = 4;
-/// `key_type` of a consumer group; 1 is a transactional id.
+/// `key_type` of a consumer group; 1 is a transactional id (KIP-98), 2 a
+/// share group (KIP-932, not offered).
 const GROUP_KEY: i8 = 0;
+const TRANSACTION_KEY: i8 = 1;
 
 pub fn handle(
     broker: &Arc<Broker>,
@@ -24,11 +33,12 @@ pub fn handle(
     let host = StrBytes::from_string(broker.advertised_host.clone());
     let node_id = BrokerId(broker.node_id());
     let port = broker.advertised_port;
-    let refused = request.key_type != GROUP_KEY;
+    // Kafka answers an unknown key type INVALID_REQUEST.
+    let refused = !matches!(request.key_type, GROUP_KEY | TRANSACTION_KEY);
     if refused {
         tracing::info!(
             key_type = request.key_type,
-            "FindCoordinator for transactions: not supported"
+            "FindCoordinator for an unknown key type"
         );
     }
     if version >= FIRST_BATCHED_VERSION {
@@ -38,7 +48,7 @@ pub fn handle(
             .map(|key| {
                 let c = Coordinator::default().with_key(key);
                 if refused {
-                    c.with_error_code(ResponseError::CoordinatorNotAvailable.code())
+                    c.with_error_code(ResponseError::InvalidRequest.code())
                         .with_node_id(BrokerId(-1))
                         .with_port(-1)
                 } else {
@@ -52,7 +62,7 @@ pub fn handle(
     }
     if refused {
         return FindCoordinatorResponse::default()
-            .with_error_code(ResponseError::CoordinatorNotAvailable.code())
+            .with_error_code(ResponseError::InvalidRequest.code())
             .with_node_id(BrokerId(-1))
             .with_port(-1);
     }

@@ -10,8 +10,11 @@
 //! the epoch would overflow.
 //!
 //! Transactions are not implemented: a request with a transactional id is
-//! answered NOT_COORDINATOR (no broker coordinates transactions), which the
-//! clients never reach, since FindCoordinator for transactions is not offered.
+//! answered TRANSACTIONAL_ID_AUTHORIZATION_FAILED. It is the one code that
+//! librdkafka (kcat, confluent-kafka), kafka-python and KafkaJS all treat as
+//! fatal at once, so a transactional producer fails in its
+//! `init_transactions` instead of retrying for minutes as it does on a
+//! retriable code (docs/protocol-traps.md, "Transactional producers").
 
 use std::sync::Arc;
 
@@ -41,11 +44,13 @@ pub async fn handle(
             // Kafka's TransactionCoordinator: an empty id is not a null one.
             return refuse(ResponseError::InvalidRequest);
         }
-        tracing::info!(
+        // InitProducerId carries no error message: the reason is said here.
+        tracing::warn!(
             transactional_id = transactional_id.as_str(),
-            "InitProducerId for a transactional id: transactions are not supported"
+            "transactional producer refused: transactions are not supported yet; \
+             answered TRANSACTIONAL_ID_AUTHORIZATION_FAILED, which clients treat as fatal"
         );
-        return refuse(ResponseError::NotCoordinator);
+        return refuse(ResponseError::TransactionalIdAuthorizationFailed);
     }
     match broker.producer_ids.next(broker.metadata.as_ref()).await {
         Ok(id) => InitProducerIdResponse::default()
