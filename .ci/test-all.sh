@@ -12,6 +12,11 @@
 #   4. test      cargo test --workspace
 #   5. compat    cargo build --release -p broker, then pytest compat-tests/
 #                against target/release/lightstream
+#   6. librdkafka librdkafka's own integration suite (tests/0xxx) against
+#                target/release/lightstream, in two passes (as shipped, and
+#                with enable.idempotence=true); its test-runner is built
+#                from the rdkafka-sys crate's source once per machine
+#                (compat-tests/librdkafka/). Rewrites docs/compatibility.md.
 #
 # Every step runs even if an earlier one failed (except that the compat
 # tests need the release build), so one run reports every problem; the
@@ -20,7 +25,10 @@
 # Environment:
 #   CARGO_TARGET_DIR   shared target dir (default: <repo>/target)
 #   COMPAT_PYTEST_ARGS extra arguments for pytest, e.g. "-k kcat -x"
-#   SKIP_COMPAT=1      skip step 5 (Rust-only iteration)
+#   SKIP_COMPAT=1      skip steps 5 and 6 (Rust-only iteration)
+#   SKIP_RDKAFKA_SUITE=1  skip step 6
+#   RDKAFKA_SUITE_ARGS extra arguments for compat-tests/librdkafka/suite.py,
+#                      e.g. "--only 0001,0002 --passes plain"
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -96,10 +104,15 @@ install_tools() {
     # Debian packages: kcat for the compat tests; cmake and curl's headers to
     # build librdkafka from source for the lightstream-load benchmark (the
     # rdkafka crate's cmake-build; see docs/protocol-traps.md for why curl).
-    local missing=()
+    local missing=() pkg
     command -v kcat >/dev/null 2>&1 || missing+=(kcat)
     command -v cmake >/dev/null 2>&1 || missing+=(cmake)
-    [[ -f /usr/include/x86_64-linux-gnu/curl/curl.h || -f /usr/include/curl/curl.h ]] || missing+=(libcurl4-openssl-dev)
+    # librdkafka's integration suite (step 6) builds with these; curl's
+    # headers also serve the rdkafka crate's cmake build.
+    for pkg in build-essential pkg-config libssl-dev zlib1g-dev libzstd-dev \
+        liblz4-dev libsasl2-dev libcurl4-openssl-dev rapidjson-dev; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+    done
     if [[ ${#missing[@]} -gt 0 ]]; then
         echo "apt: installing ${missing[*]}"
         as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
@@ -176,6 +189,18 @@ run_compat() {
     return $rc
 }
 
+# librdkafka's own integration suite: build its test-runner (cached per
+# machine), then both passes against the release broker built in step 5.
+run_rdkafka_suite() {
+    local bin="$CARGO_TARGET_DIR/release/lightstream" tests_dir
+    cargo build --release -p broker || return $?
+    tests_dir="$(bash "$REPO_ROOT/compat-tests/librdkafka/build.sh" | tail -n 1)" || return $?
+    # shellcheck disable=SC2086 # RDKAFKA_SUITE_ARGS is deliberately word-split
+    python3 "$REPO_ROOT/compat-tests/librdkafka/suite.py" \
+        --tests-dir "$tests_dir" --broker "$bin" \
+        --doc "$REPO_ROOT/docs/compatibility.md" ${RDKAFKA_SUITE_ARGS:-}
+}
+
 # One line of compat-test counts for the summary, from pytest's JUnit XML.
 compat_counts() {
     [[ -f "$JUNIT_XML" ]] || return 0
@@ -197,14 +222,20 @@ PY
 # A full disk shows up as odd compiler errors deep in a step; say it first.
 df -h "$REPO_ROOT" 2>/dev/null | tail -n 1 | awk '{print "disk: " $4 " free on " $6 " (a clean build needs about 4 GB)"}' || true
 
-run_step "1/5 tools: kcat, s3s-fs, compat-tests/.venv, KafkaJS" install_tools
-run_step "2/5 fmt: cargo fmt --all -- --check" cargo fmt --all -- --check
-run_step "3/5 clippy: cargo clippy --all-targets -- -D warnings" cargo clippy --all-targets -- -D warnings
-run_step "4/5 test: cargo test --workspace" cargo test --workspace
+run_step "1/6 tools: kcat, s3s-fs, compat-tests/.venv, KafkaJS, librdkafka's build deps" install_tools
+run_step "2/6 fmt: cargo fmt --all -- --check" cargo fmt --all -- --check
+run_step "3/6 clippy: cargo clippy --all-targets -- -D warnings" cargo clippy --all-targets -- -D warnings
+run_step "4/6 test: cargo test --workspace" cargo test --workspace
 if [[ "${SKIP_COMPAT:-0}" == "1" ]]; then
-    skip_step "5/5 compat: release build + pytest compat-tests" "SKIP_COMPAT=1"
+    skip_step "5/6 compat: release build + pytest compat-tests" "SKIP_COMPAT=1"
+    skip_step "6/6 librdkafka: the librdkafka integration suite" "SKIP_COMPAT=1"
 else
-    run_step "5/5 compat: release build + pytest compat-tests" run_compat
+    run_step "5/6 compat: release build + pytest compat-tests" run_compat
+    if [[ "${SKIP_RDKAFKA_SUITE:-0}" == "1" ]]; then
+        skip_step "6/6 librdkafka: the librdkafka integration suite" "SKIP_RDKAFKA_SUITE=1"
+    else
+        run_step "6/6 librdkafka: the librdkafka integration suite, two passes" run_rdkafka_suite
+    fi
 fi
 
 banner "summary ($(( $(date +%s) - SCRIPT_START ))s total)"
