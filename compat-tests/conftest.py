@@ -20,13 +20,14 @@ from __future__ import annotations
 import atexit
 import os
 import signal
-import socket
 import subprocess
 import time
 import uuid
 from pathlib import Path
 
 import pytest
+
+from tools.process import die_with_parent, free_port, port_accepts
 
 BIN_ENV = "LIGHTSTREAM_BIN"
 # How long a broker may take from exec to accepting TCP connections.
@@ -53,42 +54,6 @@ def _kill_leftovers() -> None:
 
 
 atexit.register(_kill_leftovers)
-
-
-# prctl(2), resolved here in the parent: the child between fork and exec must
-# not import anything (another thread may hold the import lock at fork).
-try:
-    import ctypes
-
-    _PRCTL = ctypes.CDLL("libc.so.6", use_errno=True).prctl
-except (ImportError, OSError):  # not glibc Linux
-    _PRCTL = None
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """Runs in the child before exec: SIGKILL the broker if pytest itself dies.
-
-    Covers the exits that skip teardown and atexit (pytest-timeout's thread
-    method, os._exit, a SIGKILL of pytest). Linux only; elsewhere a no-op.
-    """
-    if _PRCTL is not None:
-        _PRCTL(_PR_SET_PDEATHSIG, int(signal.SIGKILL))
-
-
-def free_port() -> int:
-    """A loopback TCP port that was free a moment ago (bind to port 0)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def port_accepts(port: int, timeout_s: float = 0.5) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout_s):
-            return True
-    except OSError:
-        return False
 
 
 class Broker:
@@ -148,7 +113,7 @@ class Broker:
                 # Own session: a Ctrl-C at the terminal reaches pytest only,
                 # and teardown decides what the broker gets.
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         _LIVE.add(self)
         deadline = time.monotonic() + READY_TIMEOUT_S
@@ -279,7 +244,7 @@ class S3Server:
                 ["s3s-fs", "--host", "127.0.0.1", "--port", str(self.port),
                  "--access-key", S3_ACCESS_KEY, "--secret-key", S3_SECRET_KEY, str(self.dir)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                start_new_session=True, preexec_fn=_die_with_parent,
+                start_new_session=True, preexec_fn=die_with_parent,
             )
         deadline = time.monotonic() + READY_TIMEOUT_S
         while not port_accepts(self.port):
