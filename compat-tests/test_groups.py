@@ -20,7 +20,6 @@ The broker keeps Kafka's 3 s `group.initial.rebalance.delay.ms`.
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 import threading
@@ -42,6 +41,7 @@ from tools.clients import (
     producer,
     unique_topic,
 )
+from tools.process import stop_gracefully
 
 TOOLS = Path(__file__).parent / "tools"
 PARTITIONS = 6
@@ -88,13 +88,7 @@ class GroupConsumer:
         return [(t, int(r[0]), int(r[1]), r[2]) for t, kind, r in self.lines() if kind == "R"]
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        stop_gracefully(self.proc)
 
     def kill(self) -> None:
         if self.proc.poll() is None:

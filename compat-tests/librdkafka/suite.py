@@ -46,7 +46,6 @@ import dataclasses
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -54,7 +53,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tools.process import die_with_parent, free_port, port_accepts  # noqa: E402
+from tools.process import die_with_parent, free_port, port_accepts, stop_gracefully  # noqa: E402
 
 # The Kafka release whose API versions the broker advertises: the
 # kafka-protocol crate's schemas, Kafka 4.1 (Produce 13, Fetch 18).
@@ -225,13 +224,7 @@ class Broker:
             time.sleep(0.05)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_gracefully(self.proc)
 
 
 def belongs_to(test: SuiteTest | None, unit: Unit) -> bool:
@@ -421,7 +414,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tests-dir", type=Path, required=True, help="librdkafka's built tests/ directory")
     parser.add_argument("--broker", type=Path, required=True, help="the lightstream binary")
-    parser.add_argument("--jobs", type=int, default=4, help="test numbers run at once")
+    # 8 at once keeps two cores busy without starving any test: measured here,
+    # both passes take ~600 s at 8 and ~1,080 s at 4, with the same results.
+    parser.add_argument("--jobs", type=int, default=8, help="test numbers run at once")
     parser.add_argument("--timeout", type=float, default=TEST_TIMEOUT_S, help="seconds per test number")
     parser.add_argument("--passes", default="plain,idempotent", help="plain, idempotent or both (comma-separated)")
     parser.add_argument("--only", default="", help="comma-separated test numbers to run (default: all)")

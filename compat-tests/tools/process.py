@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import signal
 import socket
+import subprocess
 
 # prctl(2), resolved here in the parent: the child between fork and exec must
 # not import anything (another thread may hold the import lock at fork).
@@ -42,3 +43,14 @@ def port_accepts(port: int, timeout_s: float = 0.5) -> bool:
             return True
     except OSError:
         return False
+
+
+def stop_gracefully(proc: subprocess.Popen, timeout_s: float = 30.0) -> None:
+    """SIGTERM, then SIGKILL if the process has not exited within `timeout_s`."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
