@@ -197,11 +197,14 @@ pub fn uncompressed_records(header: &BatchHeader, batch: &[u8]) -> Result<Record
 /// decompressed (bounded by the codec layer's `MAX_DECOMPRESSED_BYTES`)
 /// and decoded, which costs CPU in proportion to its size — callers on an
 /// async runtime run it on a blocking thread.
-pub fn records_summary(header: &BatchHeader, batch: &[u8]) -> Result<RecordsSummary, Error> {
+pub fn records_summary(
+    header: &BatchHeader,
+    batch: &bytes::Bytes,
+) -> Result<RecordsSummary, Error> {
     if header.compression() == 0 {
         return uncompressed_records(header, batch);
     }
-    let mut bytes = bytes::Bytes::copy_from_slice(batch);
+    let mut bytes = batch.clone();
     let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes)
         .map_err(|e| Error::CorruptBatch(format!("compressed records do not decode: {e}")))?;
     let timestamps = set.records.iter().map(|r| r.timestamp);
@@ -236,6 +239,15 @@ pub fn read_varint(bytes: &[u8]) -> Result<(i64, usize), Error> {
 /// broker writes those), an idempotent batch without a sequence, an unknown
 /// codec. The broker's dispatch maps the `Error` kinds to Kafka codes.
 pub fn validate_produce_batch(records: &[u8]) -> Result<BatchHeader, Error> {
+    validate_produce_records(records).map(|(header, _)| header)
+}
+
+/// `validate_produce_batch`, also returning what the walk over an
+/// uncompressed batch's records found (`None` for a compressed batch, whose
+/// records are not read here), so that the produce path walks them once.
+pub fn validate_produce_records(
+    records: &[u8],
+) -> Result<(BatchHeader, Option<RecordsSummary>), Error> {
     let header = parse_header(records)?;
     if header.size_bytes() != records.len() {
         return Err(Error::InvalidRecord(
@@ -272,16 +284,19 @@ pub fn validate_produce_batch(records: &[u8]) -> Result<BatchHeader, Error> {
             header.last_offset_delta, header.records_count
         )));
     }
-    if header.compression() == 0 {
-        let counted = uncompressed_records(&header, records)?.count;
-        if counted != header.records_count {
+    let walked = if header.compression() == 0 {
+        let summary = uncompressed_records(&header, records)?;
+        if summary.count != header.records_count {
             return Err(Error::InvalidRecord(format!(
-                "declared record count does not match records declared={} found={counted}",
-                header.records_count
+                "declared record count does not match records declared={} found={}",
+                header.records_count, summary.count
             )));
         }
-    }
-    Ok(header)
+        Some(summary)
+    } else {
+        None
+    };
+    Ok((header, walked))
 }
 
 /// Writes a new base offset into a batch (outside the CRC).

@@ -118,8 +118,8 @@ async fn append(
             Some("produce request without records".to_string()),
         );
     };
-    let header = match protocol::batch::validate_produce_batch(&records) {
-        Ok(header) => header,
+    let (header, walked) = match protocol::batch::validate_produce_records(&records) {
+        Ok(validated) => validated,
         Err(e) => {
             tracing::info!(topic = view.topic.name, partition, error = %e, "rejected produce batch");
             return Outcome::Failed(errors::batch_error(&e), Some(e.to_string()));
@@ -147,7 +147,11 @@ async fn append(
         // Kafka reads the timestamps off the records, not the header: a
         // producer may write anything there (Sarama 1.22 writes -1), and
         // ListOffsets by time and by max timestamp go by the stored value.
-        let summary = match records_summary(&header, &records).await {
+        let summary = match walked {
+            Some(summary) => Ok(summary),
+            None => decompressed_summary(&header, &records).await,
+        };
+        let summary = match summary {
             Ok(summary) => summary,
             Err(e) => return Outcome::Failed(errors::batch_error(&e), Some(e.to_string())),
         };
@@ -176,16 +180,13 @@ async fn append(
     }
 }
 
-/// The records' count and timestamps. A compressed batch is decompressed
-/// on a blocking thread, so that a large one does not stall the other
-/// connections served by this worker.
-async fn records_summary(
+/// A compressed batch's record count and timestamps, decompressed on a
+/// blocking thread so that a large one does not stall the other connections
+/// served by this worker.
+async fn decompressed_summary(
     header: &BatchHeader,
     records: &Bytes,
 ) -> Result<RecordsSummary, protocol::Error> {
-    if header.compression() == 0 {
-        return protocol::batch::uncompressed_records(header, records);
-    }
     let (header, records) = (*header, records.clone());
     tokio::task::spawn_blocking(move || protocol::batch::records_summary(&header, &records))
         .await

@@ -175,7 +175,7 @@ fn records_give_their_timestamps_whatever_the_header_says() {
         set_max_timestamp(&mut batch, -1);
         let header = validate_produce_batch(&batch).expect("the CRC was recomputed");
         assert_eq!(header.max_timestamp, -1);
-        let summary = records_summary(&header, &batch).unwrap();
+        let summary = records_summary(&header, &batch.clone().freeze()).unwrap();
         assert_eq!(
             (summary.count, summary.min_timestamp, summary.max_timestamp),
             (4, 1_000, 1_003),
