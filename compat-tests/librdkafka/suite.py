@@ -243,15 +243,16 @@ def suite_reason(test: SuiteTest | None, reason: str) -> str:
     return reason
 
 
-def run_unit(unit: Unit, args: argparse.Namespace, idempotent: bool, workroot: Path) -> tuple[list[Outcome], str]:
-    """Runs one test number; returns its rows and the runner's output."""
+def run_unit(unit: Unit, args: argparse.Namespace, idempotent: bool, workroot: Path) -> list[Outcome]:
+    """Runs one test number; returns its rows (the runner's output is kept
+    in the work directory)."""
     workdir = workroot / f"{unit.number}-{unit.scenario}"
     workdir.mkdir(parents=True)
     started = time.monotonic()
     try:
         broker = Broker(args.broker, workdir, auto_create=unit.scenario != "noautocreate")
     except RuntimeError as e:
-        return [Outcome(unit.number, unit.scenario, "FAILED", 0.0, str(e))], ""
+        return [Outcome(unit.number, unit.scenario, "FAILED", 0.0, str(e))]
     conf = workdir / "test.conf"
     conf.write_text(
         "\n".join(
@@ -296,9 +297,10 @@ def run_unit(unit: Unit, args: argparse.Namespace, idempotent: bool, workroot: P
     finally:
         broker.stop()
     (workdir / "test-runner.log").write_text(output)
+    lines = [_ANSI.sub("", ln) for ln in output.splitlines()]
     rows = []
-    for line in output.splitlines():
-        m = _ROW.match(_ANSI.sub("", line))
+    for line in lines:
+        m = _ROW.match(line)
         if m and m.group(2) in ("PASSED", "FAILED", "SKIPPED"):
             test = args.tests_by_name.get(m.group(1))
             if belongs_to(test, unit):
@@ -307,7 +309,6 @@ def run_unit(unit: Unit, args: argparse.Namespace, idempotent: bool, workroot: P
     took = time.monotonic() - started
     # The runner aborts on some failures before it prints its summary; its
     # failure reports still say which test failed and why.
-    lines = [_ANSI.sub("", ln) for ln in output.splitlines()]
     failures: dict[str, str] = {}
     for i, line in enumerate(lines):
         m = _FAILURE.match(line)
@@ -323,9 +324,9 @@ def run_unit(unit: Unit, args: argparse.Namespace, idempotent: bool, workroot: P
         rows = [Outcome(unit.number, unit.scenario, "FAILED", took, f"timed out after {timeout_s:.0f}s")]
     elif not rows or (code != 0 and all(r.state != "FAILED" for r in rows)):
         # A crash or an exit before the summary: the process's code decides.
-        last = next((ln for ln in reversed(output.splitlines()) if ln.strip()), "no output")
-        rows.append(Outcome(unit.number, unit.scenario, "FAILED", took, f"exit code {code}: {_ANSI.sub('', last)[:200]}"))
-    return rows, output
+        last = next((ln for ln in reversed(lines) if ln.strip()), "no output")
+        rows.append(Outcome(unit.number, unit.scenario, "FAILED", took, f"exit code {code}: {last[:200]}"))
+    return rows
 
 
 def skip_reason(unit: Unit) -> str | None:
@@ -356,7 +357,7 @@ def run_passes(passes: list[str], units: list[Unit], args: argparse.Namespace) -
         }
         for fut in concurrent.futures.as_completed(futures):
             name, unit = futures[fut]
-            rows, _ = fut.result()
+            rows = fut.result()
             results[name].extend(rows)
             for r in rows:
                 print(f"  [{name}] {r.test:<40} {r.state:<8} {r.seconds:7.1f}s  {r.reason}".rstrip(), flush=True)
