@@ -89,6 +89,9 @@ pub fn batch_error(e: &protocol::Error) -> ResponseError {
         // Kafka 4: "Produce requests with version 3+ are only allowed to
         // contain record batches with magic version 2" (InvalidRecordException).
         E::UnsupportedMagic(_) | E::InvalidRecord(_) => ResponseError::InvalidRecord,
+        // Kafka sets no bound on decompressed size; the closest refusal it
+        // has, and one clients do not retry, is "too large".
+        E::DecompressedTooLarge { .. } => ResponseError::MessageTooLarge,
         other => {
             tracing::warn!(error = %other, "unexpected batch error answered as CORRUPT_MESSAGE");
             ResponseError::CorruptMessage

@@ -23,6 +23,7 @@
 //! changes attributes and max timestamp, so that path recomputes the CRC.
 
 use crate::Error;
+use crate::records::{RecordChecks, RecordsSummary, walk_records};
 
 /// Bytes before the records of a v2 batch.
 pub const BATCH_HEADER_BYTES: usize = 61;
@@ -147,114 +148,39 @@ pub fn verify_crc(header: &BatchHeader, batch: &[u8]) -> Result<(), Error> {
     Ok(())
 }
 
-/// What a walk over a batch's records finds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RecordsSummary {
-    pub count: i32,
-    /// The smallest and largest record timestamp (base timestamp plus each
-    /// record's delta); -1 for both when the batch holds no record.
-    pub min_timestamp: i64,
-    pub max_timestamp: i64,
+/// A produce batch that passed every check, and what its records hold.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValidBatch {
+    pub header: BatchHeader,
+    pub summary: RecordsSummary,
 }
 
-/// Walks the records of an uncompressed batch by their length prefixes,
-/// checks they fill the batch exactly, and reads each one's timestamp delta.
-pub fn uncompressed_records(header: &BatchHeader, batch: &[u8]) -> Result<RecordsSummary, Error> {
-    let mut at = BATCH_HEADER_BYTES;
-    let end = header.size_bytes();
-    let mut summary = RecordsSummary {
-        count: 0,
-        min_timestamp: i64::MAX,
-        max_timestamp: i64::MIN,
-    };
-    while at < end {
-        let (len, used) = read_varint(&batch[at..end])?;
-        if len < 0 || len as usize > end - at - used {
-            return Err(Error::CorruptBatch(format!(
-                "record length {len} outside the batch"
-            )));
-        }
-        let record = &batch[at + used..at + used + len as usize];
-        // attributes (one byte), then the timestamp delta.
-        let Some(after_attributes) = record.get(1..) else {
-            return Err(Error::CorruptBatch("empty record".to_string()));
-        };
-        let (delta, _) = read_varint(after_attributes)?;
-        let timestamp = header.base_timestamp.saturating_add(delta);
-        summary.min_timestamp = summary.min_timestamp.min(timestamp);
-        summary.max_timestamp = summary.max_timestamp.max(timestamp);
-        at += used + len as usize;
-        summary.count += 1;
-    }
-    if summary.count == 0 {
-        summary.min_timestamp = -1;
-        summary.max_timestamp = -1;
-    }
-    Ok(summary)
+/// Validates the records of one partition in a Produce request (v3+) as
+/// Kafka's `LogValidator` does: `check_produce_header`, the CRC, then every
+/// record read and checked (`records::walk_records`; a compressed batch is
+/// decompressed as a stream, bounded by `checks.max_decompressed_bytes`).
+/// Records refused one by one are in `summary.record_errors`; the caller
+/// refuses the batch when there are any. Costs CPU in proportion to the
+/// batch's (decompressed) size: callers on an async runtime run large ones
+/// on a blocking thread.
+pub fn validate_produce_batch(records: &[u8], checks: &RecordChecks) -> Result<ValidBatch, Error> {
+    let header = check_produce_header(records)?;
+    verify_crc(&header, records)?;
+    let summary = walk_records(&header, records, checks)?;
+    Ok(ValidBatch { header, summary })
 }
 
-/// Like `uncompressed_records` for any batch: a compressed one is
-/// decompressed (bounded by the codec layer's `MAX_DECOMPRESSED_BYTES`)
-/// and decoded, which costs CPU in proportion to its size — callers on an
-/// async runtime run it on a blocking thread.
-pub fn records_summary(
-    header: &BatchHeader,
-    batch: &bytes::Bytes,
-) -> Result<RecordsSummary, Error> {
-    if header.compression() == 0 {
-        return uncompressed_records(header, batch);
-    }
-    let mut bytes = batch.clone();
-    let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes)
-        .map_err(|e| Error::CorruptBatch(format!("compressed records do not decode: {e}")))?;
-    let timestamps = set.records.iter().map(|r| r.timestamp);
-    Ok(RecordsSummary {
-        count: set.records.len() as i32,
-        min_timestamp: timestamps.clone().min().unwrap_or(-1),
-        max_timestamp: timestamps.max().unwrap_or(-1),
-    })
-}
-
-/// Reads a zig-zag varint (Kafka's record encoding). Returns (value, bytes used).
-pub fn read_varint(bytes: &[u8]) -> Result<(i64, usize), Error> {
-    let mut raw: u64 = 0;
-    for (i, b) in bytes.iter().take(10).enumerate() {
-        raw |= ((b & 0x7f) as u64) << (7 * i);
-        if b & 0x80 == 0 {
-            let value = ((raw >> 1) as i64) ^ -((raw & 1) as i64);
-            return Ok((value, i + 1));
-        }
-    }
-    Err(Error::CorruptBatch(
-        "truncated or overlong varint".to_string(),
-    ))
-}
-
-/// Validates the records of one partition in a Produce request (v3+): exactly
-/// one v2 batch that fills the records exactly, with a good CRC, a positive
-/// record count matching `last_offset_delta`, and (when uncompressed) records
-/// that add up to the declared count. Returns the parsed header.
-///
-/// Also refused, as Kafka's `LogValidator` does: control batches (only the
-/// broker writes those), an idempotent batch without a sequence, an unknown
-/// codec. The broker's dispatch maps the `Error` kinds to Kafka codes.
-pub fn validate_produce_batch(records: &[u8]) -> Result<BatchHeader, Error> {
-    validate_produce_records(records).map(|(header, _)| header)
-}
-
-/// `validate_produce_batch`, also returning what the walk over an
-/// uncompressed batch's records found (`None` for a compressed batch, whose
-/// records are not read here), so that the produce path walks them once.
-pub fn validate_produce_records(
-    records: &[u8],
-) -> Result<(BatchHeader, Option<RecordsSummary>), Error> {
+/// The cheap part of `validate_produce_batch`: exactly one v2 batch that
+/// fills the records exactly, a known codec, not a control batch, a
+/// sequence when idempotent, and a positive record count matching
+/// `last_offset_delta`. Neither the CRC nor the records are read.
+pub fn check_produce_header(records: &[u8]) -> Result<BatchHeader, Error> {
     let header = parse_header(records)?;
     if header.size_bytes() != records.len() {
         return Err(Error::InvalidRecord(
             "produce requests v3+ must hold exactly one record batch".to_string(),
         ));
     }
-    verify_crc(&header, records)?;
     if header.compression() > MAX_COMPRESSION_CODEC {
         return Err(Error::CorruptBatch(format!(
             "unknown compression codec={}",
@@ -284,19 +210,7 @@ pub fn validate_produce_records(
             header.last_offset_delta, header.records_count
         )));
     }
-    let walked = if header.compression() == 0 {
-        let summary = uncompressed_records(&header, records)?;
-        if summary.count != header.records_count {
-            return Err(Error::InvalidRecord(format!(
-                "declared record count does not match records declared={} found={}",
-                header.records_count, summary.count
-            )));
-        }
-        Some(summary)
-    } else {
-        None
-    };
-    Ok((header, walked))
+    Ok(header)
 }
 
 /// Writes a new base offset into a batch (outside the CRC).

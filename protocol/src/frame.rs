@@ -2,9 +2,9 @@
 //! big-endian size followed by that many bytes.
 //!
 //! `split_frame` takes one whole frame off the front of a read buffer once it
-//! has fully arrived. It never trusts the length prefix beyond the configured
-//! cap (`socket.request.max.bytes`), so a hostile prefix cannot make the
-//! broker reserve gigabytes.
+//! has fully arrived. It reserves nothing: the caller grows the buffer as
+//! bytes arrive, so a length prefix alone (up to `socket.request.max.bytes`)
+//! costs the broker nothing, and a frame over the cap closes the connection.
 
 use bytes::{Buf, BytesMut};
 
@@ -21,8 +21,7 @@ pub const LENGTH_PREFIX_BYTES: usize = 4;
 /// `buf`, or returns `Ok(None)` when more bytes are needed.
 ///
 /// Errors (the connection must be closed): a negative length, or a length over
-/// `max_frame_bytes`. On `Ok(None)` the caller may reserve `needed` bytes; that
-/// reservation is bounded by the cap because it is checked first.
+/// `max_frame_bytes`.
 pub fn split_frame(buf: &mut BytesMut, max_frame_bytes: usize) -> Result<Option<BytesMut>, Error> {
     if buf.len() < LENGTH_PREFIX_BYTES {
         return Ok(None);
@@ -39,7 +38,6 @@ pub fn split_frame(buf: &mut BytesMut, max_frame_bytes: usize) -> Result<Option<
         });
     }
     if buf.len() < LENGTH_PREFIX_BYTES + size {
-        buf.reserve(LENGTH_PREFIX_BYTES + size - buf.len());
         return Ok(None);
     }
     buf.advance(LENGTH_PREFIX_BYTES);
@@ -58,6 +56,18 @@ mod tests {
         let frame = split_frame(&mut buf, 100).unwrap().unwrap();
         assert_eq!(&frame[..], &[1, 2, 3]);
         assert_eq!(&buf[..], &[9]);
+    }
+
+    #[test]
+    fn a_length_prefix_alone_reserves_nothing() {
+        let mut buf = BytesMut::with_capacity(8);
+        buf.extend_from_slice(&(50i32 * 1024 * 1024).to_be_bytes());
+        assert!(
+            split_frame(&mut buf, DEFAULT_MAX_FRAME_BYTES)
+                .unwrap()
+                .is_none()
+        );
+        assert!(buf.capacity() < 1024, "capacity {}", buf.capacity());
     }
 
     #[test]

@@ -8,6 +8,7 @@
 pub mod batch;
 pub mod codec;
 pub mod frame;
+pub mod records;
 pub mod segmented;
 pub mod testing;
 pub mod versions;
@@ -51,6 +52,10 @@ pub enum Error {
     /// A message format older than v2: Kafka 4 no longer accepts it.
     #[error("unsupported record batch magic={0}")]
     UnsupportedMagic(i8),
+    /// A compressed batch whose records decompress to more than the bound
+    /// (`records::MAX_DECOMPRESSED_BYTES`, or a smaller one asked for).
+    #[error("record batch decompresses to more than {limit} bytes")]
+    DecompressedTooLarge { limit: usize },
     /// Well-formed bytes that break a record rule: Kafka's INVALID_RECORD.
     #[error("invalid record: {0}")]
     InvalidRecord(String),

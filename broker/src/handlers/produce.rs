@@ -4,11 +4,12 @@
 //! index committed). acks=0 gets no answer.
 //!
 //! The checks are Kafka's (`ProduceRequest.validateRecords`, `LogValidator`):
-//! one v2 batch, CRC-32C, counts and lengths that add up,
-//! `max.message.bytes`, and for CreateTime topics the records' timestamps,
-//! whose largest becomes the batch's max timestamp whatever the producer
-//! wrote in the header (a compressed batch is decompressed for it, on a
-//! blocking thread). Compacted topics also need a key on every record.
+//! `max.message.bytes`, one v2 batch, CRC-32C, and every record read (a
+//! compressed batch decompressed as a stream) with counts, lengths and
+//! offset deltas that add up; for CreateTime topics the records'
+//! timestamps, whose largest becomes the batch's max timestamp whatever the
+//! producer wrote in the header; for compacted topics a key on every record.
+//! Large batches are checked off the async workers (`record_checks`).
 
 use std::sync::Arc;
 
@@ -20,9 +21,9 @@ use kafka_protocol::messages::produce_response::{
 };
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::RecordBatchDecoder;
 use metadata::{TopicId, TopicPartition, Uuid};
-use protocol::batch::{BatchHeader, RecordsSummary};
+use protocol::batch::{BatchHeader, ValidBatch};
+use protocol::records::{RecordChecks, RecordProblem, RecordsSummary, TimestampWindow};
 use storage::{AppendOptions, PendingAppend};
 
 use super::Reply;
@@ -39,7 +40,7 @@ enum Outcome {
     /// Records refused one by one (KIP-467): the whole batch fails with
     /// INVALID_RECORD, and the answer names each bad record's index so that
     /// clients fail those records and may retry the others.
-    RecordErrors(Vec<(i32, String)>),
+    RecordErrors(ResponseError, Vec<(i32, String)>),
     Queued(PendingAppend),
 }
 
@@ -118,8 +119,30 @@ async fn append(
             Some("produce request without records".to_string()),
         );
     };
-    let (header, walked) = match protocol::batch::validate_produce_records(&records) {
-        Ok(validated) => validated,
+    // The size first, as Kafka does: a batch over the limit is not read.
+    let max_bytes = view.settings.max_message_bytes;
+    if records.len() > max_bytes as usize {
+        return Outcome::Failed(
+            ResponseError::MessageTooLarge,
+            Some(format!(
+                "The record batch size {} exceeds max.message.bytes {max_bytes}",
+                records.len()
+            )),
+        );
+    }
+    let create_time = view.settings.message_timestamp_type == TimestampType::CreateTime;
+    let checks = RecordChecks {
+        timestamps: create_time.then(|| TimestampWindow {
+            now_ms: broker.clock.now_ms(),
+            before_max_ms: view.settings.message_timestamp_before_max_ms,
+            after_max_ms: view.settings.message_timestamp_after_max_ms,
+        }),
+        require_key: view.settings.cleanup_policy_compact,
+        ..RecordChecks::default()
+    };
+    let ValidBatch { header, summary } = match broker.record_checks.validate(&records, checks).await
+    {
+        Ok(valid) => valid,
         Err(e) => {
             tracing::info!(topic = view.topic.name, partition, error = %e, "rejected produce batch");
             return Outcome::Failed(errors::batch_error(&e), Some(e.to_string()));
@@ -131,45 +154,17 @@ async fn append(
             Some("transactional batches are not supported yet".to_string()),
         );
     }
-    let max_bytes = view.settings.max_message_bytes;
-    if header.size_bytes() > max_bytes as usize {
-        return Outcome::Failed(
-            ResponseError::MessageTooLarge,
-            Some(format!(
-                "The record batch size {} exceeds max.message.bytes {max_bytes}",
-                header.size_bytes()
-            )),
-        );
+    if !summary.record_errors.is_empty() {
+        return record_errors(&header, &summary, &checks, &view.topic.name, partition);
     }
-    let create_time = view.settings.message_timestamp_type == TimestampType::CreateTime;
     let mut records = records;
-    if create_time {
-        // Kafka reads the timestamps off the records, not the header: a
-        // producer may write anything there (Sarama 1.22 writes -1), and
-        // ListOffsets by time and by max timestamp go by the stored value.
-        let summary = match walked {
-            Some(summary) => Ok(summary),
-            None => decompressed_summary(&header, &records).await,
-        };
-        let summary = match summary {
-            Ok(summary) => summary,
-            Err(e) => return Outcome::Failed(errors::batch_error(&e), Some(e.to_string())),
-        };
-        if let Some(message) = timestamp_out_of_range(broker, view, &header, &summary) {
-            return Outcome::Failed(ResponseError::InvalidTimestamp, Some(message));
-        }
-        if summary.max_timestamp != header.max_timestamp {
-            let mut fixed = bytes::BytesMut::from(&records[..]);
-            protocol::batch::set_max_timestamp(&mut fixed, summary.max_timestamp);
-            records = fixed.freeze();
-        }
-    }
-    if view.settings.cleanup_policy_compact {
-        match keyless_records(&records, &view.topic.name, partition) {
-            Ok(errors) if errors.is_empty() => {}
-            Ok(errors) => return Outcome::RecordErrors(errors),
-            Err(message) => return Outcome::Failed(ResponseError::CorruptMessage, Some(message)),
-        }
+    // Kafka stores the largest record timestamp whatever the producer wrote
+    // in the header (Sarama 1.22 writes -1): ListOffsets by time and by max
+    // timestamp go by the stored value.
+    if create_time && summary.max_timestamp != header.max_timestamp {
+        let mut fixed = bytes::BytesMut::from(&records[..]);
+        protocol::batch::set_max_timestamp(&mut fixed, summary.max_timestamp);
+        records = fixed.freeze();
     }
     let options = AppendOptions {
         log_append_time: !create_time,
@@ -180,80 +175,56 @@ async fn append(
     }
 }
 
-/// A compressed batch's record count and timestamps, decompressed on a
-/// blocking thread so that a large one does not stall the other connections
-/// served by this worker.
-async fn decompressed_summary(
-    header: &BatchHeader,
-    records: &Bytes,
-) -> Result<RecordsSummary, protocol::Error> {
-    let (header, records) = (*header, records.clone());
-    tokio::task::spawn_blocking(move || protocol::batch::records_summary(&header, &records))
-        .await
-        .unwrap_or_else(|e| {
-            Err(protocol::Error::CorruptBatch(format!(
-                "decompression failed: {e}"
-            )))
-        })
-}
-
-/// Kafka's `message.timestamp.before.max.ms` / `after.max.ms` window for
-/// CreateTime topics, checked on the records' smallest and largest
-/// timestamps, as Kafka checks every record's.
-fn timestamp_out_of_range(
-    broker: &Broker,
-    view: &TopicView,
+/// Records refused one by one (KIP-467), with Kafka's messages
+/// (`LogValidator`): INVALID_TIMESTAMP when any timestamp is out of range,
+/// INVALID_RECORD otherwise.
+fn record_errors(
     header: &BatchHeader,
     summary: &RecordsSummary,
-) -> Option<String> {
-    let now_ms = broker.clock.now_ms();
-    let before_ms = view.settings.message_timestamp_before_max_ms;
-    let after_ms = view.settings.message_timestamp_after_max_ms;
-    let too_old = |ts: i64| ts >= 0 && now_ms.saturating_sub(ts) > before_ms;
-    let too_new = |ts: i64| ts.saturating_sub(now_ms) > after_ms;
-    [summary.min_timestamp, summary.max_timestamp]
-        .into_iter()
-        .find(|&ts| too_old(ts) || too_new(ts))
-        .map(|ts| {
-            format!(
-                "Timestamp {ts} of message with offset {} is out of range. The timestamp should be within [{}, {}]",
-                header.base_offset,
-                now_ms.saturating_sub(before_ms),
-                now_ms.saturating_add(after_ms)
-            )
-        })
-}
-
-/// Kafka refuses keyless records in compacted topics, each with its index
-/// in the batch (`LogValidator.validateKey`). A batch that does not decode
-/// is corrupt (Kafka's `CorruptRecordException`).
-fn keyless_records(
-    records: &Bytes,
+    checks: &RecordChecks,
     topic: &str,
     partition: i32,
-) -> Result<Vec<(i32, String)>, String> {
-    let mut bytes = records.clone();
-    let set = RecordBatchDecoder::decode(&mut bytes)
-        .map_err(|e| format!("record batch does not decode: {e}"))?;
-    Ok(set
-        .records
+) -> Outcome {
+    let errors = summary
+        .record_errors
         .iter()
-        .enumerate()
-        .filter(|(_, r)| r.key.is_none())
-        .map(|(index, _)| {
-            (
-                index as i32,
-                format!(
+        .map(|(index, problem)| {
+            let message = match problem {
+                RecordProblem::OffsetDelta { expected, found } => format!(
+                    "Inner record at index {index} does not have incremental offsets: offset delta {found}, expected {expected} in topic partition {topic}-{partition}."
+                ),
+                RecordProblem::Timestamp(ts) => {
+                    let window = checks.timestamps.expect("timestamps were checked");
+                    format!(
+                        "Timestamp {ts} of message with offset {} is out of range. The timestamp should be within [{}, {}]",
+                        header.base_offset + *index as i64,
+                        window.now_ms.saturating_sub(window.before_max_ms),
+                        window.now_ms.saturating_add(window.after_max_ms)
+                    )
+                }
+                RecordProblem::MissingKey => format!(
                     "Compacted topic cannot accept message without key in topic partition {topic}-{partition}."
                 ),
-            )
+            };
+            (*index, message)
         })
-        .collect())
+        .collect();
+    let timestamps = summary
+        .record_errors
+        .iter()
+        .any(|(_, p)| matches!(p, RecordProblem::Timestamp(_)));
+    let code = if timestamps {
+        ResponseError::InvalidTimestamp
+    } else {
+        ResponseError::InvalidRecord
+    };
+    Outcome::RecordErrors(code, errors)
 }
 
 /// Kafka's answer to records refused one by one (`LogValidator.processRecordErrors`).
 fn refused_records(
     base: PartitionProduceResponse,
+    code: ResponseError,
     errors: Vec<(i32, String)>,
 ) -> PartitionProduceResponse {
     let shown: Vec<String> = errors
@@ -266,7 +237,7 @@ fn refused_records(
         errors.len(),
         shown.join(", ")
     );
-    base.with_error_code(ResponseError::InvalidRecord.code())
+    base.with_error_code(code.code())
         .with_error_message(Some(StrBytes::from_string(message)))
         .with_record_errors(
             errors
@@ -294,7 +265,7 @@ async fn respond(topics: Vec<TopicOutcomes>) -> ProduceResponse {
                     Outcome::Failed(code, message) => base
                         .with_error_code(code.code())
                         .with_error_message(message.map(StrBytes::from_string)),
-                    Outcome::RecordErrors(errors) => refused_records(base, errors),
+                    Outcome::RecordErrors(code, errors) => refused_records(base, code, errors),
                     Outcome::Queued(pending) => match pending.wait().await {
                         Ok(result) => base
                             .with_base_offset(result.base_offset)
