@@ -39,10 +39,15 @@ pub struct Broker {
     pub clock: Arc<dyn Clock>,
     /// Room for requests read but not yet answered (`queued_max_request_bytes`).
     pub request_room: Arc<tokio::sync::Semaphore>,
+    /// Room for Fetch answers read but not yet written
+    /// (`fetch_response_buffer_max_bytes`).
+    pub response_room: Arc<tokio::sync::Semaphore>,
     /// Hands out producer ids (InitProducerId) from blocks reserved in the metadata store.
     pub producer_ids: ProducerIds,
     /// The group coordinator (every group: this broker coordinates them all).
     pub groups: Arc<GroupCoordinator>,
+    /// Validates produce batches, large ones off the async workers.
+    pub record_checks: crate::record_checks::RecordCheckPool,
 }
 
 /// What stopped the broker from opening.
@@ -115,6 +120,7 @@ impl Broker {
         });
         let advertised_port = settings.advertised_port.unwrap_or(bound_port) as i32;
         let settings_queued_max_request_bytes = settings.queued_max_request_bytes;
+        let settings_fetch_response_buffer_max_bytes = settings.fetch_response_buffer_max_bytes;
         let defaults = broker_defaults(&settings, &advertised_host, advertised_port);
         defaults.validate()?;
         let shutdown = CancellationToken::new();
@@ -147,8 +153,12 @@ impl Broker {
             request_room: Arc::new(tokio::sync::Semaphore::new(
                 settings_queued_max_request_bytes,
             )),
+            response_room: Arc::new(tokio::sync::Semaphore::new(
+                settings_fetch_response_buffer_max_bytes,
+            )),
             producer_ids: ProducerIds::default(),
             groups,
+            record_checks: crate::record_checks::RecordCheckPool::per_core(),
         };
         broker.refresh_topics().await?;
         // Last, so a failed open leaves no task behind.

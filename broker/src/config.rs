@@ -42,6 +42,22 @@ pub struct Settings {
     /// answered, across all connections. When reached, connections stop
     /// reading until answers go out. At least `socket_request_max_bytes`.
     pub queued_max_request_bytes: usize,
+    /// Kafka `connections.max.idle.ms`: a connection with no request in
+    /// flight that sends nothing for this long is closed.
+    pub connections_max_idle_ms: u64,
+    /// Longest a request may take to arrive once its first byte has: a
+    /// client that starts a frame and stalls (slowloris) is closed. Twice
+    /// the clients' default `request.timeout.ms`, by which time they have
+    /// given up on the request anyway.
+    pub request_read_timeout_ms: u64,
+    /// Kafka `max.connections.per.ip`: connections from one address beyond
+    /// it are closed as soon as they are accepted.
+    pub max_connections_per_ip: usize,
+    /// Bytes of Fetch answers read but not yet written to their clients,
+    /// across all connections (clients that ask for much and never read).
+    /// A fetch that finds it short gets a smaller share, down to 1 MiB and
+    /// always at least one batch.
+    pub fetch_response_buffer_max_bytes: usize,
     /// Requests of one connection read ahead of their responses. Reading
     /// stops when reached, which pushes back on a client that pipelines.
     pub max_in_flight_requests_per_connection: usize,
@@ -147,6 +163,10 @@ impl Default for Settings {
             max_connections: 1_000,
             queued_max_request_bytes: 512 * 1024 * 1024,
             max_in_flight_requests_per_connection: 16,
+            connections_max_idle_ms: 600_000,
+            request_read_timeout_ms: 60_000,
+            max_connections_per_ip: i32::MAX as usize,
+            fetch_response_buffer_max_bytes: 256 * 1024 * 1024,
             flush_interval_ms: 2,
             flush_max_bytes: 8 * 1024 * 1024,
             flush_buffer_max_bytes: 64 * 1024 * 1024,
@@ -336,12 +356,33 @@ impl Settings {
                 "must be at least socket_request_max_bytes and fit in 32 bits",
             );
         }
+        if self.max_connections_per_ip == 0 || self.connections_max_idle_ms == 0 {
+            return invalid(
+                "max_connections_per_ip",
+                "connection limits and timeouts must be at least 1",
+            );
+        }
+        if self.request_read_timeout_ms == 0 {
+            return invalid("request_read_timeout_ms", "must be at least 1");
+        }
+        if self.fetch_response_buffer_max_bytes < MIN_FETCH_SHARE_BYTES
+            || self.fetch_response_buffer_max_bytes > u32::MAX as usize
+        {
+            return invalid(
+                "fetch_response_buffer_max_bytes",
+                "must be at least 1 MiB (1048576) and fit in 32 bits",
+            );
+        }
         if !matches!(self.log_format.as_str(), "plain" | "json") {
             return invalid("log_format", "must be plain or json");
         }
         Ok(())
     }
 }
+
+/// The smallest share of `fetch_response_buffer_max_bytes` a fetch waits
+/// for when the buffer is short.
+pub const MIN_FETCH_SHARE_BYTES: usize = 1024 * 1024;
 
 /// Shortest `object_gc_grace_ms`: an object's commit can wait behind the
 /// commits of every flush in flight, each up to two metadata timeouts.

@@ -16,10 +16,10 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, ResponseKind};
-use protocol::{Decoded, frame};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use protocol::Decoded;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 use tokio::task::JoinHandle;
@@ -28,8 +28,8 @@ use tokio_util::sync::CancellationToken;
 use crate::broker::Broker;
 use crate::handlers::{self, Reply};
 
-/// Bytes read from the socket at a time (grown for larger frames).
-const READ_CHUNK_BYTES: usize = 64 * 1024;
+mod incoming;
+use incoming::Incoming;
 
 // A reply is built once and moved once; boxing it would only add an allocation.
 #[allow(clippy::large_enum_variant)]
@@ -40,6 +40,9 @@ enum Outgoing {
         api_version: i16,
         correlation_id: i32,
         reply: PendingReply,
+        /// Room the answer holds until it is written (a Fetch answer's
+        /// share of `fetch_response_buffer_max_bytes`).
+        holding: Option<OwnedSemaphorePermit>,
     },
 }
 
@@ -68,6 +71,7 @@ pub async fn serve(
         // `_room` is the request's share of `queued_max_request_bytes`,
         // given back once its answer is written.
         while let Some((out, _room)) = replies.recv().await {
+            let mut _holding = None;
             let mut segments = match out {
                 Outgoing::Encoded(bytes) => vec![bytes],
                 Outgoing::Response {
@@ -75,7 +79,9 @@ pub async fn serve(
                     api_version,
                     correlation_id,
                     reply,
+                    holding,
                 } => {
+                    _holding = holding;
                     let body = match reply {
                         PendingReply::Ready(body) => body,
                         PendingReply::Task(task) => match task.await {
@@ -113,50 +119,16 @@ pub async fn serve(
     };
 
     let read_loop = async move {
-        let max_frame_bytes = broker.settings.socket_request_max_bytes;
-        let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
+        let mut incoming = Incoming::new(&broker, shutdown.clone());
         let mut queued = 0u64;
         loop {
-            let frame = match frame::split_frame(&mut buf, max_frame_bytes) {
-                Ok(Some(frame)) => frame.freeze(),
-                Ok(None) => {
-                    if buf.capacity() - buf.len() < READ_CHUNK_BYTES {
-                        buf.reserve(READ_CHUNK_BYTES);
-                    }
-                    // Cancel-safe: `read_buf` either read bytes into `buf` or did nothing.
-                    let read = tokio::select! {
-                        read = reader.read_buf(&mut buf) => read,
-                        _ = shutdown.cancelled() => return,
-                    };
-                    match read {
-                        Ok(0) => {
-                            if !buf.is_empty() {
-                                tracing::info!(%peer, buffered = buf.len(), "connection closed mid-frame");
-                            }
-                            return;
-                        }
-                        Ok(_) => continue,
-                        Err(e) => {
-                            tracing::debug!(%peer, error = %e, "read failed");
-                            return;
-                        }
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(%peer, error = %e, "bad frame; closing connection");
+            let (frame, room) = match incoming.next_frame(&mut reader, &written, queued).await {
+                Ok(Some(frame)) => frame,
+                Ok(None) => return,
+                Err(reason) => {
+                    tracing::info!(%peer, "{reason}; closing connection");
                     return;
                 }
-            };
-            // Cancel-safe: an unfinished acquire holds nothing.
-            let room_wanted = frame
-                .len()
-                .clamp(1, broker.settings.queued_max_request_bytes)
-                as u32;
-            let room = tokio::select! {
-                room = broker.request_room.clone().acquire_many_owned(room_wanted) => {
-                    room.expect("the request semaphore is never closed")
-                }
-                _ = shutdown.cancelled() => return,
             };
             let outgoing = match protocol::decode_request(frame) {
                 Ok(Decoded::Request(request)) => {
@@ -172,8 +144,13 @@ pub async fn serve(
                     let api_version = request.api_version();
                     let correlation_id = request.header.correlation_id;
                     tracing::trace!(%peer, ?api_key, api_version, correlation_id, "request");
+                    let mut holding = None;
                     let reply = match handlers::dispatch(&broker, *request, peer).await {
                         Reply::Now(body) => PendingReply::Ready(body),
+                        Reply::Holding(body, room) => {
+                            holding = room;
+                            PendingReply::Ready(Some(body))
+                        }
                         Reply::Later(task) => PendingReply::Task(task),
                         Reply::Close => {
                             tracing::info!(%peer, ?api_key, "request refused without a response; closing connection");
@@ -185,6 +162,7 @@ pub async fn serve(
                         api_version,
                         correlation_id,
                         reply,
+                        holding,
                     }
                 }
                 Ok(Decoded::UnsupportedApiVersions { correlation_id }) => {

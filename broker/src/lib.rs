@@ -12,5 +12,6 @@ pub mod errors;
 pub mod groups;
 pub mod handlers;
 pub mod producer_ids;
+pub mod record_checks;
 pub mod server;
 pub mod topics;

@@ -6,6 +6,10 @@
 //! taken before each read, so a commit between the read and the wait still
 //! wakes it.
 //!
+//! Each pass over the partitions first takes its share of
+//! `fetch_response_buffer_max_bytes` (less than `max_bytes` when the buffer
+//! is short), and the answer holds what it used until it is written.
+//!
 //! Sizes follow Kafka: `partition_max_bytes` per partition and `max_bytes`
 //! for the whole answer, except that the first partition with data always
 //! returns at least one whole batch, so a batch larger than the limits can
@@ -20,9 +24,10 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use metadata::{TopicId, TopicPartition, Uuid};
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, watch};
 
 use crate::broker::Broker;
+use crate::config::MIN_FETCH_SHARE_BYTES;
 use crate::errors;
 
 /// Fetch v13 names topics by id (KIP-516); earlier versions by name.
@@ -47,10 +52,17 @@ struct WantedTopic {
     partitions: Vec<Wanted>,
 }
 
-pub async fn handle(broker: &Broker, version: i16, request: FetchRequest) -> FetchResponse {
+/// The answer, and its share of `fetch_response_buffer_max_bytes`, held
+/// until the answer is written.
+pub async fn handle(
+    broker: &Broker,
+    version: i16,
+    request: FetchRequest,
+) -> (FetchResponse, Option<OwnedSemaphorePermit>) {
     if request.session_id != 0 || !matches!(request.session_epoch, 0 | FINAL_EPOCH) {
-        return FetchResponse::default()
-            .with_error_code(ResponseError::FetchSessionIdNotFound.code());
+        let refused =
+            FetchResponse::default().with_error_code(ResponseError::FetchSessionIdNotFound.code());
+        return (refused, None);
     }
     let topics = resolve(broker, version, request.topics);
     let max_wait = Duration::from_millis(request.max_wait_ms.max(0) as u64);
@@ -60,7 +72,9 @@ pub async fn handle(broker: &Broker, version: i16, request: FetchRequest) -> Fet
     let read_committed = request.isolation_level == READ_COMMITTED;
     loop {
         let mut watches = watches(broker, &topics);
-        let read = read_all(broker, &topics, max_bytes, read_committed).await;
+        let mut room = share_of_response_room(broker, max_bytes).await;
+        let share = room.num_permits();
+        let read = read_all(broker, &topics, share, read_committed).await;
         // Kafka's DelayedFetch completes when enough bytes are available, not
         // only returned: data left out by the size limits counts.
         let done = read.bytes >= min_bytes
@@ -70,8 +84,19 @@ pub async fn handle(broker: &Broker, version: i16, request: FetchRequest) -> Fet
             || tokio::time::Instant::now() >= deadline
             || broker.shutdown.is_cancelled();
         if done {
-            return FetchResponse::default().with_responses(read.responses);
+            // Keep room for what was read (one batch may go over the share,
+            // KIP-74); give back the rest.
+            if read.bytes < share {
+                drop(room.split(share - read.bytes.max(1)));
+            }
+            return (
+                FetchResponse::default().with_responses(read.responses),
+                Some(room),
+            );
         }
+        // Nothing is held while waiting for data.
+        drop(room);
+        drop(read);
         let changed = select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
         // Cancel-safe: `changed` and `sleep_until` keep no state we need; the
         // next iteration reads everything again.
@@ -81,6 +106,25 @@ pub async fn handle(broker: &Broker, version: i16, request: FetchRequest) -> Fet
             _ = broker.shutdown.cancelled() => {}
         }
     }
+}
+
+/// Room for up to `wanted` bytes of answer: all of it when the buffer has
+/// it, else the largest power-of-two fraction it has down to
+/// `MIN_FETCH_SHARE_BYTES`, else waits for that much (a client that asks for
+/// gigabytes and never reads cannot hold more than the bound).
+async fn share_of_response_room(broker: &Broker, wanted: usize) -> OwnedSemaphorePermit {
+    let room = &broker.response_room;
+    let mut share = wanted.clamp(1, broker.settings.fetch_response_buffer_max_bytes);
+    while share > MIN_FETCH_SHARE_BYTES {
+        if let Ok(permit) = room.clone().try_acquire_many_owned(share as u32) {
+            return permit;
+        }
+        share /= 2;
+    }
+    room.clone()
+        .acquire_many_owned(share as u32)
+        .await
+        .expect("the response semaphore is never closed")
 }
 
 fn resolve(

@@ -42,6 +42,9 @@ use crate::broker::Broker;
 pub enum Reply {
     /// The response, ready now; `None` means no response at all (acks=0).
     Now(Option<ResponseKind>),
+    /// A response ready now that holds room in a broker-wide bound until
+    /// it is written (Fetch answers: `fetch_response_buffer_max_bytes`).
+    Holding(ResponseKind, Option<tokio::sync::OwnedSemaphorePermit>),
     /// A task that finishes with the response (produces waiting for their flush).
     Later(JoinHandle<Option<ResponseKind>>),
     /// No response; close the connection after the replies before it. Kafka's
@@ -67,7 +70,10 @@ pub async fn dispatch(broker: &Arc<Broker>, request: Request, peer: std::net::So
         RequestKind::ApiVersions(r) => now(api_versions::handle(r)),
         RequestKind::Metadata(r) => now(metadata::handle(broker, version, r).await),
         RequestKind::Produce(r) => produce::handle(broker, version, r).await,
-        RequestKind::Fetch(r) => now(fetch::handle(broker, version, r).await),
+        RequestKind::Fetch(r) => {
+            let (body, room) = fetch::handle(broker, version, r).await;
+            Reply::Holding(body.into(), room)
+        }
         RequestKind::ListOffsets(r) => now(list_offsets::handle(broker, version, r).await),
         RequestKind::CreateTopics(r) => now(create_topics::handle(broker, version, r).await),
         RequestKind::DeleteTopics(r) => now(delete_topics::handle(broker, version, r).await),
