@@ -2,11 +2,15 @@
 //!
 //! Connections are capped by a semaphore (`max_connections`): the loop
 //! accepts only while it holds a permit, so extra clients wait in the
-//! kernel's backlog instead of costing memory. On shutdown the loop stops
+//! kernel's backlog instead of costing memory. Connections from one address
+//! beyond `max_connections_per_ip` are closed as soon as they are accepted,
+//! as Kafka does, so one host cannot take every slot. On shutdown the loop stops
 //! accepting, every connection stops reading new requests and answers the
 //! ones it has, the log flushes what it buffered, and `run` returns.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -17,9 +21,53 @@ use tokio_util::task::TaskTracker;
 use crate::broker::Broker;
 use crate::connection;
 
+/// One connection's place in the count of connections from its address
+/// (Kafka's `max.connections.per.ip`), given back when dropped.
+struct PerIp {
+    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl PerIp {
+    fn admit(
+        counts: &Arc<Mutex<HashMap<IpAddr, usize>>>,
+        ip: IpAddr,
+        limit: usize,
+    ) -> Option<PerIp> {
+        let mut map = counts
+            .lock()
+            .expect("never poisoned: no panics under the lock");
+        let count = map.entry(ip).or_insert(0);
+        if *count >= limit {
+            return None;
+        }
+        *count += 1;
+        Some(PerIp {
+            counts: counts.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for PerIp {
+    fn drop(&mut self) {
+        let mut map = self
+            .counts
+            .lock()
+            .expect("never poisoned: no panics under the lock");
+        if let Some(count) = map.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
+
 /// Serves `listener` until `shutdown` is cancelled, then drains and returns.
 pub async fn run(broker: Arc<Broker>, listener: TcpListener, shutdown: CancellationToken) {
     let connection_slots = Arc::new(Semaphore::new(broker.settings.max_connections));
+    let per_ip = Arc::new(Mutex::new(HashMap::new()));
     let tracker = TaskTracker::new();
     loop {
         // Cancel-safe: dropping an unfinished acquire or accept loses nothing.
@@ -40,10 +88,17 @@ pub async fn run(broker: Arc<Broker>, listener: TcpListener, shutdown: Cancellat
             },
             _ = shutdown.cancelled() => break,
         };
+        let Some(per_ip) = PerIp::admit(&per_ip, peer.ip(), broker.settings.max_connections_per_ip)
+        else {
+            tracing::info!(%peer, limit = broker.settings.max_connections_per_ip, "max_connections_per_ip reached; closing the new connection");
+            drop(stream);
+            continue;
+        };
         let broker = broker.clone();
         let shutdown = shutdown.clone();
         tracker.spawn(async move {
             connection::serve(broker, stream, peer, shutdown).await;
+            drop(per_ip);
             drop(permit);
         });
     }

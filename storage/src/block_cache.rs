@@ -59,12 +59,14 @@ impl BlockCache {
     }
 
     /// `range` of object `key`: from the cache, else from `store` (once for
-    /// concurrent callers), then kept.
+    /// concurrent callers), checked by `verify`, then kept. Bytes that fail
+    /// `verify` are neither kept nor returned.
     pub async fn get_range(
         &self,
         store: &dyn ObjectStore,
         key: &str,
         range: Range<u64>,
+        verify: impl Fn(&Bytes) -> Result<()>,
     ) -> Result<Bytes> {
         let k: Key = (key.to_string(), range.start, range.end);
         let slot = {
@@ -78,7 +80,10 @@ impl BlockCache {
         if let Some(bytes) = fetched.as_ref() {
             return Ok(bytes.clone()); // another reader fetched it meanwhile
         }
-        let result = store.get_range(key, range).await;
+        let result = store
+            .get_range(key, range)
+            .await
+            .and_then(|bytes| verify(&bytes).map(|()| bytes));
         let mut s = self.state.lock().expect("block cache lock");
         // The slot goes whatever happened; the next miss starts afresh.
         if s.in_flight
@@ -180,7 +185,9 @@ mod tests {
     async fn concurrent_misses_of_one_block_make_one_request() {
         let store = store().await;
         let cache = BlockCache::new(100);
-        let readers = futures::future::join_all((0..8).map(|_| cache.get_range(&store, "o", 2..6)));
+        let readers = futures::future::join_all(
+            (0..8).map(|_| cache.get_range(&store, "o", 2..6, |_| Ok(()))),
+        );
         let opener = async {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             store.gate.add_permits(100);
@@ -191,7 +198,10 @@ mod tests {
         }
         assert_eq!(store.reads.load(Ordering::SeqCst), 1);
         // And a later read is a hit.
-        cache.get_range(&store, "o", 2..6).await.unwrap();
+        cache
+            .get_range(&store, "o", 2..6, |_| Ok(()))
+            .await
+            .unwrap();
         assert_eq!(store.reads.load(Ordering::SeqCst), 1);
     }
 
@@ -200,10 +210,22 @@ mod tests {
         let store = store().await;
         store.gate.add_permits(100);
         let cache = BlockCache::new(8);
-        cache.get_range(&store, "o", 0..4).await.unwrap(); // A
-        cache.get_range(&store, "o", 4..8).await.unwrap(); // B
-        cache.get_range(&store, "o", 0..4).await.unwrap(); // A again: B is now oldest
-        cache.get_range(&store, "o", 8..10).await.unwrap(); // C evicts B
+        cache
+            .get_range(&store, "o", 0..4, |_| Ok(()))
+            .await
+            .unwrap(); // A
+        cache
+            .get_range(&store, "o", 4..8, |_| Ok(()))
+            .await
+            .unwrap(); // B
+        cache
+            .get_range(&store, "o", 0..4, |_| Ok(()))
+            .await
+            .unwrap(); // A again: B is now oldest
+        cache
+            .get_range(&store, "o", 8..10, |_| Ok(()))
+            .await
+            .unwrap(); // C evicts B
         assert_eq!(
             cache.stats(),
             BlockCacheStats {
@@ -212,9 +234,15 @@ mod tests {
             }
         );
         let before = store.reads.load(Ordering::SeqCst);
-        cache.get_range(&store, "o", 0..4).await.unwrap();
+        cache
+            .get_range(&store, "o", 0..4, |_| Ok(()))
+            .await
+            .unwrap();
         assert_eq!(store.reads.load(Ordering::SeqCst), before, "A stayed");
-        cache.get_range(&store, "o", 4..8).await.unwrap();
+        cache
+            .get_range(&store, "o", 4..8, |_| Ok(()))
+            .await
+            .unwrap();
         assert_eq!(
             store.reads.load(Ordering::SeqCst),
             before + 1,
@@ -222,7 +250,7 @@ mod tests {
         );
         // A block larger than the whole cache is served but not kept.
         let big = BlockCache::new(3);
-        big.get_range(&store, "o", 0..4).await.unwrap();
+        big.get_range(&store, "o", 0..4, |_| Ok(())).await.unwrap();
         assert_eq!(big.stats(), BlockCacheStats::default());
     }
 
@@ -231,15 +259,36 @@ mod tests {
         let store = store().await;
         store.gate.add_permits(100);
         let cache = BlockCache::new(100);
-        assert!(cache.get_range(&store, "missing", 0..1).await.is_err());
+        assert!(
+            cache
+                .get_range(&store, "missing", 0..1, |_| Ok(()))
+                .await
+                .is_err()
+        );
         store
             .inner
             .put("missing", Bytes::from_static(b"x"))
             .await
             .unwrap();
         assert_eq!(
-            cache.get_range(&store, "missing", 0..1).await.unwrap(),
+            cache
+                .get_range(&store, "missing", 0..1, |_| Ok(()))
+                .await
+                .unwrap(),
             &b"x"[..]
         );
+    }
+
+    #[tokio::test]
+    async fn bytes_that_fail_their_check_are_neither_served_nor_kept() {
+        let store = store().await;
+        store.gate.add_permits(100);
+        let cache = BlockCache::new(100);
+        let refuse = |_: &Bytes| Err(crate::Error::CorruptObject("test".to_string()));
+        assert!(matches!(
+            cache.get_range(&store, "o", 0..4, refuse).await,
+            Err(crate::Error::CorruptObject(_))
+        ));
+        assert_eq!(cache.stats(), BlockCacheStats::default());
     }
 }

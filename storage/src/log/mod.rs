@@ -174,6 +174,9 @@ pub(crate) struct Inner {
     pub(crate) buffer_room: Arc<Semaphore>,
     pub(crate) tail_cache: Mutex<TailCache>,
     pub(crate) block_cache: crate::block_cache::BlockCache,
+    /// Objects already reported unreadable, so that the log names each once
+    /// and not once per fetch (cleared when it grows past a bound).
+    pub(crate) reported_unreadable: Mutex<std::collections::HashSet<String>>,
     pub(crate) shutdown: CancellationToken,
     /// Moves on whenever a flush fails; flushes sealed under an older
     /// generation are failed instead of committed (their offsets follow a hole).
@@ -214,6 +217,7 @@ impl Log {
         let inner = Arc::new(Inner {
             tail_cache: Mutex::new(TailCache::new(config.tail_cache_max_bytes)),
             block_cache: crate::block_cache::BlockCache::new(config.block_cache_max_bytes),
+            reported_unreadable: Mutex::new(Default::default()),
             config,
             store,
             metadata,

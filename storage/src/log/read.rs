@@ -136,7 +136,19 @@ impl Log {
             futures::pin_mut!(fetches);
             while let Some((entry, bytes)) = fetches.next().await {
                 let entry = &entry;
-                let bytes = bytes?;
+                let bytes = match bytes {
+                    Ok(bytes) => bytes,
+                    // What was read before the damage is answered; the
+                    // error only when nothing could be read.
+                    Err(e) if total > 0 => {
+                        self.report_unreadable(entry, &e);
+                        break 'pages;
+                    }
+                    Err(e) => {
+                        self.report_unreadable(entry, &e);
+                        return Err(e);
+                    }
+                };
                 let mut run = None::<(usize, usize)>;
                 let mut full = false;
                 for (start, header) in batch::batches(&bytes) {
@@ -176,6 +188,29 @@ impl Log {
             }
         };
         Ok(result)
+    }
+
+    /// Logs an unreadable object once (per bounded memory of them).
+    fn report_unreadable(&self, entry: &IndexEntry, error: &Error) {
+        const MAX_REMEMBERED: usize = 10_000;
+        let mut reported = self
+            .inner
+            .reported_unreadable
+            .lock()
+            .expect("reported lock");
+        if reported.len() >= MAX_REMEMBERED {
+            reported.clear();
+        }
+        if reported.insert(entry.object_key.clone()) {
+            tracing::error!(
+                object = entry.object_key,
+                topic_partition = %entry.topic_partition,
+                base_offset = entry.base_offset,
+                last_offset = entry.last_offset,
+                %error,
+                "committed records are unreadable; fetches answer the records before them"
+            );
+        }
     }
 
     /// Up to `read_max_index_entries` committed index entries of a partition
@@ -234,10 +269,16 @@ impl Log {
                     return Ok(NOT_FOUND);
                 };
                 let bytes = self.entry_bytes(&entry).await?;
-                let found = batch::batches(&bytes)
-                    .find(|(_, h)| h.max_timestamp == entry.max_timestamp)
-                    .map(|(start, h)| first_record_at_or_after(&bytes, start, &h, h.max_timestamp));
-                Ok(found.flatten().unwrap_or(NOT_FOUND))
+                let max_timestamp = entry.max_timestamp;
+                // Decoding a compressed batch costs CPU: off the async workers.
+                off_the_runtime(move || {
+                    batch::batches(&bytes)
+                        .find(|(_, h)| h.max_timestamp == max_timestamp)
+                        .and_then(|(start, h)| {
+                            first_record_at_or_after(&bytes, start, &h, h.max_timestamp)
+                        })
+                })
+                .await
             }
             OffsetSpec::Timestamp(timestamp) => {
                 let Some(entry) = metadata
@@ -247,12 +288,16 @@ impl Log {
                     return Ok(NOT_FOUND);
                 };
                 let bytes = self.entry_bytes(&entry).await?;
-                let found = batch::batches(&bytes)
-                    .filter(|(_, h)| {
-                        h.max_timestamp >= timestamp && h.last_offset() >= log_start_offset
-                    })
-                    .find_map(|(start, h)| first_record_at_or_after(&bytes, start, &h, timestamp));
-                Ok(found.unwrap_or(NOT_FOUND))
+                off_the_runtime(move || {
+                    batch::batches(&bytes)
+                        .filter(|(_, h)| {
+                            h.max_timestamp >= timestamp && h.last_offset() >= log_start_offset
+                        })
+                        .find_map(|(start, h)| {
+                            first_record_at_or_after(&bytes, start, &h, timestamp)
+                        })
+                })
+                .await
             }
         }
     }
@@ -276,11 +321,57 @@ impl Log {
                         self.inner.store.as_ref(),
                         &entry.object_key,
                         entry.position..end,
+                        |bytes| verify_run(entry, bytes),
                     )
                     .await
             }
         }
     }
+}
+
+/// Runs a search over decoded records on a blocking thread; `NOT_FOUND`
+/// when it finds nothing.
+async fn off_the_runtime(
+    search: impl FnOnce() -> Option<TimestampOffset> + Send + 'static,
+) -> Result<TimestampOffset> {
+    tokio::task::spawn_blocking(search)
+        .await
+        .map(|found| found.unwrap_or(NOT_FOUND))
+        .map_err(|e| Error::Io(format!("record search failed: {e}")))
+}
+
+/// Checks an index entry's run as read from the object store: whole v2
+/// batches filling exactly the entry's length, each with a good CRC, from
+/// the entry's base offset to its last. A flipped byte, a truncated or
+/// replaced object is reported, never served.
+pub(crate) fn verify_run(entry: &IndexEntry, bytes: &Bytes) -> Result<()> {
+    let corrupt = |why: String| {
+        Error::CorruptObject(format!(
+            "key={} position={} length={} base_offset={}: {why}",
+            entry.object_key, entry.position, entry.length, entry.base_offset
+        ))
+    };
+    if bytes.len() as u64 != entry.length {
+        return Err(corrupt(format!("read {} bytes", bytes.len())));
+    }
+    let mut at = 0usize;
+    let mut last_offset = None;
+    while at < bytes.len() {
+        let header = batch::parse_header(&bytes[at..]).map_err(|e| corrupt(e.to_string()))?;
+        batch::verify_crc(&header, &bytes[at..]).map_err(|e| corrupt(e.to_string()))?;
+        if at == 0 && header.base_offset != entry.base_offset {
+            return Err(corrupt(format!(
+                "first batch starts at offset {}",
+                header.base_offset
+            )));
+        }
+        last_offset = Some(header.last_offset());
+        at += header.size_bytes();
+    }
+    if last_offset != Some(entry.last_offset) {
+        return Err(corrupt(format!("batches end at offset {last_offset:?}")));
+    }
+    Ok(())
 }
 
 /// The first record of the batch at `start` whose timestamp is ≥ `timestamp`.

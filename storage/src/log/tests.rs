@@ -9,6 +9,7 @@ use protocol::testing::{offsets_and_values, record_batch};
 
 use super::*;
 
+mod damage;
 mod idempotence;
 mod streaming;
 use crate::{Clock, MemoryStore, OffsetSpec};
