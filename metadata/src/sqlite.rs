@@ -185,6 +185,18 @@ LIMIT 1";
 #[derive(Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
+    /// Set once SQLite reports the file corrupt; writes are refused from
+    /// then on, so nothing more is committed to a damaged store.
+    damaged: Arc<std::sync::atomic::AtomicBool>,
+}
+
+thread_local! {
+    /// Set by `backend` when SQLite's error says the file is damaged; read
+    /// and cleared by `with_conn` on the same blocking thread.
+    static CORRUPTION_SEEN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Set by `with_conn` while it runs an operation on a damaged store;
+    /// `begin_write` refuses then.
+    static REFUSE_WRITES: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -214,6 +226,7 @@ impl SqliteStore {
                 path.display()
             )));
         }
+        quick_check(&conn, path)?;
         Self::init(conn)
     }
 
@@ -263,6 +276,7 @@ impl SqliteStore {
         tx.commit().or_backend(|| "commit schema".into())?;
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
+            damaged: Default::default(),
         })
     }
 
@@ -276,12 +290,22 @@ impl SqliteStore {
         T: Send + 'static,
     {
         let conn = Arc::clone(&self.conn);
+        let damaged = Arc::clone(&self.damaged);
         let task = tokio::task::spawn_blocking(move || {
             // A panic while the lock was held happened either outside a
             // transaction or inside one that rusqlite rolled back on unwind,
             // so the connection is still consistent.
             let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
-            op(&mut conn)
+            REFUSE_WRITES.set(damaged.load(std::sync::atomic::Ordering::Relaxed));
+            CORRUPTION_SEEN.set(false);
+            let result = op(&mut conn);
+            if CORRUPTION_SEEN.take() && !damaged.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                tracing::error!(
+                    "the metadata file reports corruption; refusing every write to it from now on \
+                     (restore it from a backup, or check it with `sqlite3 FILE 'PRAGMA integrity_check'`)"
+                );
+            }
+            result
         });
         match task.await {
             Ok(result) => result,
@@ -995,14 +1019,48 @@ impl<T> OrBackend<T> for rusqlite::Result<T> {
 }
 
 fn backend(context: String, e: rusqlite::Error) -> Error {
+    if matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+    ) {
+        CORRUPTION_SEEN.set(true);
+    }
     Error::Backend(format!("sqlite {context}: {e}"))
 }
 
 /// Starts a write transaction holding the write lock from the start, so two
 /// connections never both read and then deadlock upgrading to write.
+/// Refused once the file has reported corruption.
 fn begin_write(conn: &mut Connection) -> Result<Transaction<'_>> {
+    if REFUSE_WRITES.get() {
+        return Err(Error::Backend(
+            "sqlite refuses writes: the metadata file reported corruption".to_string(),
+        ));
+    }
     conn.transaction_with_behavior(TransactionBehavior::Immediate)
         .or_backend(|| "begin write".into())
+}
+
+/// SQLite's `quick_check` (structure of every page and index order; not
+/// index contents, which `integrity_check` adds at several times the cost),
+/// run at start-up so that a damaged file stops the broker before it
+/// commits anything to it.
+fn quick_check(conn: &Connection, path: &Path) -> Result<()> {
+    let mut statement = conn
+        .prepare("PRAGMA quick_check(10)")
+        .or_backend(|| format!("quick_check path={}", path.display()))?;
+    let problems: Vec<String> = statement
+        .query_map([], |row| row.get::<_, String>(0))
+        .and_then(|rows| rows.collect())
+        .or_backend(|| format!("quick_check path={}", path.display()))?;
+    if problems != ["ok"] {
+        return Err(Error::Backend(format!(
+            "the metadata file path={} fails SQLite's quick_check: {}",
+            path.display(),
+            problems.join("; ")
+        )));
+    }
+    Ok(())
 }
 
 /// Commits; when this returns `Ok` the change is on disk (`synchronous=FULL`).

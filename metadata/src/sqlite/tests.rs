@@ -184,3 +184,69 @@ fn index_lookups_seek_with_the_indexes() {
         "{max_timestamp}"
     );
 }
+
+/// A metadata file with enough topics to span many pages, checkpointed so
+/// that every page is in the main file; returns its path.
+async fn file_with_topics(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("metadata.sqlite");
+    let store = SqliteStore::open(&path).unwrap();
+    for i in 0..200 {
+        let configs = BTreeMap::from([("cleanup.policy".to_string(), "x".repeat(200))]);
+        store
+            .create_topic(&format!("topic-{i}"), TopicId::new_random(), 4, configs)
+            .await
+            .unwrap();
+    }
+    drop(store);
+    checkpoint(&path);
+    path
+}
+
+fn checkpoint(path: &Path) {
+    let conn = Connection::open(path).unwrap();
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .unwrap();
+}
+
+/// Overwrites every page but the first (the header) with a pattern.
+fn scribble_over_pages(path: &Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    assert!(bytes.len() > 8 * 4096, "{} bytes", bytes.len());
+    for (i, b) in bytes[4096..].iter_mut().enumerate() {
+        *b = (i * 7 + 13) as u8;
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[tokio::test]
+async fn a_damaged_file_is_refused_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = file_with_topics(dir.path()).await;
+    scribble_over_pages(&path);
+    let refused = SqliteStore::open(&path).expect_err("a damaged file must not open");
+    let message = refused.to_string();
+    assert!(
+        message.contains("quick_check") || message.contains("malformed"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn corruption_seen_at_run_time_stops_every_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = file_with_topics(dir.path()).await;
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.topics().await.unwrap().len(), 200);
+    // Damage under the running store; a checkpoint by another connection
+    // makes it drop its cached pages and read the damaged ones.
+    checkpoint(&path);
+    scribble_over_pages(&path);
+    checkpoint(&path);
+    let read = store.topics().await;
+    assert!(read.is_err(), "damaged pages must not read as topics");
+    let write = store
+        .create_topic("after-damage", TopicId::new_random(), 1, BTreeMap::new())
+        .await
+        .expect_err("no write after corruption was seen");
+    assert!(write.to_string().contains("refuses writes"), "{write}");
+}
