@@ -199,38 +199,104 @@ impl Broker {
         Ok(())
     }
 
-    /// Creates a topic with the broker's defaults (auto-creation). Returns the
-    /// existing topic if another request created it first.
-    pub async fn auto_create_topic(&self, name: &str) -> Result<Topic, OpenError> {
-        let _guard = self.admin_lock.lock().await;
-        if let Some(view) = self.topics.by_name(name) {
-            return Ok(view.topic.clone());
+    /// Refuses `topics` more topics holding `partitions` more partitions
+    /// when the cluster would pass `max_topics` or `max_partitions`, with
+    /// the message clients see (POLICY_VIOLATION).
+    pub fn check_room_for(&self, topics: usize, partitions: i64) -> Result<(), String> {
+        let all = self.topics.all();
+        let held: i64 = all.iter().map(|v| v.topic.partition_count as i64).sum();
+        if all.len() + topics > self.settings.max_topics {
+            return Err(format!(
+                "The cluster holds {} topics; {topics} more would pass max_topics={}.",
+                all.len(),
+                self.settings.max_topics
+            ));
         }
-        let topic = match self
-            .metadata
-            .create_topic(
-                name,
-                TopicId::new_random(),
-                self.settings.num_partitions,
-                Default::default(),
-            )
-            .await
-        {
-            Ok(topic) => topic,
-            Err(metadata::Error::TopicAlreadyExists(_)) => {
-                self.refresh_topics().await?;
-                return self
+        if held + partitions > self.settings.max_partitions as i64 {
+            return Err(format!(
+                "The cluster holds {held} partitions; {partitions} more would pass max_partitions={}.",
+                self.settings.max_partitions
+            ));
+        }
+        Ok(())
+    }
+
+    /// Creates the topics named, with the broker's defaults (auto-creation),
+    /// in one step: one admin lock and one reload for all of them, however
+    /// many one Metadata request names. A topic another request created
+    /// first is returned as it is.
+    pub async fn auto_create_topics(&self, names: &[&str]) -> Vec<Result<Topic, AutoCreateError>> {
+        let _guard = self.admin_lock.lock().await;
+        let partitions = self.settings.num_partitions;
+        let mut results = Vec::with_capacity(names.len());
+        let mut created = 0usize;
+        let mut lost_races = false;
+        for &name in names {
+            if let Some(view) = self.topics.by_name(name) {
+                results.push(Ok(view.topic.clone()));
+                continue;
+            }
+            if let Err(why) =
+                self.check_room_for(created + 1, (created as i64 + 1) * partitions as i64)
+            {
+                results.push(Err(AutoCreateError::Limit(why)));
+                continue;
+            }
+            let outcome = self
+                .metadata
+                .create_topic(name, TopicId::new_random(), partitions, Default::default())
+                .await;
+            results.push(match outcome {
+                Ok(topic) => {
+                    tracing::info!(topic = name, topic_id = %topic.topic_id, partitions, "auto-created topic");
+                    created += 1;
+                    Ok(topic)
+                }
+                Err(metadata::Error::TopicAlreadyExists(_)) => {
+                    lost_races = true;
+                    Err(AutoCreateError::Failed(
+                        metadata::Error::TopicAlreadyExists(name.to_string()).into(),
+                    ))
+                }
+                Err(e) => Err(AutoCreateError::Failed(e.into())),
+            });
+        }
+        if created == 0 && !lost_races {
+            return results;
+        }
+        if let Err(e) = self.refresh_topics().await {
+            tracing::error!(error = %e, "could not reload topics after auto-creating some");
+        }
+        // Topics another broker (or request) created first are read back.
+        names
+            .iter()
+            .zip(results)
+            .map(|(&name, result)| match result {
+                Err(AutoCreateError::Failed(OpenError::Metadata(
+                    metadata::Error::TopicAlreadyExists(_),
+                ))) => self
                     .topics
                     .by_name(name)
                     .map(|v| v.topic.clone())
-                    .ok_or_else(|| metadata::Error::UnknownTopic(name.to_string()).into());
-            }
-            Err(e) => return Err(e.into()),
-        };
-        tracing::info!(topic = name, topic_id = %topic.topic_id, partitions = topic.partition_count, "auto-created topic");
-        self.refresh_topics().await?;
-        Ok(topic)
+                    .ok_or_else(|| {
+                        AutoCreateError::Failed(
+                            metadata::Error::UnknownTopic(name.to_string()).into(),
+                        )
+                    }),
+                other => other,
+            })
+            .collect()
     }
+}
+
+/// Why a topic was not auto-created.
+#[derive(Debug, thiserror::Error)]
+pub enum AutoCreateError {
+    /// `max_topics` or `max_partitions` would be passed.
+    #[error("{0}")]
+    Limit(String),
+    #[error(transparent)]
+    Failed(#[from] OpenError),
 }
 
 /// The object store the settings name: `data_dir/objects`, or S3 for an

@@ -28,6 +28,13 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// Kafka `auto.create.topics.enable`: Metadata requests create unknown topics.
     pub auto_create_topics: bool,
+    /// Most topics the cluster holds; creating more is refused with
+    /// POLICY_VIOLATION (auto-creation too). Every broker keeps every
+    /// topic's state in memory, so this bounds that memory.
+    pub max_topics: usize,
+    /// Most partitions the cluster holds, over all topics (POLICY_VIOLATION
+    /// beyond, like Kafka's per-request cap).
+    pub max_partitions: usize,
     /// Kafka `num.partitions`: partitions of auto-created topics and of
     /// CreateTopics with `num_partitions = -1`.
     pub num_partitions: i32,
@@ -158,6 +165,8 @@ impl Default for Settings {
             data_dir: PathBuf::from("lightstream-data"),
             auto_create_topics: true,
             num_partitions: 1,
+            max_topics: 10_000,
+            max_partitions: 100_000,
             message_max_bytes: 1_048_588,
             socket_request_max_bytes: protocol::frame::DEFAULT_MAX_FRAME_BYTES,
             max_connections: 1_000,
@@ -299,6 +308,12 @@ impl Settings {
         }
         if self.num_partitions < 1 {
             return invalid("num_partitions", "must be at least 1");
+        }
+        if self.max_topics == 0 || self.max_partitions == 0 {
+            return invalid(
+                "max_partitions",
+                "topic and partition limits must be at least 1",
+            );
         }
         if !self.storage_url.is_empty() && !self.storage_url.starts_with("s3://") {
             return invalid(

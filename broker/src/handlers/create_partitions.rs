@@ -48,6 +48,10 @@ pub async fn handle(broker: &Broker, request: CreatePartitionsRequest) -> Create
             ));
             continue;
         }
+        if let Err(why) = broker.check_room_for(0, added) {
+            results.push(refuse(ResponseError::PolicyViolation, why));
+            continue;
+        }
         let name = topic.name.as_str();
         if times_named[name] > 1 {
             results.push(refuse(

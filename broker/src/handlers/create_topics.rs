@@ -54,6 +54,8 @@ pub async fn handle(
     let _guard = broker.admin_lock.lock().await;
     let mut results = Vec::with_capacity(request.topics.len());
     let mut created_any = false;
+    // Created by this request, not yet in the topic cache (reloaded at the end).
+    let (mut added_topics, mut added_partitions) = (0usize, 0i64);
     let too_many = total_partitions(broker, &request.topics) > MAX_PARTITIONS_PER_REQUEST;
     for topic in request.topics {
         let name = topic.name.clone();
@@ -83,8 +85,20 @@ pub async fn handle(
         }
         let outcome = match check(broker, &topic) {
             Err(refusal) => Err(refusal),
-            Ok(_) if request.validate_only => Ok(None),
-            Ok(plan) => create(broker, name.as_str(), plan).await.map(Some),
+            Ok(plan) => match broker
+                .check_room_for(added_topics + 1, added_partitions + plan.partitions as i64)
+            {
+                Err(why) => Err((ResponseError::PolicyViolation, why)),
+                Ok(()) if request.validate_only => Ok(None),
+                Ok(()) => {
+                    let created = create(broker, name.as_str(), plan).await;
+                    if let Ok((_, plan)) = &created {
+                        added_topics += 1;
+                        added_partitions += plan.partitions as i64;
+                    }
+                    created.map(Some)
+                }
+            },
         };
         results.push(match outcome {
             Err(refusal) => refused(result, refusal),

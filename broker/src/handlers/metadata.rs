@@ -3,19 +3,23 @@
 //!
 //! Unknown topics are created when `auto_create_topics` is on and the request
 //! allows it (always before v4, `allow_auto_topic_creation` from v4), as
-//! Kafka's `auto.create.topics.enable` does. Topics asked for by id (v10+)
-//! are never created.
+//! Kafka's `auto.create.topics.enable` does, all of one request's in one
+//! step, within `max_topics` and `max_partitions` (POLICY_VIOLATION beyond).
+//! Topics asked for by id (v10+) are never created.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
+use std::collections::HashMap;
+
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use metadata::{Topic, TopicId, TopicPartition, Uuid};
 
 use crate::authorized_operations;
-use crate::broker::Broker;
+use crate::broker::{AutoCreateError, Broker};
 use crate::topics::invalid_topic_name;
 
 pub async fn handle(broker: &Broker, version: i16, request: MetadataRequest) -> MetadataResponse {
@@ -26,17 +30,31 @@ pub async fn handle(broker: &Broker, version: i16, request: MetadataRequest) -> 
         None => all_topics(broker),
         Some(list) if list.is_empty() && version == 0 => all_topics(broker),
         Some(list) => {
-            let mut out = Vec::with_capacity(list.len());
-            for wanted in list {
-                // v10+ may name a topic by id, with a null (or empty) name.
-                let by_topic_id =
-                    !wanted.topic_id.is_nil() && wanted.name.as_ref().is_none_or(|n| n.is_empty());
-                out.push(match wanted.name {
-                    Some(name) if !by_topic_id => by_name(broker, name, allow_auto_create).await,
-                    _ => by_id(broker, wanted.topic_id),
-                });
+            // Unknown topics to create, all in one step (one reload).
+            let to_create: Vec<&str> = if allow_auto_create {
+                list.iter()
+                    .filter(|w| !by_topic_id(w))
+                    .filter_map(|w| w.name.as_ref().map(|n| n.as_str()))
+                    .filter(|n| {
+                        broker.topics.by_name(n).is_none() && invalid_topic_name(n).is_none()
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let mut created: HashMap<String, Result<Topic, AutoCreateError>> = HashMap::new();
+            if !to_create.is_empty() {
+                let results = broker.auto_create_topics(&to_create).await;
+                created.extend(to_create.iter().map(|n| n.to_string()).zip(results));
             }
-            out
+            list.into_iter()
+                .map(|wanted| match wanted.name {
+                    Some(ref name) if !by_topic_id(&wanted) => {
+                        by_name(broker, name.clone(), created.remove(name.as_str()))
+                    }
+                    _ => by_id(broker, wanted.topic_id),
+                })
+                .collect()
         }
     };
     // Asked for only from v8 (both fields); the cluster's only up to v10.
@@ -70,31 +88,40 @@ fn all_topics(broker: &Broker) -> Vec<MetadataResponseTopic> {
         .collect()
 }
 
-async fn by_name(
+/// v10+ may name a topic by id, with a null (or empty) name.
+fn by_topic_id(wanted: &MetadataRequestTopic) -> bool {
+    !wanted.topic_id.is_nil() && wanted.name.as_ref().is_none_or(|n| n.is_empty())
+}
+
+/// A topic asked for by name; `created` is the outcome of its
+/// auto-creation when it was unknown and auto-creation was allowed.
+fn by_name(
     broker: &Broker,
     name: TopicName,
-    allow_auto_create: bool,
+    created: Option<Result<Topic, AutoCreateError>>,
 ) -> MetadataResponseTopic {
-    if let Some(view) = broker.topics.by_name(name.as_str()) {
-        return describe(broker, &view.topic);
-    }
     let error = |code: ResponseError| {
         MetadataResponseTopic::default()
             .with_name(Some(name.clone()))
             .with_error_code(code.code())
     };
-    if invalid_topic_name(name.as_str()).is_some() {
-        return error(ResponseError::InvalidTopicException);
-    }
-    if !allow_auto_create {
-        return error(ResponseError::UnknownTopicOrPartition);
-    }
-    match broker.auto_create_topic(name.as_str()).await {
-        Ok(topic) => describe(broker, &topic),
-        Err(e) => {
+    match created {
+        Some(Ok(topic)) => describe(broker, &topic),
+        Some(Err(AutoCreateError::Limit(why))) => {
+            tracing::warn!(topic = name.as_str(), "auto-creation refused: {why}");
+            error(ResponseError::PolicyViolation)
+        }
+        Some(Err(e)) => {
             tracing::warn!(topic = name.as_str(), error = %e, "auto-creation failed");
             error(ResponseError::LeaderNotAvailable)
         }
+        None => match broker.topics.by_name(name.as_str()) {
+            Some(view) => describe(broker, &view.topic),
+            None if invalid_topic_name(name.as_str()).is_some() => {
+                error(ResponseError::InvalidTopicException)
+            }
+            None => error(ResponseError::UnknownTopicOrPartition),
+        },
     }
 }
 
