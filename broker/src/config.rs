@@ -57,6 +57,9 @@ pub struct Settings {
     /// the clients' default `request.timeout.ms`, by which time they have
     /// given up on the request anyway.
     pub request_read_timeout_ms: u64,
+    /// Longest one answer may take to be written: a client that does not
+    /// read its answers (holding their memory) is closed after it.
+    pub response_write_timeout_ms: u64,
     /// Kafka `max.connections.per.ip`: connections from one address beyond
     /// it are closed as soon as they are accepted.
     pub max_connections_per_ip: usize,
@@ -174,6 +177,7 @@ impl Default for Settings {
             max_in_flight_requests_per_connection: 16,
             connections_max_idle_ms: 600_000,
             request_read_timeout_ms: 60_000,
+            response_write_timeout_ms: 120_000,
             max_connections_per_ip: i32::MAX as usize,
             fetch_response_buffer_max_bytes: 256 * 1024 * 1024,
             flush_interval_ms: 2,
@@ -377,8 +381,8 @@ impl Settings {
                 "connection limits and timeouts must be at least 1",
             );
         }
-        if self.request_read_timeout_ms == 0 {
-            return invalid("request_read_timeout_ms", "must be at least 1");
+        if self.request_read_timeout_ms == 0 || self.response_write_timeout_ms == 0 {
+            return invalid("request_read_timeout_ms", "timeouts must be at least 1");
         }
         if self.fetch_response_buffer_max_bytes < MIN_FETCH_SHARE_BYTES
             || self.fetch_response_buffer_max_bytes > u32::MAX as usize

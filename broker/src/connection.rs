@@ -67,6 +67,11 @@ pub async fn serve(
     // before any request but a produce (see the module doc).
     let (written_tx, mut written) = watch::channel(0u64);
 
+    // Cancelled by the writer when it stops early (a client that does not
+    // read its answers, or went away), which stops the reader too.
+    let connection_ended = shutdown.child_token();
+    let writer_stopped = connection_ended.clone();
+    let write_timeout = std::time::Duration::from_millis(broker.settings.response_write_timeout_ms);
     let write_loop = async move {
         // `_room` is the request's share of `queued_max_request_bytes`,
         // given back once its answer is written.
@@ -110,16 +115,28 @@ pub async fn serve(
                     }
                 }
             };
-            if let Err(e) = write_all_vectored(&mut writer, &mut segments).await {
-                tracing::debug!(%peer, error = %e, "client went away while we wrote");
-                return;
+            let write = write_all_vectored(&mut writer, &mut segments);
+            match tokio::time::timeout(write_timeout, write).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "client went away while we wrote");
+                    writer_stopped.cancel();
+                    return;
+                }
+                Err(_) => {
+                    // The answer's room (fetch_response_buffer_max_bytes)
+                    // goes back with it; the reader stops too.
+                    tracing::info!(%peer, timeout_ms = write_timeout.as_millis() as u64, "client did not read its answer within response_write_timeout_ms; closing connection");
+                    writer_stopped.cancel();
+                    return;
+                }
             }
             written_tx.send_modify(|n| *n += 1);
         }
     };
 
     let read_loop = async move {
-        let mut incoming = Incoming::new(&broker, shutdown.clone());
+        let mut incoming = Incoming::new(&broker, connection_ended);
         let mut queued = 0u64;
         loop {
             let (frame, room) = match incoming.next_frame(&mut reader, &written, queued).await {

@@ -7,7 +7,8 @@
 //! so only work that is small by construction stays inline: an uncompressed
 //! batch up to `INLINE_BATCH_BYTES`, and a compressed one until its output
 //! passes `INLINE_DECOMPRESSED_BYTES`, after which it starts again on the
-//! pool. The pool has one slot per core; a connection validates one batch at
+//! pool. The pool has one slot per core but one (which stays with the async
+//! workers); a connection validates one batch at
 //! a time (its reader waits for the answer), so a flood of bombs from a few
 //! connections queues behind itself while small batches of everyone else
 //! keep flowing inline. A refused request costs its sender.
@@ -35,9 +36,10 @@ impl RecordCheckPool {
         }
     }
 
-    /// One slot per core of this machine.
+    /// One slot per core of this machine but one, which stays with the
+    /// async workers (at least one slot).
     pub fn per_core() -> Self {
-        Self::new(std::thread::available_parallelism().map_or(1, |n| n.get()))
+        Self::new(std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1)))
     }
 
     /// Validates one produce batch (`protocol::batch::validate_produce_batch`),

@@ -18,6 +18,7 @@ Layouts follow the Kafka protocol guide
 
 from __future__ import annotations
 
+import gzip
 import socket
 import struct
 import time
@@ -36,6 +37,7 @@ API_CREATE_TOPICS = 19
 ERROR_NONE = 0
 ERROR_CORRUPT_MESSAGE = 2
 ERROR_UNKNOWN_TOPIC_OR_PARTITION = 3
+ERROR_MESSAGE_TOO_LARGE = 10
 ERROR_INVALID_TOPIC_EXCEPTION = 17
 ERROR_UNSUPPORTED_VERSION = 35
 ERROR_UNSUPPORTED_FOR_MESSAGE_FORMAT = 43
@@ -279,6 +281,57 @@ def encode_record_batch(
     return int64(base_offset) + int32(true_length if batch_length is None else batch_length) + after_length
 
 
+CODEC_NONE, CODEC_GZIP, CODEC_SNAPPY, CODEC_LZ4, CODEC_ZSTD = 0, 1, 2, 3, 4
+
+
+def compress(codec: int, data: bytes) -> bytes:
+    """`data` compressed as producers do: gzip, snappy in xerial framing
+    (Java clients), lz4 frame, zstd."""
+    if codec == CODEC_NONE:
+        return data
+    if codec == CODEC_GZIP:
+        return gzip.compress(data)
+    if codec == CODEC_SNAPPY:
+        import snappy
+
+        out = bytearray(b"\x82SNAPPY\x00" + int32(1) + int32(1))
+        for at in range(0, len(data), 32 * 1024):
+            block = snappy.compress(data[at:at + 32 * 1024])
+            out += int32(len(block)) + block
+        return bytes(out)
+    if codec == CODEC_LZ4:
+        import lz4.frame
+
+        return lz4.frame.compress(data)
+    if codec == CODEC_ZSTD:
+        import zstandard
+
+        return zstandard.ZstdCompressor().compress(data)
+    raise ValueError(f"no codec {codec}")
+
+
+def encode_raw_batch(payload: bytes, records_count: int, codec: int = CODEC_NONE,
+                     base_timestamp_ms: int | None = None) -> bytes:
+    """A v2 batch around `payload` (the records, already compressed for
+    `codec`), declaring `records_count` records, with a correct CRC: what a
+    buggy or hostile producer can send."""
+    if base_timestamp_ms is None:
+        base_timestamp_ms = int(time.time() * 1000)
+    after_crc = (
+        int16(codec)
+        + int32(records_count - 1)
+        + int64(base_timestamp_ms)
+        + int64(base_timestamp_ms)
+        + int64(-1)
+        + int16(-1)
+        + int32(-1)
+        + int32(records_count)
+        + payload
+    )
+    after_length = int32(-1) + int8(2) + uint32(crc32c(after_crc)) + after_crc
+    return int64(0) + int32(len(after_length)) + after_length
+
+
 def encode_legacy_message_set_v1(key: bytes | None, value: bytes | None, timestamp_ms: int | None = None) -> bytes:
     """A one-message magic-1 message set (pre-0.11 format) with a valid CRC-32.
 
@@ -291,6 +344,24 @@ def encode_legacy_message_set_v1(key: bytes | None, value: bytes | None, timesta
     after_crc = int8(1) + int8(0) + int64(timestamp_ms) + kbytes(key) + kbytes(value)
     message = uint32(zlib.crc32(after_crc) & 0xFFFFFFFF) + after_crc
     return int64(0) + int32(len(message)) + message
+
+
+# --- Fetch v4 -----------------------------------------------------------------
+
+
+def fetch_request_v4(correlation_id: int, topic: str, partition: int, offset: int, *,
+                     max_bytes: int, partition_max_bytes: int, max_wait_ms: int = 0) -> bytes:
+    """A Fetch v4 (the lowest version Kafka 4 answers) for one partition."""
+    body = (
+        request_header_v1(API_FETCH, 4, correlation_id, "compat-raw")
+        + int32(-1)  # replica id
+        + int32(max_wait_ms)
+        + int32(0)  # min bytes
+        + int32(max_bytes)
+        + int8(0)  # read_uncommitted
+        + array([string(topic) + array([int32(partition) + int64(offset) + int32(partition_max_bytes)])])
+    )
+    return frame(body)
 
 
 # --- Produce v3 ---------------------------------------------------------------
