@@ -3,8 +3,8 @@
 # in the test command that catches regressions in frame decoding and batch
 # validation; run longer by hand (FUZZ_SECONDS=3600 bash .ci/fuzz.sh).
 # Installs cargo-fuzz when missing. A crash leaves its input under
-# fuzz/artifacts/TARGET/ and fails the run: add it to fuzz/regressions/ so
-# protocol/tests/fuzz_regressions.rs replays it on every `cargo test`.
+# fuzz/artifacts/TARGET/ and fails the run: keep it in fuzz/regressions/TARGET/
+# (each run starts from those) and turn it into a test in protocol/tests/.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 

@@ -27,6 +27,8 @@
 #   COMPAT_PYTEST_ARGS extra arguments for pytest, e.g. "-k kcat -x"
 #   SKIP_COMPAT=1      skip steps 5 and 6 (Rust-only iteration)
 #   SKIP_RDKAFKA_SUITE=1  skip step 6
+#   SKIP_FUZZ=1        skip step 7 (cargo-fuzz, installed on first use)
+#   FUZZ_SECONDS=N     seconds per fuzz target in step 7 (default 30)
 #   RDKAFKA_SUITE_ARGS extra arguments for compat-tests/librdkafka/suite.py,
 #                      e.g. "--only 0001,0002 --passes plain"
 set -euo pipefail
@@ -222,20 +224,26 @@ PY
 # A full disk shows up as odd compiler errors deep in a step; say it first.
 df -h "$REPO_ROOT" 2>/dev/null | tail -n 1 | awk '{print "disk: " $4 " free on " $6 " (a clean build needs about 4 GB)"}' || true
 
-run_step "1/6 tools: kcat, s3s-fs, compat-tests/.venv, KafkaJS, librdkafka's build deps" install_tools
-run_step "2/6 fmt: cargo fmt --all -- --check" cargo fmt --all -- --check
-run_step "3/6 clippy: cargo clippy --all-targets -- -D warnings" cargo clippy --all-targets -- -D warnings
-run_step "4/6 test: cargo test --workspace" cargo test --workspace
+run_step "1/7 tools: kcat, s3s-fs, compat-tests/.venv, KafkaJS, librdkafka's build deps" install_tools
+run_step "2/7 fmt: cargo fmt --all -- --check" cargo fmt --all -- --check
+run_step "3/7 clippy: cargo clippy --all-targets -- -D warnings" cargo clippy --all-targets -- -D warnings
+run_step "4/7 test: cargo test --workspace" cargo test --workspace
 if [[ "${SKIP_COMPAT:-0}" == "1" ]]; then
-    skip_step "5/6 compat: release build + pytest compat-tests" "SKIP_COMPAT=1"
-    skip_step "6/6 librdkafka: the librdkafka integration suite" "SKIP_COMPAT=1"
+    skip_step "5/7 compat: release build + pytest compat-tests" "SKIP_COMPAT=1"
+    skip_step "6/7 librdkafka: the librdkafka integration suite" "SKIP_COMPAT=1"
 else
-    run_step "5/6 compat: release build + pytest compat-tests" run_compat
+    run_step "5/7 compat: release build + pytest compat-tests" run_compat
     if [[ "${SKIP_RDKAFKA_SUITE:-0}" == "1" ]]; then
-        skip_step "6/6 librdkafka: the librdkafka integration suite" "SKIP_RDKAFKA_SUITE=1"
+        skip_step "6/7 librdkafka: the librdkafka integration suite" "SKIP_RDKAFKA_SUITE=1"
     else
-        run_step "6/6 librdkafka: the librdkafka integration suite, two passes" run_rdkafka_suite
+        run_step "6/7 librdkafka: the librdkafka integration suite, two passes" run_rdkafka_suite
     fi
+fi
+
+if [[ "${SKIP_FUZZ:-0}" == "1" ]]; then
+    skip_step "7/7 fuzz: cargo-fuzz targets" "SKIP_FUZZ=1"
+else
+    run_step "7/7 fuzz: cargo-fuzz targets, ${FUZZ_SECONDS:-30}s each" bash .ci/fuzz.sh
 fi
 
 banner "summary ($(( $(date +%s) - SCRIPT_START ))s total)"
