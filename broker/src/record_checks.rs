@@ -57,7 +57,7 @@ impl RecordCheckPool {
                     .min(INLINE_DECOMPRESSED_BYTES),
                 ..checks
             };
-            match protocol::batch::validate_produce_batch(records, &inline) {
+            match protocol::batch::validate_checked_batch(header, records, &inline) {
                 Err(protocol::Error::DecompressedTooLarge { .. })
                     if header.compression() != 0
                         && checks.max_decompressed_bytes > INLINE_DECOMPRESSED_BYTES => {}
@@ -74,7 +74,7 @@ impl RecordCheckPool {
         let records = records.clone();
         tokio::task::spawn_blocking(move || {
             let _slot = slot;
-            protocol::batch::validate_produce_batch(&records, &checks)
+            protocol::batch::validate_checked_batch(header, &records, &checks)
         })
         .await
         .unwrap_or_else(|e| {

@@ -165,6 +165,16 @@ pub struct ValidBatch {
 /// on a blocking thread.
 pub fn validate_produce_batch(records: &[u8], checks: &RecordChecks) -> Result<ValidBatch, Error> {
     let header = check_produce_header(records)?;
+    validate_checked_batch(header, records, checks)
+}
+
+/// The rest of `validate_produce_batch` for a batch whose header
+/// `check_produce_header` already passed: the CRC, then every record.
+pub fn validate_checked_batch(
+    header: BatchHeader,
+    records: &[u8],
+    checks: &RecordChecks,
+) -> Result<ValidBatch, Error> {
     verify_crc(&header, records)?;
     let summary = walk_records(&header, records, checks)?;
     Ok(ValidBatch { header, summary })
