@@ -23,8 +23,8 @@
 use std::collections::BTreeMap;
 
 use crate::model::{
-    CommittedOffset, FlushCommit, IndexEntry, PartitionState, ProducerBatch, ProducerState,
-    StoredGroup, Topic, TopicId, TopicPartition,
+    BrokerRegistration, BrokerSession, CommittedOffset, FlushCommit, IndexEntry, PartitionState,
+    ProducerBatch, ProducerState, SessionStatus, StoredGroup, Topic, TopicId, TopicPartition,
 };
 use crate::store::{Error, MetadataStore};
 
@@ -79,6 +79,13 @@ macro_rules! metadata_store_contract_tests {
             committed_offsets_are_replaced_per_partition_and_kept_per_group,
             groups_are_saved_listed_and_deleted_with_their_offsets,
             committed_offsets_are_deleted_per_partition,
+            a_live_node_id_cannot_register_twice_until_its_lease_lapses,
+            an_ended_or_replaced_session_cannot_renew_or_commit,
+            a_live_leader_keeps_its_partitions_until_it_releases_them,
+            a_claim_after_a_lapsed_lease_fences_every_commit_of_the_old_leader,
+            two_writers_racing_for_a_partition_one_wins_every_loser_commit_is_refused,
+            a_claim_hands_over_next_offset_and_producer_states,
+            the_cluster_version_moves_with_what_brokers_must_learn,
         );
     };
     (@checks $make_fixture:expr; $($check:ident),* $(,)?) => {
@@ -112,9 +119,58 @@ fn configs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Creates a topic with a random id and no configs.
+/// The session the checks write with (`flush` commits as it): node 1's
+/// first session, whose lease never lapses in a check.
+const WRITER: BrokerSession = BrokerSession {
+    node_id: 1,
+    incarnation: 1,
+};
+
+/// The leader epoch a partition has after its first claim.
+const FIRST_EPOCH: i32 = 1;
+
+/// A lease no check outlives.
+const LONG_LEASE_MS: i64 = 1 << 40;
+
+fn registration(node_id: i32) -> BrokerRegistration {
+    BrokerRegistration {
+        node_id,
+        host: format!("broker-{node_id}.test"),
+        port: 9092,
+        rack: None,
+    }
+}
+
+/// Registers `WRITER` (once) and makes it claim every partition it does
+/// not lead yet.
+async fn lead_all(store: &dyn MetadataStore) {
+    match store
+        .register_broker(&registration(WRITER.node_id), 0, LONG_LEASE_MS)
+        .await
+    {
+        Ok(session) => assert_eq!(session, WRITER, "first session of a node id"),
+        Err(Error::BrokerIdInUse { .. }) => {}
+        Err(e) => panic!("register_broker: {e}"),
+    }
+    let unled: Vec<TopicPartition> = states(store)
+        .await
+        .into_iter()
+        .filter(|s| s.leader != Some(WRITER))
+        .map(|s| s.topic_partition)
+        .collect();
+    for answer in store
+        .claim_partitions(WRITER, &unled, 0)
+        .await
+        .expect("claim_partitions")
+    {
+        answer.expect("claim of a partition no one leads");
+    }
+}
+
+/// Creates a topic with a random id and no configs, its partitions led by
+/// `WRITER`.
 async fn create(store: &dyn MetadataStore, name: &str, partition_count: i32) -> Topic {
-    store
+    let topic = store
         .create_topic(
             name,
             TopicId::new_random(),
@@ -122,7 +178,9 @@ async fn create(store: &dyn MetadataStore, name: &str, partition_count: i32) -> 
             BTreeMap::new(),
         )
         .await
-        .unwrap_or_else(|e| panic!("create_topic name={name}: {e}"))
+        .unwrap_or_else(|e| panic!("create_topic name={name}: {e}"));
+    lead_all(store).await;
+    topic
 }
 
 /// An index entry; `flush` fills in its object key and byte range.
@@ -143,8 +201,8 @@ fn entry(
     }
 }
 
-/// A flush of `entries` into object `object_key`, laid out back to back, every
-/// partition at leader epoch 0.
+/// A flush of `entries` into object `object_key`, laid out back to back, by
+/// `WRITER`, every partition at its first claim's epoch.
 fn flush(object_key: &str, entries: Vec<IndexEntry>) -> FlushCommit {
     let entries: Vec<IndexEntry> = entries
         .into_iter()
@@ -157,8 +215,9 @@ fn flush(object_key: &str, entries: Vec<IndexEntry>) -> FlushCommit {
         .collect();
     FlushCommit {
         object_key: object_key.to_string(),
+        session: WRITER,
         object_size: entries.len() as u64 * ENTRY_LENGTH_BYTES,
-        leader_epochs: vec![0; entries.len()],
+        leader_epochs: vec![FIRST_EPOCH; entries.len()],
         entries,
         producers: Vec::new(),
     }
@@ -235,6 +294,7 @@ pub async fn created_topic_is_listed_with_partitions_at_epoch_zero(store: &dyn M
         .map(|partition| PartitionState {
             topic_partition: TopicPartition::new(topic_id, partition),
             leader_epoch: 0,
+            leader: None,
             log_start_offset: 0,
             next_offset: 0,
         })
@@ -344,10 +404,14 @@ pub async fn create_partitions_adds_empty_partitions_and_keeps_existing_ones(
         states[0].next_offset, 10,
         "growing reset an existing partition"
     );
-    for s in &states[1..] {
+    assert_eq!(
+        states[1].leader_epoch, FIRST_EPOCH,
+        "claimed before growing"
+    );
+    for s in &states[2..] {
         assert_eq!(
-            (s.leader_epoch, s.log_start_offset, s.next_offset),
-            (0, 0, 0)
+            (s.leader_epoch, s.leader, s.log_start_offset, s.next_offset),
+            (0, None, 0, 0)
         );
     }
     assert_eq!(base_offsets(&all_entries(store, tp0).await), [0]);
@@ -413,7 +477,11 @@ pub async fn commit_flush_advances_next_offset_and_appends_index(store: &dyn Met
         vec![first.entries[1].clone()]
     );
     let s = state(store, tp0).await.expect("state");
-    assert_eq!((s.leader_epoch, s.log_start_offset), (0, 0));
+    assert_eq!(
+        (s.leader_epoch, s.leader, s.log_start_offset),
+        (FIRST_EPOCH, Some(WRITER), 0),
+        "a commit changes neither epoch nor leader"
+    );
 }
 
 pub async fn commit_flush_across_partitions_is_all_or_nothing(store: &dyn MetadataStore) {
@@ -462,14 +530,14 @@ pub async fn commit_flush_across_partitions_is_all_or_nothing(store: &dyn Metada
 pub async fn commit_flush_with_wrong_leader_epoch_is_fenced(store: &dyn MetadataStore) {
     let topic = create(store, "orders", 1).await;
     let tp = TopicPartition::new(topic.topic_id, 0);
-    for claimed_epoch in [1, -1] {
+    for claimed_epoch in [FIRST_EPOCH + 1, 0, -1] {
         let mut commit = flush("o1", vec![entry(tp, 0, 9, 10)]);
         commit.leader_epochs[0] = claimed_epoch;
         let result = store.commit_flush(&commit).await;
         assert_err!(
             result,
             Error::Fenced { topic_partition, expected, current }
-                if topic_partition == tp && expected == claimed_epoch && current == 0
+                if topic_partition == tp && expected == claimed_epoch && current == FIRST_EPOCH
         );
     }
     assert_eq!(next_offset(store, tp).await, 0);
@@ -762,7 +830,7 @@ pub async fn delete_topic_removes_partitions_and_index(store: &dyn MetadataStore
         .create_topic("orders", topic_id, 2, cfg.clone())
         .await
         .expect("create_topic");
-    let kept = create(store, "audit", 1).await;
+    let kept = create(store, "audit", 1).await; // also leads "orders"
     let tp = TopicPartition::new(topic_id, 0);
     let kept_tp = TopicPartition::new(kept.topic_id, 0);
     commit_ok(
@@ -852,6 +920,7 @@ pub async fn topic_name_is_reusable_after_delete_with_a_new_id(store: &dyn Metad
         .create_topic("orders", TopicId::new_random(), 1, configs(&[("a", "1")]))
         .await
         .expect("create_topic");
+    lead_all(store).await;
     let old_tp = TopicPartition::new(old.topic_id, 0);
     commit_ok(store, &flush("o1", vec![entry(old_tp, 0, 9, 10)])).await;
     store
@@ -864,6 +933,7 @@ pub async fn topic_name_is_reusable_after_delete_with_a_new_id(store: &dyn Metad
         .create_topic("orders", new_id, 2, BTreeMap::new())
         .await
         .expect("create_topic with a reused name");
+    lead_all(store).await;
     assert_ne!(new.topic_id, old.topic_id);
     assert_eq!(store.topics().await.expect("topics"), vec![new]);
     let new_tp = TopicPartition::new(new_id, 0);
@@ -1095,4 +1165,397 @@ pub async fn committed_offsets_are_deleted_per_partition(store: &dyn MetadataSto
         .await
         .expect("delete");
     assert_eq!(offsets_of(store, "g").await, vec![offset("t", 0, 1, "")]);
+}
+
+/// The time every registry check starts at (ms); leases run from it.
+const T0: i64 = 1_000_000;
+const LEASE_MS: i64 = 10_000;
+
+async fn register(store: &dyn MetadataStore, node_id: i32, now_ms: i64) -> BrokerSession {
+    store
+        .register_broker(&registration(node_id), now_ms, LEASE_MS)
+        .await
+        .unwrap_or_else(|e| panic!("register_broker node_id={node_id}: {e}"))
+}
+
+/// Claims one partition; the partition's answer.
+async fn claim(
+    store: &dyn MetadataStore,
+    session: BrokerSession,
+    tp: TopicPartition,
+    now_ms: i64,
+) -> crate::Result<crate::model::PartitionClaim> {
+    let mut answers = store
+        .claim_partitions(session, &[tp], now_ms)
+        .await
+        .unwrap_or_else(|e| panic!("claim_partitions session={session}: {e}"));
+    assert_eq!(answers.len(), 1, "one answer per partition");
+    answers.remove(0)
+}
+
+/// A one-entry commit of `tp` by `session` at `epoch`.
+fn commit_by(
+    session: BrokerSession,
+    epoch: i32,
+    object_key: &str,
+    tp: TopicPartition,
+    base_offset: i64,
+    last_offset: i64,
+) -> FlushCommit {
+    FlushCommit {
+        session,
+        leader_epochs: vec![epoch],
+        ..flush(object_key, vec![entry(tp, base_offset, last_offset, 10)])
+    }
+}
+
+/// A topic with no leader yet (created without `create`'s claim).
+async fn unled_topic(store: &dyn MetadataStore, partition_count: i32) -> TopicId {
+    let topic_id = TopicId::new_random();
+    store
+        .create_topic("orders", topic_id, partition_count, BTreeMap::new())
+        .await
+        .expect("create_topic");
+    topic_id
+}
+
+pub async fn a_live_node_id_cannot_register_twice_until_its_lease_lapses(
+    store: &dyn MetadataStore,
+) {
+    let first = register(store, 7, T0).await;
+    assert_eq!(first.incarnation, 1);
+    assert_err!(
+        store.register_broker(&registration(7), T0 + LEASE_MS - 1, LEASE_MS).await,
+        Error::BrokerIdInUse { node_id: 7, ref host, port: 9092, lease_expires_ms }
+            if host == "broker-7.test" && lease_expires_ms == T0 + LEASE_MS
+    );
+    // A renewal moves the lease on; the node id stays taken.
+    store
+        .renew_lease(first, T0 + 5_000, LEASE_MS)
+        .await
+        .expect("renew_lease");
+    assert_err!(
+        store
+            .register_broker(&registration(7), T0 + LEASE_MS + 1, LEASE_MS)
+            .await,
+        Error::BrokerIdInUse { .. }
+    );
+    // Another node id registers freely.
+    assert_eq!(register(store, 8, T0).await.incarnation, 1);
+
+    let second = register(store, 7, T0 + 5_000 + LEASE_MS).await;
+    assert_eq!(
+        second.incarnation, 2,
+        "a new incarnation after the lease lapsed"
+    );
+    let brokers = store.brokers().await.expect("brokers");
+    let ids: Vec<(i32, i64)> = brokers
+        .iter()
+        .map(|b| (b.session.node_id, b.session.incarnation))
+        .collect();
+    assert_eq!(ids, [(7, 2), (8, 1)]);
+    assert_eq!(brokers[0].registration, registration(7));
+    assert_eq!(brokers[0].status, SessionStatus::Open);
+    assert!(brokers[0].is_live(T0 + 5_000 + LEASE_MS));
+    assert!(!brokers[1].is_live(T0 + LEASE_MS), "lease lapsed");
+
+    // A closed session frees its node id at once.
+    store.close_session(second).await.expect("close_session");
+    store
+        .close_session(second)
+        .await
+        .expect("closing twice is fine");
+    assert_eq!(
+        register(store, 7, T0 + 5_001 + LEASE_MS).await.incarnation,
+        3
+    );
+}
+
+pub async fn an_ended_or_replaced_session_cannot_renew_or_commit(store: &dyn MetadataStore) {
+    let topic_id = unled_topic(store, 1).await;
+    let tp = TopicPartition::new(topic_id, 0);
+    let old = register(store, 1, T0).await;
+    let epoch = claim(store, old, tp, T0)
+        .await
+        .expect("claim")
+        .state
+        .leader_epoch;
+    commit_ok(store, &commit_by(old, epoch, "o1", tp, 0, 4)).await;
+
+    // The process restarts after its lease lapsed: a new incarnation.
+    let new = register(store, 1, T0 + LEASE_MS).await;
+    assert_err!(
+        store.renew_lease(old, T0 + LEASE_MS, LEASE_MS).await,
+        Error::SessionFenced(s) if s == old
+    );
+    assert_err!(
+        store.commit_flush(&commit_by(old, epoch, "o2", tp, 5, 9)).await,
+        Error::SessionFenced(s) if s == old
+    );
+    assert_err!(
+        store.claim_partitions(old, &[tp], T0 + LEASE_MS).await,
+        Error::SessionFenced(_)
+    );
+    // The new incarnation leads nothing until it claims.
+    assert_err!(
+        store
+            .commit_flush(&commit_by(new, epoch, "o2", tp, 5, 9))
+            .await,
+        Error::Fenced { .. }
+    );
+    let claimed = claim(store, new, tp, T0 + LEASE_MS).await.expect("claim");
+    assert_eq!(claimed.state.leader_epoch, epoch + 1);
+    assert_eq!(claimed.state.next_offset, 5);
+    commit_ok(store, &commit_by(new, epoch + 1, "o2", tp, 5, 9)).await;
+
+    store.close_session(new).await.expect("close_session");
+    assert_err!(
+        store
+            .commit_flush(&commit_by(new, epoch + 1, "o3", tp, 10, 14))
+            .await,
+        Error::SessionFenced(_)
+    );
+    assert_err!(
+        store.renew_lease(new, T0 + LEASE_MS, LEASE_MS).await,
+        Error::SessionFenced(_)
+    );
+    assert_eq!(next_offset(store, tp).await, 10);
+}
+
+pub async fn a_live_leader_keeps_its_partitions_until_it_releases_them(store: &dyn MetadataStore) {
+    let topic_id = unled_topic(store, 2).await;
+    let tp = TopicPartition::new(topic_id, 0);
+    let other_tp = TopicPartition::new(topic_id, 1);
+    let a = register(store, 1, T0).await;
+    let b = register(store, 2, T0).await;
+    let a_epoch = claim(store, a, tp, T0)
+        .await
+        .expect("claim")
+        .state
+        .leader_epoch;
+    assert_eq!(a_epoch, 1);
+    assert_err!(
+        claim(store, b, tp, T0 + 1).await,
+        Error::NotClaimable { topic_partition, leader } if topic_partition == tp && leader == a
+    );
+    let stored = state(store, tp).await.expect("state");
+    assert_eq!((stored.leader, stored.leader_epoch), (Some(a), a_epoch));
+
+    // A claim of one partition does not touch another.
+    let answers = store
+        .claim_partitions(b, &[tp, other_tp, TopicPartition::new(topic_id, 9)], T0 + 1)
+        .await
+        .expect("claim_partitions");
+    assert!(matches!(answers[0], Err(Error::NotClaimable { .. })));
+    assert_eq!(
+        answers[1].as_ref().expect("free partition").state.leader,
+        Some(b)
+    );
+    assert!(matches!(answers[2], Err(Error::UnknownTopic(_))));
+
+    commit_ok(store, &commit_by(a, a_epoch, "o1", tp, 0, 4)).await;
+    // A release at a stale epoch, or by another session, changes nothing.
+    store
+        .release_partitions(a, &[(tp, a_epoch + 1)])
+        .await
+        .expect("release");
+    store
+        .release_partitions(b, &[(tp, a_epoch)])
+        .await
+        .expect("release");
+    assert_err!(
+        claim(store, b, tp, T0 + 2).await,
+        Error::NotClaimable { .. }
+    );
+
+    store
+        .release_partitions(a, &[(tp, a_epoch)])
+        .await
+        .expect("release");
+    assert_eq!(state(store, tp).await.expect("state").leader, None);
+    let b_claim = claim(store, b, tp, T0 + 3)
+        .await
+        .expect("claim after release");
+    assert_eq!(b_claim.state.leader_epoch, a_epoch + 1);
+    assert_eq!(b_claim.state.next_offset, 5);
+    // The old leader's session is still open, but it leads the partition no more.
+    assert_err!(
+        store.commit_flush(&commit_by(a, a_epoch, "o2", tp, 5, 9)).await,
+        Error::Fenced { current, .. } if current == a_epoch + 1
+    );
+    commit_ok(store, &commit_by(b, a_epoch + 1, "o2", tp, 5, 9)).await;
+}
+
+pub async fn a_claim_after_a_lapsed_lease_fences_every_commit_of_the_old_leader(
+    store: &dyn MetadataStore,
+) {
+    let topic_id = unled_topic(store, 2).await;
+    let tp0 = TopicPartition::new(topic_id, 0);
+    let tp1 = TopicPartition::new(topic_id, 1);
+    let zombie = register(store, 1, T0).await;
+    let heir = register(store, 2, T0).await;
+    let answers = store
+        .claim_partitions(zombie, &[tp0, tp1], T0)
+        .await
+        .expect("claim_partitions");
+    assert!(answers.iter().all(|a| a.is_ok()));
+    commit_ok(store, &commit_by(zombie, 1, "o1", tp0, 0, 4)).await;
+
+    // The heir renews its lease; the zombie stops renewing (SIGSTOP).
+    let later = T0 + LEASE_MS + 1;
+    store
+        .renew_lease(heir, later, LEASE_MS)
+        .await
+        .expect("renew");
+    let claimed = claim(store, heir, tp0, later)
+        .await
+        .expect("claim after lapse");
+    assert_eq!(claimed.state.leader_epoch, 2);
+    assert_eq!(claimed.state.next_offset, 5);
+
+    // The zombie wakes: every commit is refused, of either partition, even
+    // one whose leadership nobody claimed yet, and its lease cannot be renewed.
+    assert_err!(
+        store
+            .commit_flush(&commit_by(zombie, 1, "o2", tp0, 5, 9))
+            .await,
+        Error::SessionFenced(_)
+    );
+    assert_err!(
+        store
+            .commit_flush(&commit_by(zombie, 1, "o3", tp1, 0, 9))
+            .await,
+        Error::SessionFenced(_)
+    );
+    assert_err!(
+        store.renew_lease(zombie, later, LEASE_MS).await,
+        Error::SessionFenced(_)
+    );
+    let zombie_row = store.brokers().await.expect("brokers")[0].clone();
+    assert_eq!(zombie_row.status, SessionStatus::Fenced);
+    assert!(all_entries(store, tp1).await.is_empty());
+    assert_eq!(base_offsets(&all_entries(store, tp0).await), [0]);
+    // Its other partition is free now, without waiting for anything more.
+    assert_eq!(
+        claim(store, heir, tp1, later)
+            .await
+            .expect("claim")
+            .state
+            .leader_epoch,
+        2
+    );
+    commit_ok(store, &commit_by(heir, 2, "o4", tp0, 5, 9)).await;
+}
+
+pub async fn two_writers_racing_for_a_partition_one_wins_every_loser_commit_is_refused(
+    store: &dyn MetadataStore,
+) {
+    let topic_id = unled_topic(store, 1).await;
+    let tp = TopicPartition::new(topic_id, 0);
+    let a = register(store, 1, T0).await;
+    let b = register(store, 2, T0).await;
+    for round in 0..10i64 {
+        let (ra, rb) = tokio::join!(claim(store, a, tp, T0), claim(store, b, tp, T0));
+        let (winner, loser, epoch) = match (ra, rb) {
+            (Ok(c), Err(Error::NotClaimable { .. })) => (a, b, c.state.leader_epoch),
+            (Err(Error::NotClaimable { .. }), Ok(c)) => (b, a, c.state.leader_epoch),
+            other => panic!("round {round}: expected exactly one winner, got {other:?}"),
+        };
+        let base = next_offset(store, tp).await;
+        // The loser writes under every epoch it might believe it has.
+        for guess in [epoch - 1, epoch, epoch + 1] {
+            let key = format!("loser-{round}-{guess}");
+            assert_err!(
+                store
+                    .commit_flush(&commit_by(loser, guess, &key, tp, base, base + 1))
+                    .await,
+                Error::Fenced { .. }
+            );
+        }
+        let by_winner = commit_by(winner, epoch, &format!("w-{round}"), tp, base, base + 1);
+        let by_loser = commit_by(loser, epoch, &format!("l-{round}"), tp, base, base + 1);
+        let (w, l) = tokio::join!(
+            store.commit_flush(&by_winner),
+            store.commit_flush(&by_loser)
+        );
+        w.expect("the winner's commit");
+        assert_err!(l, Error::Fenced { .. });
+        store
+            .release_partitions(winner, &[(tp, epoch)])
+            .await
+            .expect("release");
+    }
+    let entries = all_entries(store, tp).await;
+    assert_eq!(entries.len(), 10);
+    assert!(entries.iter().all(|e| e.object_key.starts_with("w-")));
+}
+
+pub async fn a_claim_hands_over_next_offset_and_producer_states(store: &dyn MetadataStore) {
+    let topic_id = unled_topic(store, 2).await;
+    let tp = TopicPartition::new(topic_id, 0);
+    let other = TopicPartition::new(topic_id, 1);
+    let a = register(store, 1, T0).await;
+    let b = register(store, 2, T0).await;
+    store
+        .claim_partitions(a, &[tp, other], T0)
+        .await
+        .expect("claim");
+    let mut commit = commit_by(a, 1, "o1", tp, 0, 104);
+    commit.producers = vec![producer(tp, 42, 3, 9)];
+    commit_ok(store, &commit).await;
+    let mut commit = commit_by(a, 1, "o2", other, 0, 4);
+    commit.producers = vec![producer(other, 43, 0, 4)];
+    commit_ok(store, &commit).await;
+    store.close_session(a).await.expect("close");
+
+    let claimed = claim(store, b, tp, T0 + 1)
+        .await
+        .expect("claim after close");
+    assert_eq!(
+        claimed.state,
+        PartitionState {
+            topic_partition: tp,
+            leader_epoch: 2,
+            leader: Some(b),
+            log_start_offset: 0,
+            next_offset: 105,
+        }
+    );
+    assert_eq!(claimed.producers, vec![producer(tp, 42, 3, 9)]);
+}
+
+pub async fn the_cluster_version_moves_with_what_brokers_must_learn(store: &dyn MetadataStore) {
+    let version = || async { store.cluster_version().await.expect("cluster_version") };
+    let mut last = version().await;
+    let mut moved = |what: &str, now: i64, expected: bool| {
+        assert_eq!(now != last, expected, "cluster version after {what}");
+        last = now;
+    };
+    let topic_id = unled_topic(store, 1).await;
+    moved("create_topic", version().await, true);
+    let tp = TopicPartition::new(topic_id, 0);
+    let a = register(store, 1, T0).await;
+    moved("register_broker", version().await, true);
+    claim(store, a, tp, T0).await.expect("claim");
+    moved("claim", version().await, true);
+    store.renew_lease(a, T0 + 1, LEASE_MS).await.expect("renew");
+    moved("renew_lease", version().await, false);
+    commit_ok(store, &commit_by(a, 1, "o1", tp, 0, 4)).await;
+    moved("commit_flush", version().await, false);
+    store
+        .set_topic_configs(topic_id, configs(&[("retention.ms", "1")]))
+        .await
+        .expect("configs");
+    moved("set_topic_configs", version().await, true);
+    store.create_partitions(topic_id, 2).await.expect("grow");
+    moved("create_partitions", version().await, true);
+    store
+        .release_partitions(a, &[(tp, 1)])
+        .await
+        .expect("release");
+    moved("release_partitions", version().await, true);
+    store.close_session(a).await.expect("close");
+    moved("close_session", version().await, true);
+    store.delete_topic(topic_id).await.expect("delete");
+    moved("delete_topic", version().await, true);
 }

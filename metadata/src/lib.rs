@@ -11,4 +11,4 @@ pub mod store;
 
 pub use model::*;
 pub use sqlite::SqliteStore;
-pub use store::{Error, MetadataStore, Result};
+pub use store::{Error, ErrorKind, MetadataStore, Result};

@@ -60,8 +60,14 @@ pub struct Topic {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PartitionState {
     pub topic_partition: TopicPartition,
-    /// Kafka's leader epoch; also the ownership epoch every commit is checked against.
+    /// Kafka's leader epoch; also the ownership epoch every commit is checked
+    /// against. Every claim raises it by one.
     pub leader_epoch: i32,
+    /// The broker session that leads the partition, if any claimed it and
+    /// has not released it. A leader whose session has ended (closed,
+    /// fenced, or its lease lapsed) leads nothing: the partition is free to
+    /// claim.
+    pub leader: Option<BrokerSession>,
     /// First offset still readable.
     pub log_start_offset: i64,
     /// The next offset to be assigned: one past the last committed record.
@@ -90,6 +96,10 @@ pub struct IndexEntry {
 /// Everything one flush commits, applied in one transaction (or refused whole).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FlushCommit {
+    /// The broker session that writes: the commit is refused (`SessionFenced`)
+    /// once the session is no longer its node id's current one, and (`Fenced`)
+    /// for a partition this session does not lead at the epoch given.
+    pub session: BrokerSession,
     pub object_key: String,
     pub object_size: u64,
     /// One entry per partition in the object; each must start exactly at the
@@ -99,6 +109,73 @@ pub struct FlushCommit {
     pub leader_epochs: Vec<i32>,
     /// The new state of every idempotent producer that wrote to the flush's
     /// partitions, each replacing the stored one for its (partition, producer id).
+    pub producers: Vec<ProducerState>,
+}
+
+/// What a broker announces about itself in the registry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BrokerRegistration {
+    /// Kafka's `node.id`: unique among live brokers.
+    pub node_id: i32,
+    /// Host and port clients are told to connect to.
+    pub host: String,
+    pub port: i32,
+    /// Kafka's `broker.rack`, if set.
+    pub rack: Option<String>,
+}
+
+/// One start of one broker: its node id and the incarnation the registry
+/// gave it (one more than the node id's previous one). Leadership belongs to
+/// a session, not to a node id: a restarted broker leads nothing its
+/// previous incarnation led until it claims it again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BrokerSession {
+    pub node_id: i32,
+    pub incarnation: i64,
+}
+
+impl fmt::Display for BrokerSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.node_id, self.incarnation)
+    }
+}
+
+/// How a broker session stands in the registry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionStatus {
+    /// Registered and not ended; live while its lease has not lapsed.
+    Open,
+    /// Ended by the broker itself (a graceful shutdown): what it led is free.
+    Closed,
+    /// Ended by another broker after its lease lapsed: every later commit
+    /// and lease renewal of the session is refused.
+    Fenced,
+}
+
+/// A row of the broker registry: the latest session of one node id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegisteredBroker {
+    pub registration: BrokerRegistration,
+    pub session: BrokerSession,
+    pub status: SessionStatus,
+    /// The session's lease: it leads its partitions until this time (ms,
+    /// the brokers' clock) unless it renews it.
+    pub lease_expires_ms: i64,
+}
+
+impl RegisteredBroker {
+    /// Open with a lease that has not lapsed at `now_ms`.
+    pub fn is_live(&self, now_ms: i64) -> bool {
+        self.status == SessionStatus::Open && self.lease_expires_ms > now_ms
+    }
+}
+
+/// What a successful claim hands the new leader: the partition's committed
+/// state under the new epoch, and its idempotent producers' states, so a
+/// producer retrying against the new leader gets no duplicate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionClaim {
+    pub state: PartitionState,
     pub producers: Vec<ProducerState>,
 }
 

@@ -22,8 +22,9 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
 use crate::model::{
-    CommittedOffset, FlushCommit, IndexEntry, PRODUCER_BATCHES_RETAINED, PartitionState,
-    ProducerBatch, ProducerState, StoredGroup, Topic, TopicId, TopicPartition, Uuid,
+    BrokerRegistration, BrokerSession, CommittedOffset, FlushCommit, IndexEntry,
+    PRODUCER_BATCHES_RETAINED, PartitionClaim, PartitionState, ProducerBatch, ProducerState,
+    RegisteredBroker, StoredGroup, Topic, TopicId, TopicPartition, Uuid,
 };
 use crate::store::{Error, MetadataStore, Result};
 
@@ -34,11 +35,11 @@ const BUSY_TIMEOUT_MS: u64 = 5_000;
 
 /// The schema this code reads and writes, kept in `PRAGMA user_version`.
 /// A file with another non-zero version is refused rather than guessed at.
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
 /// The schema in steps: step `i` takes a file from version `i` to `i + 1`.
 const SCHEMA_STEPS: [&str; SCHEMA_VERSION as usize] =
-    [SCHEMA, SCHEMA_2, SCHEMA_3, SCHEMA_4, SCHEMA_5];
+    [SCHEMA, SCHEMA_2, SCHEMA_3, SCHEMA_4, SCHEMA_5, SCHEMA_6];
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS cluster (
@@ -84,6 +85,29 @@ CREATE TABLE IF NOT EXISTS objects (
     size           INTEGER NOT NULL,
     created_at_ms  INTEGER NOT NULL
 );
+";
+
+/// Version 5 → 6: cluster mode. The broker registry (one row per node id:
+/// its latest session), each partition's leading session, and the cluster
+/// version brokers watch. Partitions of an older file have no leader: the
+/// first broker to start claims them.
+const SCHEMA_6: &str = "
+CREATE TABLE IF NOT EXISTS brokers (
+    node_id           INTEGER PRIMARY KEY,
+    incarnation       INTEGER NOT NULL,
+    host              TEXT NOT NULL,
+    port              INTEGER NOT NULL,
+    rack              TEXT,
+    status            INTEGER NOT NULL,
+    lease_expires_ms  INTEGER NOT NULL
+);
+ALTER TABLE partition_state ADD COLUMN leader_node INTEGER;
+ALTER TABLE partition_state ADD COLUMN leader_incarnation INTEGER;
+CREATE TABLE IF NOT EXISTS cluster_version (
+    singleton  INTEGER PRIMARY KEY CHECK (singleton = 0),
+    version    INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO cluster_version (singleton, version) VALUES (0, 0);
 ";
 
 /// Version 4 → 5: `producer_state.batches` may hold the second byte form
@@ -329,6 +353,57 @@ impl MetadataStore for SqliteStore {
         .await
     }
 
+    async fn cluster_version(&self) -> Result<i64> {
+        self.with_conn(|conn| leadership::cluster_version(conn))
+            .await
+    }
+
+    async fn register_broker(
+        &self,
+        registration: &BrokerRegistration,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<BrokerSession> {
+        let registration = registration.clone();
+        self.with_conn(move |conn| leadership::register(conn, &registration, now_ms, lease_ms))
+            .await
+    }
+
+    async fn renew_lease(&self, session: BrokerSession, now_ms: i64, lease_ms: i64) -> Result<()> {
+        self.with_conn(move |conn| leadership::renew_lease(conn, session, now_ms, lease_ms))
+            .await
+    }
+
+    async fn close_session(&self, session: BrokerSession) -> Result<()> {
+        self.with_conn(move |conn| leadership::close(conn, session))
+            .await
+    }
+
+    async fn brokers(&self) -> Result<Vec<RegisteredBroker>> {
+        self.with_conn(|conn| leadership::brokers(conn)).await
+    }
+
+    async fn claim_partitions(
+        &self,
+        session: BrokerSession,
+        partitions: &[TopicPartition],
+        now_ms: i64,
+    ) -> Result<Vec<Result<PartitionClaim>>> {
+        let partitions = partitions.to_vec();
+        self.with_conn(move |conn| leadership::claim(conn, session, &partitions, now_ms))
+            .await
+    }
+
+    async fn release_partitions(
+        &self,
+        session: BrokerSession,
+        partitions: &[(TopicPartition, i32)],
+    ) -> Result<()> {
+        let partitions = partitions.to_vec();
+        self.with_conn(move |conn| leadership::release(conn, session, &partitions))
+            .await
+    }
+
     async fn create_topic(
         &self,
         name: &str,
@@ -367,6 +442,7 @@ impl MetadataStore for SqliteStore {
             .or_backend(|| format!("insert topic name={} topic_id={topic_id}", topic.name))?;
             insert_configs(&tx, topic_id, &topic.configs)?;
             insert_partitions(&tx, topic_id, 0..partition_count)?;
+            leadership::bump_cluster_version(&tx)?;
             commit(tx)?;
             Ok(topic)
         })
@@ -391,6 +467,7 @@ impl MetadataStore for SqliteStore {
                 )
                 .or_backend(|| format!("delete from {table} topic_id={topic_id}"))?;
             }
+            leadership::bump_cluster_version(&tx)?;
             commit(tx)?;
             Ok(topic)
         })
@@ -460,6 +537,7 @@ impl MetadataStore for SqliteStore {
             )
             .or_backend(|| format!("delete topic_configs topic_id={topic_id}"))?;
             insert_configs(&tx, topic_id, &configs)?;
+            leadership::bump_cluster_version(&tx)?;
             commit(tx)
         })
         .await
@@ -480,6 +558,7 @@ impl MetadataStore for SqliteStore {
             )
             .or_backend(|| format!("update partition_count topic_id={topic_id}"))?;
             insert_partitions(&tx, topic_id, current..partition_count)?;
+            leadership::bump_cluster_version(&tx)?;
             commit(tx)
         })
         .await
@@ -489,7 +568,8 @@ impl MetadataStore for SqliteStore {
         self.with_conn(|conn| {
             let mut stmt = conn
                 .prepare(
-                    "SELECT topic_id, partition, leader_epoch, log_start_offset, next_offset \
+                    "SELECT topic_id, partition, leader_epoch, log_start_offset, next_offset, \
+                     leader_node, leader_incarnation \
                      FROM partition_state ORDER BY topic_id, partition",
                 )
                 .or_backend(|| "prepare read partition_state".into())?;
@@ -501,6 +581,7 @@ impl MetadataStore for SqliteStore {
                         leader_epoch: row.get(2)?,
                         log_start_offset: row.get(3)?,
                         next_offset: row.get(4)?,
+                        leader: leadership::session_of(row.get(5)?, row.get(6)?),
                     })
                 })
                 .or_backend(|| "read partition_state".into())?;
@@ -516,10 +597,12 @@ impl MetadataStore for SqliteStore {
         let object_key = flush.object_key.clone();
         let object_size = to_i64(flush.object_size, "object_size", &object_key)?;
         let created_at_ms = now_ms();
+        let session = flush.session;
         self.with_conn(move |conn| {
             let tx = begin_write(conn)?;
+            leadership::check_session_open(&tx, session)?;
             for row in &rows {
-                append_entry(&tx, row, &object_key)?;
+                append_entry(&tx, row, &object_key, session)?;
             }
             for producer in &producers {
                 upsert_producer(&tx, producer)?;
@@ -535,47 +618,8 @@ impl MetadataStore for SqliteStore {
     }
 
     async fn producer_states(&self) -> Result<Vec<ProducerState>> {
-        self.with_conn(|conn| {
-            let mut stmt = conn
-                .prepare(
-                    "SELECT topic_id, partition, producer_id, producer_epoch, last_write_ms, batches \
-                     FROM producer_state",
-                )
-                .or_backend(|| "prepare read producer_state".into())?;
-            let rows = stmt
-                .query_map([], |row| {
-                    let topic_id = TopicId(Uuid::from_bytes(row.get(0)?));
-                    let tp = TopicPartition::new(topic_id, row.get(1)?);
-                    let producer_id: i64 = row.get(2)?;
-                    let batches: Vec<u8> = row.get(5)?;
-                    Ok((
-                        ProducerState {
-                            topic_partition: tp,
-                            producer_id,
-                            producer_epoch: row.get(3)?,
-                            last_write_ms: row.get(4)?,
-                            batches: Vec::new(),
-                        },
-                        batches,
-                    ))
-                })
-                .or_backend(|| "read producer_state".into())?;
-            let mut states = Vec::new();
-            for row in rows {
-                let (mut state, batches) = row.or_backend(|| "read producer_state row".into())?;
-                state.batches = ProducerBatch::decode_batches(&batches).ok_or_else(|| {
-                    Error::Backend(format!(
-                        "corrupt producer_state batches topic_partition={} producer_id={} bytes={}",
-                        state.topic_partition,
-                        state.producer_id,
-                        batches.len()
-                    ))
-                })?;
-                states.push(state);
-            }
-            Ok(states)
-        })
-        .await
+        self.with_conn(|conn| read_producer_states(conn, None))
+            .await
     }
 
     async fn referenced_objects(&self, object_keys: &[String]) -> Result<Vec<String>> {
@@ -1008,7 +1052,7 @@ fn upsert_producer(tx: &Transaction<'_>, row: &ProducerRow) -> Result<()> {
 }
 
 /// Adds context to a rusqlite error and makes it a `Backend` error.
-trait OrBackend<T> {
+pub(crate) trait OrBackend<T> {
     fn or_backend(self, context: impl FnOnce() -> String) -> Result<T>;
 }
 
@@ -1026,6 +1070,62 @@ fn backend(context: String, e: rusqlite::Error) -> Error {
         CORRUPTION_SEEN.set(true);
     }
     Error::Backend(format!("sqlite {context}: {e}"))
+}
+
+/// The stored producer states, of one partition or (`None`) of all.
+fn read_producer_states(
+    conn: &Connection,
+    only: Option<TopicPartition>,
+) -> Result<Vec<ProducerState>> {
+    // Two statements rather than `?1 IS NULL OR ...`, which would keep
+    // SQLite from seeking the primary key for one partition.
+    const COLUMNS: &str = "SELECT topic_id, partition, producer_id, producer_epoch, \
+                           last_write_ms, batches FROM producer_state";
+    let (sql, args) = match only {
+        Some(tp) => (
+            format!("{COLUMNS} WHERE topic_id = ?1 AND partition = ?2"),
+            vec![
+                rusqlite::types::Value::Blob(id_bytes(tp.topic_id).to_vec()),
+                rusqlite::types::Value::Integer(tp.partition.into()),
+            ],
+        ),
+        None => (COLUMNS.to_string(), Vec::new()),
+    };
+    let mut stmt = conn
+        .prepare_cached(&sql)
+        .or_backend(|| "prepare read producer_state".into())?;
+    let rows = stmt
+        .query_map(rusqlite::params_from_iter(args), |row| {
+            let topic_id = TopicId(Uuid::from_bytes(row.get(0)?));
+            let tp = TopicPartition::new(topic_id, row.get(1)?);
+            let producer_id: i64 = row.get(2)?;
+            let batches: Vec<u8> = row.get(5)?;
+            Ok((
+                ProducerState {
+                    topic_partition: tp,
+                    producer_id,
+                    producer_epoch: row.get(3)?,
+                    last_write_ms: row.get(4)?,
+                    batches: Vec::new(),
+                },
+                batches,
+            ))
+        })
+        .or_backend(|| "read producer_state".into())?;
+    let mut states = Vec::new();
+    for row in rows {
+        let (mut state, batches) = row.or_backend(|| "read producer_state row".into())?;
+        state.batches = ProducerBatch::decode_batches(&batches).ok_or_else(|| {
+            Error::Backend(format!(
+                "corrupt producer_state batches topic_partition={} producer_id={} bytes={}",
+                state.topic_partition,
+                state.producer_id,
+                batches.len()
+            ))
+        })?;
+        states.push(state);
+    }
+    Ok(states)
 }
 
 /// Starts a write transaction holding the write lock from the start, so two
@@ -1159,24 +1259,34 @@ fn insert_partitions(
 /// the partition must exist, be at the entry's leader epoch and have
 /// `next_offset == base_offset`. Runs inside the commit's transaction, so a
 /// refusal of any entry undoes the entries appended before it.
-fn append_entry(tx: &Transaction<'_>, row: &IndexRow, object_key: &str) -> Result<()> {
+fn append_entry(
+    tx: &Transaction<'_>,
+    row: &IndexRow,
+    object_key: &str,
+    session: BrokerSession,
+) -> Result<()> {
     let tp = row.topic_partition;
     let id = id_bytes(tp.topic_id);
     // Statements are cached: this runs once per partition of every flush.
-    let state: Option<(i32, i64)> = tx
+    type Stored = (i32, i64, Option<i32>, Option<i64>);
+    let state: Option<Stored> = tx
         .prepare_cached(
-            "SELECT leader_epoch, next_offset FROM partition_state
-             WHERE topic_id = ?1 AND partition = ?2",
+            "SELECT leader_epoch, next_offset, leader_node, leader_incarnation
+             FROM partition_state WHERE topic_id = ?1 AND partition = ?2",
         )
         .and_then(|mut stmt| {
-            stmt.query_row(params![id, tp.partition], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()
+            stmt.query_row(params![id, tp.partition], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .optional()
         })
         .or_backend(|| format!("read partition_state topic_partition={tp}"))?;
-    let Some((current_epoch, next_offset)) = state else {
+    let Some((current_epoch, next_offset, node, incarnation)) = state else {
         return Err(Error::UnknownTopic(format!("topic_partition={tp}")));
     };
-    if row.leader_epoch != current_epoch {
+    if row.leader_epoch != current_epoch
+        || leadership::session_of(node, incarnation) != Some(session)
+    {
         return Err(Error::Fenced {
             topic_partition: tp,
             expected: row.leader_epoch,
@@ -1270,6 +1380,8 @@ fn base64url_no_pad(bytes: &[u8]) -> String {
     }
     out
 }
+
+mod leadership;
 
 #[cfg(test)]
 mod tests;

@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 
 use crate::model::{
-    CommittedOffset, FlushCommit, IndexEntry, PartitionState, ProducerState, StoredGroup, Topic,
-    TopicId, TopicPartition,
+    BrokerRegistration, BrokerSession, CommittedOffset, FlushCommit, IndexEntry, PartitionClaim,
+    PartitionState, ProducerState, RegisteredBroker, StoredGroup, Topic, TopicId, TopicPartition,
 };
 
 /// What went wrong, in kinds the caller branches on.
@@ -48,16 +48,131 @@ pub enum Error {
     /// The backend did not answer in time; the change may or may not have applied.
     #[error("metadata store timed out")]
     Timeout,
+    /// Another live broker holds this node id (its lease has not lapsed).
+    #[error(
+        "node_id={node_id} is held by a live broker at {host}:{port} (its lease runs until {lease_expires_ms} ms); \
+         give this broker another node_id, or stop the other one"
+    )]
+    BrokerIdInUse {
+        node_id: i32,
+        host: String,
+        port: i32,
+        lease_expires_ms: i64,
+    },
+    /// The session is no longer its node id's current one, or it was closed
+    /// or fenced: it leads nothing and may commit nothing.
+    #[error("broker session {0} was fenced or replaced")]
+    SessionFenced(BrokerSession),
+    /// A live session leads the partition; it must release it (or its lease
+    /// lapse) before another can claim it.
+    #[error("topic_partition={topic_partition} is led by live session {leader}")]
+    NotClaimable {
+        topic_partition: TopicPartition,
+        leader: BrokerSession,
+    },
     #[error("metadata backend: {0}")]
     Backend(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// What a caller of a conditional write does with its failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The write was refused and nothing was applied; retrying may succeed
+    /// (after re-reading what the refusal names).
+    NotApplied,
+    /// The writer lost the leadership (or its session) the write was
+    /// conditioned on: drop what it led, never retry under the old epoch.
+    Fenced,
+    /// The outcome is unknown: read back before deciding.
+    Uncertain,
+    /// Anything else (a bad request, a broken store).
+    Other,
+}
+
+impl Error {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Fenced { .. } | Error::SessionFenced(_) => ErrorKind::Fenced,
+            Error::OffsetMismatch { .. }
+            | Error::NotClaimable { .. }
+            | Error::TopicAlreadyExists(_)
+            | Error::UnknownTopic(_) => ErrorKind::NotApplied,
+            Error::Timeout => ErrorKind::Uncertain,
+            Error::InvalidPartitions(_) | Error::BrokerIdInUse { .. } | Error::Backend(_) => {
+                ErrorKind::Other
+            }
+        }
+    }
+}
+
 #[async_trait]
 pub trait MetadataStore: Send + Sync + 'static {
     /// The cluster id: made at the first start, the same ever after.
     async fn cluster_id(&self) -> Result<String>;
+
+    /// A number that changes whenever something every broker must learn
+    /// changes: topics, partitions, configs, registrations, session ends,
+    /// claims and releases (not lease renewals). Brokers watch it and reload
+    /// only when it moved.
+    async fn cluster_version(&self) -> Result<i64>;
+
+    // --- The broker registry -------------------------------------------
+
+    /// Starts a session for `registration.node_id` with a lease until
+    /// `now_ms + lease_ms`; its incarnation is one more than the node id's
+    /// previous one (1 for a new node id). Refused with `BrokerIdInUse`
+    /// while the node id's current session is open and its lease has not
+    /// lapsed at `now_ms`. A lapsed session replaced here leads nothing
+    /// from then on.
+    async fn register_broker(
+        &self,
+        registration: &BrokerRegistration,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<BrokerSession>;
+
+    /// Renews the session's lease to `now_ms + lease_ms`. `SessionFenced`
+    /// when the session is no longer current or no longer open.
+    async fn renew_lease(&self, session: BrokerSession, now_ms: i64, lease_ms: i64) -> Result<()>;
+
+    /// Ends the session (graceful shutdown): everything it led can be
+    /// claimed at once. Not an error for a session already ended.
+    async fn close_session(&self, session: BrokerSession) -> Result<()>;
+
+    /// The latest session of every node id that ever registered, by node id.
+    async fn brokers(&self) -> Result<Vec<RegisteredBroker>>;
+
+    // --- Partition leadership ------------------------------------------
+
+    /// Makes `session` the leader of each partition it can take, raising
+    /// the partition's leader epoch by one, and returns its committed state
+    /// and producer states as of every commit made under earlier epochs.
+    /// A partition can be taken when no session leads it, when `session`
+    /// itself leads it, or when its leader's session has ended or been
+    /// replaced — or its lease has lapsed at `now_ms`, in which case that
+    /// session is fenced first (all its later commits are refused).
+    ///
+    /// One answer per partition, in order: `NotClaimable` when a live
+    /// session leads it, `UnknownTopic` when it does not exist. The whole
+    /// call fails with `SessionFenced` when `session` itself has ended.
+    async fn claim_partitions(
+        &self,
+        session: BrokerSession,
+        partitions: &[TopicPartition],
+        now_ms: i64,
+    ) -> Result<Vec<Result<PartitionClaim>>>;
+
+    /// Gives up the leadership of each (partition, epoch) that `session`
+    /// still holds at that epoch, so another broker may claim it at once.
+    /// The caller must have committed or failed everything it had in flight
+    /// for them. Others are ignored.
+    async fn release_partitions(
+        &self,
+        session: BrokerSession,
+        partitions: &[(TopicPartition, i32)],
+    ) -> Result<()>;
 
     /// Creates a topic and its partitions (leader epoch 0, offsets 0).
     /// `TopicAlreadyExists` when the name is taken.
@@ -90,7 +205,9 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn partition_states(&self) -> Result<Vec<PartitionState>>;
 
     /// Commits one flush: every entry starts at its partition's `next_offset`
-    /// under its leader epoch, or nothing is applied (`Fenced`, `OffsetMismatch`,
+    /// under its leader epoch, led by `commit.session`, or nothing is applied
+    /// (`SessionFenced` when the session has ended or been replaced, `Fenced`
+    /// for a partition it does not lead at that epoch, `OffsetMismatch`,
     /// `UnknownTopic` when the topic was deleted meanwhile). On success each
     /// partition's `next_offset` becomes its entry's `last_offset + 1`.
     ///

@@ -8,7 +8,8 @@ use std::path::Path;
 
 use metadata::contract::StoreFixture;
 use metadata::{
-    Error, FlushCommit, IndexEntry, MetadataStore, SqliteStore, TopicId, TopicPartition,
+    BrokerRegistration, BrokerSession, Error, FlushCommit, IndexEntry, MetadataStore, SqliteStore,
+    TopicId, TopicPartition,
 };
 use tempfile::TempDir;
 
@@ -43,13 +44,49 @@ impl StoreFixture for FileStore {
     }
 }
 
+/// A lease no test outlives.
+const LONG_LEASE_MS: i64 = 1 << 40;
+
+/// Registers `node_id` and claims every partition of `topic_id` for it; its
+/// session and the partitions' epoch (all new: 1).
+async fn lead(store: &SqliteStore, node_id: i32, topic_id: TopicId) -> (BrokerSession, i32) {
+    let registration = BrokerRegistration {
+        node_id,
+        host: "localhost".into(),
+        port: 9092,
+        rack: None,
+    };
+    let session = store
+        .register_broker(&registration, 0, LONG_LEASE_MS)
+        .await
+        .expect("register_broker");
+    let partitions: Vec<TopicPartition> = store
+        .partition_states()
+        .await
+        .expect("partition_states")
+        .into_iter()
+        .map(|s| s.topic_partition)
+        .filter(|tp| tp.topic_id == topic_id)
+        .collect();
+    for answer in store
+        .claim_partitions(session, &partitions, 0)
+        .await
+        .expect("claim_partitions")
+    {
+        assert_eq!(answer.expect("claim").state.leader_epoch, 1);
+    }
+    (session, 1)
+}
+
 fn one_entry_commit(
+    (session, epoch): (BrokerSession, i32),
     object_key: &str,
     tp: TopicPartition,
     base_offset: i64,
     last_offset: i64,
 ) -> FlushCommit {
     FlushCommit {
+        session,
         object_key: object_key.into(),
         object_size: 4096,
         entries: vec![IndexEntry {
@@ -61,7 +98,7 @@ fn one_entry_commit(
             length: 4096,
             max_timestamp: 1_700_000_000_000,
         }],
-        leader_epochs: vec![0],
+        leader_epochs: vec![epoch],
         producers: Vec::new(),
     }
 }
@@ -77,18 +114,21 @@ async fn committed_state_survives_reopening_the_file() {
     let topic_id = TopicId::new_random();
     let tp = TopicPartition::new(topic_id, 1);
     let configs = BTreeMap::from([("retention.ms".to_string(), "60000".to_string())]);
-    let commit = one_entry_commit("o1", tp, 0, 41);
 
-    let (cluster_id, topics) = {
+    let (cluster_id, topics, leader, commit) = {
         let store = open(&path);
         store
             .create_topic("orders", topic_id, 2, configs)
             .await
             .expect("create_topic");
+        let leader = lead(&store, 1, topic_id).await;
+        let commit = one_entry_commit(leader, "o1", tp, 0, 41);
         store.commit_flush(&commit).await.expect("commit_flush");
         (
             store.cluster_id().await.expect("cluster_id"),
             store.topics().await.expect("topics"),
+            leader,
+            commit,
         )
     };
 
@@ -108,7 +148,7 @@ async fn committed_state_survives_reopening_the_file() {
         commit.entries
     );
     // The log continues where it stopped.
-    let next = one_entry_commit("o2", tp, 42, 42);
+    let next = one_entry_commit(leader, "o2", tp, 42, 42);
     store
         .commit_flush(&next)
         .await
@@ -148,26 +188,60 @@ async fn stores_sharing_a_file_see_and_fence_each_other() {
     ));
 
     let tp = TopicPartition::new(topic_id, 0);
+    let a = lead(&broker_a, 1, topic_id).await;
+    let b_session = broker_b
+        .register_broker(
+            &BrokerRegistration {
+                node_id: 2,
+                host: "localhost".into(),
+                port: 9093,
+                rack: None,
+            },
+            0,
+            LONG_LEASE_MS,
+        )
+        .await
+        .expect("register b");
+    let refused = broker_b
+        .claim_partitions(b_session, &[tp], 1)
+        .await
+        .expect("claim_partitions");
+    assert!(
+        matches!(refused[0], Err(Error::NotClaimable { .. })),
+        "got {refused:?}"
+    );
     broker_a
-        .commit_flush(&one_entry_commit("a1", tp, 0, 9))
+        .commit_flush(&one_entry_commit(a, "a1", tp, 0, 9))
         .await
         .expect("commit from a");
-    // B's view of the log is stale: its commit at offset 0 must not land.
-    let stale = broker_b
-        .commit_flush(&one_entry_commit("b1", tp, 0, 9))
-        .await;
-    assert!(
-        matches!(
-            stale,
-            Err(Error::OffsetMismatch {
-                next_offset: 10,
-                ..
-            })
-        ),
-        "got {stale:?}"
+    // B does not lead the partition: whatever epoch it tries, it is fenced.
+    for epoch in [0, 1, 2] {
+        let stale = broker_b
+            .commit_flush(&one_entry_commit((b_session, epoch), "b1", tp, 10, 19))
+            .await;
+        assert!(matches!(stale, Err(Error::Fenced { .. })), "got {stale:?}");
+    }
+    // A hands the partition over; from then on only B's commits land.
+    broker_a
+        .release_partitions(a.0, &[(tp, a.1)])
+        .await
+        .expect("release");
+    let claimed = broker_b
+        .claim_partitions(b_session, &[tp], 1)
+        .await
+        .expect("claim_partitions")
+        .remove(0)
+        .expect("claim after release");
+    assert_eq!(
+        (claimed.state.leader_epoch, claimed.state.next_offset),
+        (2, 10)
     );
+    let late = broker_a
+        .commit_flush(&one_entry_commit(a, "a2", tp, 10, 19))
+        .await;
+    assert!(matches!(late, Err(Error::Fenced { .. })), "got {late:?}");
     broker_b
-        .commit_flush(&one_entry_commit("b2", tp, 10, 19))
+        .commit_flush(&one_entry_commit((b_session, 2), "b2", tp, 10, 19))
         .await
         .expect("commit from b at next_offset");
     let keys: Vec<String> = broker_a
@@ -180,6 +254,75 @@ async fn stores_sharing_a_file_see_and_fence_each_other() {
     assert_eq!(keys, ["a1", "b2"]);
 }
 
+/// Two stores on one file (two broker processes) claim one partition at the
+/// same moment, many times over: exactly one wins each time.
+#[tokio::test]
+async fn stores_sharing_a_file_racing_for_a_partition_one_wins() {
+    let dir = tempfile::tempdir().expect("create temp dir");
+    let path = dir.path().join("metadata.db");
+    let stores = [open(&path), open(&path)];
+    let topic_id = TopicId::new_random();
+    stores[0]
+        .create_topic("orders", topic_id, 1, BTreeMap::new())
+        .await
+        .expect("create_topic");
+    let tp = TopicPartition::new(topic_id, 0);
+    let mut sessions = Vec::new();
+    for (i, store) in stores.iter().enumerate() {
+        let registration = BrokerRegistration {
+            node_id: i as i32 + 1,
+            host: "localhost".into(),
+            port: 9092 + i as i32,
+            rack: None,
+        };
+        sessions.push(
+            store
+                .register_broker(&registration, 0, LONG_LEASE_MS)
+                .await
+                .expect("register"),
+        );
+    }
+    for round in 0..20 {
+        let wanted = [tp];
+        let (ra, rb) = tokio::join!(
+            stores[0].claim_partitions(sessions[0], &wanted, 1),
+            stores[1].claim_partitions(sessions[1], &wanted, 1),
+        );
+        let (mut ra, mut rb) = (ra.expect("claim a"), rb.expect("claim b"));
+        let (winner, epoch) = match (ra.remove(0), rb.remove(0)) {
+            (Ok(c), Err(Error::NotClaimable { .. })) => (0, c.state.leader_epoch),
+            (Err(Error::NotClaimable { .. }), Ok(c)) => (1, c.state.leader_epoch),
+            other => panic!("round {round}: expected one winner, got {other:?}"),
+        };
+        let base = i64::from(round) * 10;
+        let loser = 1 - winner;
+        let lost = stores[loser]
+            .commit_flush(&one_entry_commit(
+                (sessions[loser], epoch),
+                &format!("l{round}"),
+                tp,
+                base,
+                base + 9,
+            ))
+            .await;
+        assert!(matches!(lost, Err(Error::Fenced { .. })), "got {lost:?}");
+        stores[winner]
+            .commit_flush(&one_entry_commit(
+                (sessions[winner], epoch),
+                &format!("w{round}"),
+                tp,
+                base,
+                base + 9,
+            ))
+            .await
+            .expect("winner commits");
+        stores[winner]
+            .release_partitions(sessions[winner], &[(tp, epoch)])
+            .await
+            .expect("release");
+    }
+}
+
 #[tokio::test]
 async fn concurrent_commits_from_many_tasks_apply_exactly_once_each() {
     let fixture = FileStore::new();
@@ -189,6 +332,7 @@ async fn concurrent_commits_from_many_tasks_apply_exactly_once_each() {
         .create_topic("orders", topic_id, 8, BTreeMap::new())
         .await
         .expect("create_topic");
+    let leader = lead(&store, 1, topic_id).await;
     let mut tasks = Vec::new();
     for partition in 0..8 {
         let store = store.clone();
@@ -197,7 +341,7 @@ async fn concurrent_commits_from_many_tasks_apply_exactly_once_each() {
             for i in 0..10 {
                 let key = format!("p{partition}-{i}");
                 store
-                    .commit_flush(&one_entry_commit(&key, tp, i * 5, i * 5 + 4))
+                    .commit_flush(&one_entry_commit(leader, &key, tp, i * 5, i * 5 + 4))
                     .await
                     .expect("commit_flush");
             }

@@ -44,6 +44,10 @@ async fn commit_with_position_beyond_i64_is_refused_before_any_sql() {
         .expect("create topic");
     let tp = TopicPartition::new(topic_id, 0);
     let commit = FlushCommit {
+        session: crate::BrokerSession {
+            node_id: 1,
+            incarnation: 1,
+        },
         object_key: "o".into(),
         object_size: 10,
         entries: vec![IndexEntry {
