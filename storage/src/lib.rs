@@ -17,6 +17,7 @@ pub mod object_key;
 pub mod object_store;
 pub mod s3;
 mod tail_cache;
+pub mod testing;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use gc::{GcPass, ObjectCollector};
@@ -48,9 +49,13 @@ pub enum Error {
     Io(String),
     #[error("corrupt object: {0}")]
     CorruptObject(String),
-    /// The partition is not (or no longer) in this log.
+    /// The partition's topic was deleted while its batches were in flight.
     #[error("unknown topic partition {0}")]
     UnknownTopicOrPartition(metadata::TopicPartition),
+    /// This log does not lead the partition (never claimed it, handed it
+    /// over, or was fenced): the client must go to the leader.
+    #[error("not the leader of {0}")]
+    NotLeader(metadata::TopicPartition),
     #[error(
         "offset out of range offset={offset} log_start_offset={log_start_offset} high_watermark={high_watermark}"
     )]

@@ -219,7 +219,7 @@ async fn the_log_over_faulty_s3_stores_every_acknowledged_batch_once() {
         ..LogConfig::default()
     };
     let log = Arc::new(
-        Log::open(
+        storage::testing::open_leading(
             log_config,
             store.clone(),
             metadata.clone(),
@@ -317,7 +317,7 @@ async fn the_log_over_faulty_s3_stores_every_acknowledged_batch_once() {
     assert_eq!(second.deleted, first.waiting);
     // Every acknowledged batch reads back through a fresh log: no tail
     // cache, every byte from S3.
-    let fresh = Log::open(
+    let fresh = storage::testing::open_leading(
         LogConfig::default(),
         store.clone(),
         metadata.clone(),

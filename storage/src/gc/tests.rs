@@ -37,7 +37,7 @@ async fn fixture() -> Fixture {
         flush_interval_ms: 50,
         ..LogConfig::default()
     };
-    let log = Log::open(config, store.clone(), metadata.clone(), clock.clone())
+    let log = crate::testing::open_leading(config, store.clone(), metadata.clone(), clock.clone())
         .await
         .unwrap();
     let collector = ObjectCollector::new(store.clone(), metadata.clone(), clock.clone(), GRACE_MS);
@@ -141,7 +141,7 @@ async fn unreferenced_objects_go_after_the_grace_period_and_nothing_else_does() 
     assert!(left.contains(&"README".to_string()));
 
     // The kept topic reads back from the object store alone.
-    let reopened = Log::open(
+    let reopened = crate::testing::open_leading(
         LogConfig::default(),
         f.store.clone(),
         f.metadata.clone(),

@@ -185,11 +185,10 @@ async fn commit(inner: &Inner, flush: SealedFlush) {
         Err((e, runs)) => {
             tracing::warn!(object_key, error = %e, "index commit failed; failing the flush");
             let kind = match &e {
+                Error::Metadata(metadata::Error::SessionFenced(_)) => FailureKind::SessionFenced,
                 Error::Metadata(
-                    metadata::Error::Fenced { .. }
-                    | metadata::Error::OffsetMismatch { .. }
-                    | metadata::Error::UnknownTopic(_),
-                ) => FailureKind::RefusedReload,
+                    metadata::Error::OffsetMismatch { .. } | metadata::Error::UnknownTopic(_),
+                ) => FailureKind::RefusedReclaim,
                 _ => FailureKind::Uncertain,
             };
             let why = format!("index commit failed: {e}");
@@ -205,10 +204,13 @@ async fn commit(inner: &Inner, flush: SealedFlush) {
         commit_ms = sealed_at.elapsed().as_secs_f64() * 1e3 - write_ms,
         "flush"
     );
-    for run in gone {
+    for (run, why) in gone {
         let tp = run.entry.topic_partition;
         for (reply, _) in run.replies {
-            let _ = reply.send(Err(Error::UnknownTopicOrPartition(tp)));
+            let _ = reply.send(Err(match why {
+                Gone::Deleted => Error::UnknownTopicOrPartition(tp),
+                Gone::Fenced => Error::NotLeader(tp),
+            }));
         }
     }
     inner.unsettled.settled(&object_key, true);
@@ -246,11 +248,15 @@ enum FailureKind {
     /// The object write timed out: nothing was committed, but the write
     /// may still complete, so its object is not deleted here.
     WriteTimedOut,
-    /// The store refused the commit (fenced, offset mismatch, unknown topic):
-    /// nothing was committed, but our view of the partitions is stale.
-    RefusedReload,
+    /// The store refused the commit (offset mismatch, unknown topic):
+    /// nothing was committed, but our view of the partitions is stale; they
+    /// are claimed again, which reads the committed state.
+    RefusedReclaim,
+    /// This broker's session was fenced: it leads nothing any more.
+    SessionFenced,
     /// The commit may or may not have applied (an I/O error, a timeout whose
-    /// read-back failed): keep the object, which the index may reference.
+    /// read-back failed): keep the object, which the index may reference,
+    /// and claim the partitions again to learn their committed state.
     Uncertain,
 }
 
@@ -266,8 +272,19 @@ async fn fail(
     why: String,
     kind: FailureKind,
 ) {
-    if matches!(kind, FailureKind::RefusedReload | FailureKind::Uncertain) {
-        reload_states(inner).await;
+    match kind {
+        FailureKind::RefusedReclaim | FailureKind::Uncertain => {
+            let mut partitions: Vec<_> = runs.iter().map(|r| r.entry.topic_partition).collect();
+            partitions.sort();
+            partitions.dedup();
+            if let Err(e) = super::leadership::reclaim(inner, &partitions).await {
+                // Still uncertain: drop them; the broker claims them again.
+                tracing::warn!(error = %e, "could not claim partitions again after a failed commit");
+                super::leadership::drop_partitions(inner, Some(&partitions), "state unknown");
+            }
+        }
+        FailureKind::SessionFenced => super::leadership::drop_partitions(inner, None, &why),
+        FailureKind::Refused | FailureKind::WriteTimedOut => {}
     }
     {
         let _seal = inner.seal_lock.lock().expect("seal lock");
@@ -281,7 +298,10 @@ async fn fail(
     // A timed-out write may still land, an uncertain commit still apply:
     // leave their objects to garbage collection, which keeps them while
     // `unsettled` says so.
-    let certain = matches!(kind, FailureKind::Refused | FailureKind::RefusedReload);
+    let certain = matches!(
+        kind,
+        FailureKind::Refused | FailureKind::RefusedReclaim | FailureKind::SessionFenced
+    );
     answer_failed(inner, object_key, runs, flush, why, certain).await;
 }
 
@@ -301,57 +321,118 @@ async fn answer_failed(
     }
     inner.unsettled.settled(object_key, delete_object);
     for run in runs {
+        // A partition this log no longer leads sends the client to the leader.
+        let tp = run.entry.topic_partition;
+        let led = inner
+            .partition(&tp)
+            .is_some_and(|p| !p.state.lock().expect("partition lock").resigning);
         for (reply, _) in run.replies {
-            let _ = reply.send(Err(Error::Unavailable(why.clone())));
+            let _ = reply.send(Err(if led {
+                Error::Unavailable(why.clone())
+            } else {
+                Error::NotLeader(tp)
+            }));
         }
     }
 }
 
-/// A flush's runs after its commit: (committed, of partitions that no longer exist).
-type CommittedRuns = (Vec<PlacedRun>, Vec<PlacedRun>);
+/// Why a run of a flush was set apart instead of committed.
+#[derive(Clone, Copy)]
+enum Gone {
+    /// Its topic was deleted while it was in flight.
+    Deleted,
+    /// Another broker leads its partition now.
+    Fenced,
+}
 
-/// Commits the runs' index entries in one transaction. If a topic was
-/// deleted while its batches were in flight, the store refuses the whole
-/// commit; then the runs of partitions that are gone are set apart and the
-/// rest committed once more, so one deleted topic does not fail every other
-/// partition's produces.
+/// A flush's runs after its commit: (committed, set apart and why).
+type CommittedRuns = (Vec<PlacedRun>, Vec<(PlacedRun, Gone)>);
+
+/// Commits the runs' index entries in one transaction. The store refuses
+/// the whole commit when one partition's topic was deleted while its
+/// batches were in flight, or when another broker claimed one partition;
+/// then those runs are set apart and the rest committed once more, so one
+/// deleted topic or one lost partition does not fail every other
+/// partition's produces. Fenced partitions stop being led here at once.
 async fn commit_runs(
     inner: &Inner,
     object_key: &str,
     object_size: usize,
-    runs: Vec<PlacedRun>,
+    mut runs: Vec<PlacedRun>,
 ) -> Result<CommittedRuns, (Error, Vec<PlacedRun>)> {
-    let first = commit_or_read_back(inner, &flush_commit(object_key, object_size, &runs)).await;
-    match first {
-        Ok(()) => return Ok((runs, Vec::new())),
-        Err(Error::Metadata(metadata::Error::UnknownTopic(_))) => {}
-        Err(e) => return Err((e, runs)),
-    }
-    let states = match inner.metadata.partition_states().await {
-        Ok(states) => states,
-        Err(e) => return Err((e.into(), runs)),
+    let mut gone: Vec<(PlacedRun, Gone)> = Vec::new();
+    let answer_all = |runs: Vec<PlacedRun>, gone: Vec<(PlacedRun, Gone)>| {
+        runs.into_iter()
+            .chain(gone.into_iter().map(|(r, _)| r))
+            .collect()
     };
-    let (keep, gone): (Vec<_>, Vec<_>) = runs.into_iter().partition(|run| {
-        states
-            .iter()
-            .any(|s| s.topic_partition == run.entry.topic_partition)
-    });
-    if gone.is_empty() || keep.is_empty() {
-        let unknown = metadata::Error::UnknownTopic(format!("object_key={object_key}"));
-        return if keep.is_empty() {
-            Ok((keep, gone))
-        } else {
-            Err((unknown.into(), keep))
+    // Each retry sets at least one partition apart, so this ends.
+    loop {
+        if runs.is_empty() {
+            return Ok((runs, gone));
+        }
+        let Some(commit) = flush_commit(inner, object_key, object_size, &runs) else {
+            let e = Error::NotLeader(runs[0].entry.topic_partition);
+            return Err((e, answer_all(runs, gone)));
         };
-    }
-    match commit_or_read_back(inner, &flush_commit(object_key, object_size, &keep)).await {
-        Ok(()) => Ok((keep, gone)),
-        Err(e) => Err((e, keep.into_iter().chain(gone).collect())),
+        let apart: Vec<(metadata::TopicPartition, Gone)> =
+            match commit_or_read_back(inner, &commit).await {
+                Ok(()) => return Ok((runs, gone)),
+                Err(Error::Metadata(metadata::Error::Fenced {
+                    topic_partition, ..
+                })) => {
+                    super::leadership::drop_partitions(
+                        inner,
+                        Some(&[topic_partition]),
+                        "its commit was refused for a newer leader epoch",
+                    );
+                    vec![(topic_partition, Gone::Fenced)]
+                }
+                Err(Error::Metadata(metadata::Error::UnknownTopic(_))) => {
+                    let states = match inner.metadata.partition_states().await {
+                        Ok(states) => states,
+                        Err(e) => return Err((e.into(), answer_all(runs, gone))),
+                    };
+                    let deleted: Vec<_> = runs
+                        .iter()
+                        .map(|r| r.entry.topic_partition)
+                        .filter(|tp| !states.iter().any(|s| s.topic_partition == *tp))
+                        .map(|tp| (tp, Gone::Deleted))
+                        .collect();
+                    if deleted.is_empty() {
+                        let e = metadata::Error::UnknownTopic(format!("object_key={object_key}"));
+                        return Err((e.into(), answer_all(runs, gone)));
+                    }
+                    deleted
+                }
+                Err(e) => return Err((e, answer_all(runs, gone))),
+            };
+        let (set_apart, keep): (Vec<_>, Vec<_>) = runs
+            .into_iter()
+            .partition(|r| apart.iter().any(|(tp, _)| *tp == r.entry.topic_partition));
+        for run in set_apart {
+            let why = apart
+                .iter()
+                .find(|(tp, _)| *tp == run.entry.topic_partition)
+                .map(|(_, why)| *why)
+                .expect("set apart for a reason");
+            gone.push((run, why));
+        }
+        runs = keep;
     }
 }
 
-fn flush_commit(object_key: &str, object_size: usize, runs: &[PlacedRun]) -> FlushCommit {
-    FlushCommit {
+/// The commit of `runs`, as this log's session; `None` if the log has no
+/// session (it leads nothing).
+fn flush_commit(
+    inner: &Inner,
+    object_key: &str,
+    object_size: usize,
+    runs: &[PlacedRun],
+) -> Option<FlushCommit> {
+    let session = (*inner.session.lock().expect("session lock"))?;
+    Some(FlushCommit {
+        session,
         object_key: object_key.to_string(),
         object_size: object_size as u64,
         entries: runs.iter().map(|r| r.entry.clone()).collect(),
@@ -372,32 +453,39 @@ fn flush_commit(object_key: &str, object_size: usize, runs: &[PlacedRun]) -> Flu
             latest.reverse();
             latest
         },
-    }
+    })
 }
 
-/// Commits; if the store timed out, reads the partitions back to learn
-/// whether the commit applied before deciding.
+/// Commits; if the store timed out, reads back whether the commit applied
+/// before deciding. Applied means the index holds, at the first entry's
+/// base offset, an entry in this flush's object: object keys are never
+/// reused and a commit applies whole, so that entry can only be this
+/// commit's. (Comparing next offsets alone would take another writer's
+/// commit that happened to end at the same offset for ours.)
 async fn commit_or_read_back(inner: &Inner, commit: &FlushCommit) -> Result<()> {
     let committed = metadata_call(inner, inner.metadata.commit_flush(commit)).await;
     match committed {
         Ok(()) => Ok(()),
         Err(metadata::Error::Timeout) => {
-            let states = metadata_call(inner, inner.metadata.partition_states()).await?;
-            // Applied: every partition's next offset follows its last entry
-            // (a partition sealed in steps has several).
-            let applied = commit.entries.iter().all(|e| {
-                let last = commit
-                    .entries
-                    .iter()
-                    .filter(|x| x.topic_partition == e.topic_partition)
-                    .map(|x| x.last_offset)
-                    .max()
-                    .unwrap_or(e.last_offset);
-                states
-                    .iter()
-                    .any(|s| s.topic_partition == e.topic_partition && s.next_offset == last + 1)
+            let first = commit
+                .entries
+                .first()
+                .ok_or_else(|| Error::Unavailable("an empty commit timed out".into()))?;
+            let found = metadata_call(
+                inner,
+                inner
+                    .metadata
+                    .index_entries(first.topic_partition, first.base_offset, 1),
+            )
+            .await?;
+            let applied = found.first().is_some_and(|e| {
+                e.base_offset == first.base_offset && e.object_key == commit.object_key
             });
             if applied {
+                tracing::info!(
+                    object_key = commit.object_key,
+                    "a timed-out commit had applied"
+                );
                 Ok(())
             } else {
                 Err(Error::Metadata(metadata::Error::Timeout))
@@ -417,34 +505,4 @@ async fn metadata_call<T>(
     tokio::time::timeout(limit, call)
         .await
         .unwrap_or(Err(metadata::Error::Timeout))
-}
-
-/// Replaces the in-memory partition and producer states with the committed
-/// ones. Both or neither: with offsets reloaded but producer states stale, a
-/// retry of a batch that did commit would pass as new and be written twice;
-/// with neither reloaded, the store's conditional commit refuses the next
-/// flush (its offsets are stale too) and the reload is tried again.
-async fn reload_states(inner: &Inner) {
-    let states = metadata_call(inner, inner.metadata.partition_states()).await;
-    let producers = metadata_call(inner, inner.metadata.producer_states()).await;
-    let (states, producers) = match (states, producers) {
-        (Ok(states), Ok(producers)) => (states, producers),
-        (Err(e), _) | (_, Err(e)) => {
-            tracing::warn!(error = %e, "could not reload partition states after a failed commit");
-            return;
-        }
-    };
-    super::apply_producer_states(inner, producers);
-    let partitions = inner.partitions.read().expect("partitions lock");
-    for s in states {
-        if let Some(partition) = partitions.get(&s.topic_partition) {
-            let mut mem = partition.state.lock().expect("partition lock");
-            mem.leader_epoch = s.leader_epoch;
-            mem.next_offset = s.next_offset;
-            mem.log_start_offset = s.log_start_offset;
-            mem.recent.clear();
-            drop(mem);
-            partition.high_watermark.send_replace(s.next_offset);
-        }
-    }
 }

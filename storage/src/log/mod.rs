@@ -18,6 +18,7 @@
 //! returned offset.
 
 mod flush;
+mod leadership;
 mod producers;
 mod read;
 mod seal;
@@ -29,7 +30,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use metadata::{IndexEntry, MetadataStore, PartitionState, TopicPartition};
+use metadata::{BrokerSession, IndexEntry, MetadataStore, PartitionState, TopicPartition};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -133,7 +134,10 @@ pub(crate) struct Partition {
 }
 
 pub(crate) struct PartitionMem {
+    /// The epoch this log claimed the partition at; every commit carries it.
     pub(crate) leader_epoch: i32,
+    /// Being handed over: appends are refused while what was queued drains.
+    pub(crate) resigning: bool,
     pub(crate) log_start_offset: i64,
     /// One past the last committed offset (= high watermark without transactions).
     pub(crate) next_offset: i64,
@@ -168,6 +172,9 @@ pub(crate) struct Inner {
     pub(crate) store: Arc<dyn ObjectStore>,
     pub(crate) metadata: Arc<dyn MetadataStore>,
     pub(crate) clock: Arc<dyn Clock>,
+    /// The broker session this log commits as; `None` until it leads anything.
+    pub(crate) session: Mutex<Option<BrokerSession>>,
+    /// The partitions this log leads (claimed, not handed over or fenced).
     pub(crate) partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
     pub(crate) pending: Mutex<Pending>,
     pub(crate) pending_changed: Notify,
@@ -206,7 +213,8 @@ pub struct Log {
 }
 
 impl Log {
-    /// Loads every partition's committed state and starts the flusher.
+    /// Starts the flusher. The log leads no partition until `lead` hands it
+    /// some the broker claimed.
     pub async fn open(
         config: LogConfig,
         store: Arc<dyn ObjectStore>,
@@ -222,6 +230,7 @@ impl Log {
             store,
             metadata,
             clock,
+            session: Mutex::new(None),
             partitions: RwLock::new(HashMap::new()),
             pending: Mutex::new(Pending::default()),
             pending_changed: Notify::new(),
@@ -235,8 +244,6 @@ impl Log {
             flusher: Mutex::new(Some(tokio::spawn(flush::run(inner.clone())))),
             inner,
         };
-        log.sync_partitions().await?;
-        load_producers(&log.inner).await?;
         tokio::spawn(expire_producers(log.inner.clone()));
         Ok(log)
     }
@@ -244,23 +251,6 @@ impl Log {
     /// The objects of flushes not yet settled, for garbage collection.
     pub fn unsettled_objects(&self) -> Arc<UnsettledObjects> {
         self.inner.unsettled.clone()
-    }
-
-    /// Brings the set of partitions in line with the metadata store: adds new
-    /// partitions, drops those of deleted topics. Existing partitions keep
-    /// their in-memory state (the flusher keeps it equal to what it committed).
-    pub async fn sync_partitions(&self) -> Result<()> {
-        let states = self.inner.metadata.partition_states().await?;
-        let mut partitions = self.inner.partitions.write().expect("partitions lock");
-        let mut seen = std::collections::HashSet::with_capacity(states.len());
-        for state in states {
-            seen.insert(state.topic_partition);
-            partitions
-                .entry(state.topic_partition)
-                .or_insert_with(|| Arc::new(new_partition(state)));
-        }
-        partitions.retain(|tp, _| seen.contains(tp));
-        Ok(())
     }
 
     /// Appends one produced batch (already checked by
@@ -293,8 +283,9 @@ impl Log {
         }
         protocol::batch::parse_header(&batch)
             .map_err(|e| Error::Unavailable(format!("append of an unchecked batch: {e}")))?;
-        if self.inner.partition(&topic_partition).is_none() {
-            return Err(Error::UnknownTopicOrPartition(topic_partition));
+        match self.inner.partition(&topic_partition) {
+            Some(p) if !p.state.lock().expect("partition lock").resigning => {}
+            _ => return Err(Error::NotLeader(topic_partition)),
         }
         let room = batch
             .len()
@@ -371,39 +362,13 @@ fn new_partition(state: PartitionState) -> Partition {
         high_watermark: watch::Sender::new(state.next_offset),
         state: Mutex::new(PartitionMem {
             leader_epoch: state.leader_epoch,
+            resigning: false,
             log_start_offset: state.log_start_offset,
             next_offset: state.next_offset,
             reserved_next_offset: state.next_offset,
             recent: VecDeque::new(),
             producers: producers::Producers::default(),
         }),
-    }
-}
-
-/// Replaces every partition's producer states with the committed ones.
-async fn load_producers(inner: &Inner) -> Result<()> {
-    apply_producer_states(inner, inner.metadata.producer_states().await?);
-    Ok(())
-}
-
-/// Replaces every partition's producer states with `states`.
-pub(crate) fn apply_producer_states(inner: &Inner, states: Vec<metadata::ProducerState>) {
-    let mut by_partition: HashMap<TopicPartition, Vec<metadata::ProducerState>> = HashMap::new();
-    for state in states {
-        by_partition
-            .entry(state.topic_partition)
-            .or_default()
-            .push(state);
-    }
-    let partitions = inner.partitions.read().expect("partitions lock");
-    for (tp, partition) in partitions.iter() {
-        let states = by_partition.remove(tp).unwrap_or_default();
-        partition
-            .state
-            .lock()
-            .expect("partition lock")
-            .producers
-            .load(states);
     }
 }
 

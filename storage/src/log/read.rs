@@ -83,7 +83,7 @@ impl Log {
         let partition = self
             .inner
             .partition(&topic_partition)
-            .ok_or(Error::UnknownTopicOrPartition(topic_partition))?;
+            .ok_or(Error::NotLeader(topic_partition))?;
         let (high_watermark, log_start_offset) = {
             let s = partition.state.lock().expect("partition lock");
             (s.next_offset, s.log_start_offset)
@@ -253,7 +253,7 @@ impl Log {
     ) -> Result<TimestampOffset> {
         let (log_start_offset, high_watermark, _) = self
             .offsets(&topic_partition)
-            .ok_or(Error::UnknownTopicOrPartition(topic_partition))?;
+            .ok_or(Error::NotLeader(topic_partition))?;
         let metadata = &self.inner.metadata;
         match spec {
             OffsetSpec::Earliest => Ok(TimestampOffset {

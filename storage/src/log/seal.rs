@@ -242,7 +242,7 @@ pub(super) fn seal_step(
             .expect("every ordered partition has a group");
         let Some(partition) = inner.partition(&tp) else {
             for b in group {
-                let _ = b.reply.send(Err(Error::UnknownTopicOrPartition(tp)));
+                let _ = b.reply.send(Err(Error::NotLeader(tp)));
             }
             continue;
         };

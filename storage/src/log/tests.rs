@@ -11,6 +11,7 @@ use super::*;
 
 mod damage;
 mod idempotence;
+mod leadership;
 mod streaming;
 use crate::{Clock, MemoryStore, OffsetSpec};
 
@@ -53,7 +54,7 @@ impl<S: crate::ObjectStore> Fixture<S> {
     /// Another log over the same stores (after a restart; or to read through
     /// the object store, past this log's tail cache).
     async fn reopen(&self) -> Log {
-        Log::open(
+        crate::testing::open_leading(
             LogConfig::default(),
             self.store.clone(),
             self.metadata.clone(),
@@ -77,7 +78,7 @@ async fn fixture_over<S: crate::ObjectStore>(config: LogConfig, store: S) -> Fix
         .unwrap();
     let store = Arc::new(store);
     let clock = Arc::new(FixedClock(AtomicI64::new(9_999)));
-    let log = Log::open(config, store.clone(), metadata.clone(), clock.clone())
+    let log = crate::testing::open_leading(config, store.clone(), metadata.clone(), clock.clone())
         .await
         .unwrap();
     Fixture {
@@ -182,7 +183,7 @@ async fn reopened_log_continues_offsets_and_reads_old_data_from_store() {
         .await
         .unwrap();
     f.log.shutdown().await;
-    let log = Log::open(
+    let log = crate::testing::open_leading(
         LogConfig::default(),
         f.store.clone(),
         f.metadata.clone(),
@@ -260,14 +261,14 @@ async fn high_watermark_watch_wakes_on_append() {
 }
 
 #[tokio::test]
-async fn append_to_unknown_partition_fails() {
+async fn append_to_a_partition_not_led_fails_with_not_leader() {
     let f = fixture(LogConfig::default()).await;
     let tp = TopicPartition::new(f.tp.topic_id, 9);
     assert!(matches!(
         f.log
             .append(tp, batch(&["a"], 1), AppendOptions::default())
             .await,
-        Err(Error::UnknownTopicOrPartition(_))
+        Err(Error::NotLeader(_))
     ));
 }
 

@@ -310,6 +310,9 @@ enum CommitFault {
     Hang,
     /// Never answers; applies 500 ms later, after the log gave up on it.
     HangThenApplyLate,
+    /// Not applied, reported as a timeout; meanwhile another broker claimed
+    /// the partitions and committed entries with the very same offsets.
+    TimeoutWhileAnotherWriterTakesOver,
 }
 
 /// The in-memory SQLite store with one injected fault in its next commit.
@@ -331,6 +334,50 @@ impl FaultyMetadata {
 impl MetadataStore for FaultyMetadata {
     async fn cluster_id(&self) -> metadata::Result<String> {
         self.inner.cluster_id().await
+    }
+    async fn cluster_version(&self) -> metadata::Result<i64> {
+        self.inner.cluster_version().await
+    }
+    async fn register_broker(
+        &self,
+        registration: &metadata::BrokerRegistration,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> metadata::Result<metadata::BrokerSession> {
+        self.inner
+            .register_broker(registration, now_ms, lease_ms)
+            .await
+    }
+    async fn renew_lease(
+        &self,
+        session: metadata::BrokerSession,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> metadata::Result<()> {
+        self.inner.renew_lease(session, now_ms, lease_ms).await
+    }
+    async fn close_session(&self, session: metadata::BrokerSession) -> metadata::Result<()> {
+        self.inner.close_session(session).await
+    }
+    async fn brokers(&self) -> metadata::Result<Vec<metadata::RegisteredBroker>> {
+        self.inner.brokers().await
+    }
+    async fn claim_partitions(
+        &self,
+        session: metadata::BrokerSession,
+        partitions: &[TopicPartition],
+        now_ms: i64,
+    ) -> metadata::Result<Vec<metadata::Result<metadata::PartitionClaim>>> {
+        self.inner
+            .claim_partitions(session, partitions, now_ms)
+            .await
+    }
+    async fn release_partitions(
+        &self,
+        session: metadata::BrokerSession,
+        partitions: &[(TopicPartition, i32)],
+    ) -> metadata::Result<()> {
+        self.inner.release_partitions(session, partitions).await
     }
     async fn create_topic(
         &self,
@@ -376,6 +423,37 @@ impl MetadataStore for FaultyMetadata {
                 Err(metadata::Error::Backend("injected commit failure".into()))
             }
             Some(CommitFault::TimeoutBeforeApply) => Err(metadata::Error::Timeout),
+            Some(CommitFault::TimeoutWhileAnotherWriterTakesOver) => {
+                let far = 1 << 50; // every lease has lapsed
+                let heir = self
+                    .inner
+                    .register_broker(
+                        &metadata::BrokerRegistration {
+                            node_id: 99,
+                            host: "heir".into(),
+                            port: 1,
+                            rack: None,
+                        },
+                        far,
+                        1,
+                    )
+                    .await?;
+                let partitions: Vec<_> = commit.entries.iter().map(|e| e.topic_partition).collect();
+                let mut epochs = Vec::new();
+                for answer in self.inner.claim_partitions(heir, &partitions, far).await? {
+                    epochs.push(answer?.state.leader_epoch);
+                }
+                let mut theirs = commit.clone();
+                theirs.session = heir;
+                theirs.leader_epochs = epochs;
+                theirs.object_key = "another-writers-object".into();
+                for e in &mut theirs.entries {
+                    e.object_key = theirs.object_key.clone();
+                }
+                theirs.producers.clear();
+                self.inner.commit_flush(&theirs).await?;
+                Err(metadata::Error::Timeout)
+            }
             Some(CommitFault::TimeoutAfterApply) => {
                 self.inner.commit_flush(commit).await?;
                 Err(metadata::Error::Timeout)
@@ -452,6 +530,13 @@ impl MetadataStore for FaultyMetadata {
         from_offset: i64,
         max_entries: usize,
     ) -> metadata::Result<Vec<IndexEntry>> {
+        // The read-back after a timed-out commit reads the index.
+        if self
+            .unreadable
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(metadata::Error::Timeout);
+        }
         self.inner.index_entries(tp, from_offset, max_entries).await
     }
     async fn index_entry_by_timestamp(
@@ -481,7 +566,7 @@ async fn faulty_metadata_log() -> (Log, Arc<FaultyMetadata>, TopicPartition) {
         .create_topic("t", topic_id, 1, BTreeMap::new())
         .await
         .unwrap();
-    let log = Log::open(
+    let log = crate::testing::open_leading(
         LogConfig {
             metadata_timeout_ms: 200,
             ..LogConfig::default()
@@ -546,6 +631,23 @@ async fn commit_faults_never_lose_or_duplicate_a_retried_batch() {
         assert_eq!(states[0].batches.last().unwrap().last_sequence, 2);
         log.shutdown().await;
     }
+}
+
+/// A commit times out without applying while another broker takes the
+/// partition and commits an entry with the same offsets: the read-back must
+/// not take that entry for ours (it names another object), so the produce
+/// is refused with NotLeader, never acknowledged.
+#[tokio::test]
+async fn a_read_back_never_takes_another_writers_entry_for_ours() {
+    let (log, metadata, tp) = faulty_metadata_log().await;
+    append(&log, tp, idem(&["a"], 0, 0)).await.unwrap();
+    metadata.fail_next_commit(CommitFault::TimeoutWhileAnotherWriterTakesOver);
+    let faulted = append(&log, tp, idem(&["b"], 0, 1)).await;
+    assert!(matches!(faulted, Err(Error::NotLeader(_))), "{faulted:?}");
+    assert!(!log.leads(&tp));
+    let entries = metadata.index_entries(tp, 0, 10).await.unwrap();
+    assert_eq!(entries[1].object_key, "another-writers-object");
+    log.shutdown().await;
 }
 
 #[tokio::test]
