@@ -14,6 +14,7 @@ use storage::{
 };
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::{Cluster, ClusterSettings};
 use crate::config::Settings;
 use crate::configs::BrokerDefaults;
 use crate::groups::{GroupConfig, GroupCoordinator};
@@ -28,6 +29,9 @@ pub struct Broker {
     pub advertised_port: i32,
     pub metadata: Arc<dyn MetadataStore>,
     pub log: Log,
+    /// This broker among the others: registry session, cluster view,
+    /// partition leadership and placement.
+    pub cluster: Cluster,
     pub topics: TopicCache,
     pub defaults: BrokerDefaults,
     /// Serialises topic changes (create, delete, grow, configs) made by this
@@ -44,7 +48,7 @@ pub struct Broker {
     pub response_room: Arc<tokio::sync::Semaphore>,
     /// Hands out producer ids (InitProducerId) from blocks reserved in the metadata store.
     pub producer_ids: ProducerIds,
-    /// The group coordinator (every group: this broker coordinates them all).
+    /// The group coordinator (of the groups placed on this broker).
     pub groups: Arc<GroupCoordinator>,
     /// Validates produce batches, large ones off the async workers.
     pub record_checks: crate::record_checks::RecordCheckPool,
@@ -119,6 +123,23 @@ impl Broker {
             }
         });
         let advertised_port = settings.advertised_port.unwrap_or(bound_port) as i32;
+        let cluster = Cluster::join(
+            metadata.clone(),
+            clock.clone(),
+            metadata::BrokerRegistration {
+                node_id: settings.node_id,
+                host: advertised_host.clone(),
+                port: advertised_port,
+                rack: settings.broker_rack.clone(),
+            },
+            ClusterSettings {
+                session_timeout_ms: settings.broker_session_timeout_ms,
+                heartbeat_interval_ms: settings.broker_heartbeat_interval_ms,
+                watch_interval_ms: settings.cluster_watch_interval_ms,
+                handover_drain_ms: settings.partition_handover_drain_ms,
+            },
+        )
+        .await?;
         let settings_queued_max_request_bytes = settings.queued_max_request_bytes;
         let settings_fetch_response_buffer_max_bytes = settings.fetch_response_buffer_max_bytes;
         let defaults = broker_defaults(&settings, &advertised_host, advertised_port);
@@ -144,6 +165,7 @@ impl Broker {
             advertised_port,
             metadata,
             log,
+            cluster,
             topics: TopicCache::new(),
             defaults,
             settings,
@@ -161,6 +183,10 @@ impl Broker {
             record_checks: crate::record_checks::RecordCheckPool::per_core(),
         };
         broker.refresh_topics().await?;
+        broker
+            .groups
+            .keep_placed(broker.cluster.group_placement())
+            .await;
         // Last, so a failed open leaves no task behind.
         Arc::new(
             ObjectCollector::new(
@@ -182,21 +208,38 @@ impl Broker {
         self.settings.node_id
     }
 
-    /// The replicas (and in-sync replicas) of every partition, leader first:
-    /// the live brokers, whatever replication factor a topic was created
-    /// with, because the object store, not brokers, holds the copies. One
-    /// broker today; cluster mode lists every live broker.
+    /// The replicas (and in-sync replicas) of every partition: the live
+    /// brokers, whatever replication factor a topic was created with,
+    /// because the object store, not brokers, holds the copies.
     pub fn replica_nodes(&self) -> Vec<i32> {
-        vec![self.node_id()]
+        let view = self.cluster.view();
+        let live: Vec<i32> = view.live.iter().map(|b| b.session.node_id).collect();
+        if live.is_empty() {
+            vec![self.node_id()]
+        } else {
+            live
+        }
     }
 
-    /// Re-reads topics and partitions after a change to them.
+    /// Re-reads topics and partitions after a change to them, and claims
+    /// or hands over partitions as their placement says.
     pub async fn refresh_topics(&self) -> Result<(), OpenError> {
         self.topics
             .refresh(self.metadata.as_ref(), &self.defaults)
             .await?;
-        self.log.sync_partitions().await?;
+        self.cluster.reload_view(true).await?;
+        self.cluster.rebalance(&self.log).await;
         Ok(())
+    }
+
+    /// Starts the cluster loop: lease renewal, watching the cluster
+    /// version, and rebalancing. It holds the broker weakly and ends with
+    /// `shutdown`.
+    pub fn spawn_cluster_loop(self: &Arc<Self>) {
+        tokio::spawn(crate::cluster::run(
+            Arc::downgrade(self),
+            self.shutdown.clone(),
+        ));
     }
 
     /// Refuses `topics` more topics holding `partitions` more partitions

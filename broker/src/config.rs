@@ -152,6 +152,22 @@ pub struct Settings {
     pub offset_metadata_max_bytes: usize,
     /// How long shutdown waits for in-flight requests before giving up on them.
     pub shutdown_timeout_ms: u64,
+    /// Kafka `broker.rack`: reported in Metadata and DescribeCluster.
+    pub broker_rack: Option<String>,
+    /// Kafka `broker.session.timeout.ms`: a broker that has not renewed its
+    /// lease for this long is taken for dead; its partitions and groups
+    /// move to live brokers. Also how long a restarted broker may wait for
+    /// its previous process's lease (same node id) to lapse.
+    pub broker_session_timeout_ms: u64,
+    /// Kafka `broker.heartbeat.interval.ms`: how often the lease is renewed.
+    pub broker_heartbeat_interval_ms: u64,
+    /// How often each broker looks at the cluster version (one small read)
+    /// to learn of other brokers' admin changes, claims and releases, and
+    /// at the registry for lapsed leases.
+    pub cluster_watch_interval_ms: u64,
+    /// Longest a partition being handed over waits for its queued produces
+    /// to commit before it is released.
+    pub partition_handover_drain_ms: u64,
     /// Log filter, in `tracing_subscriber::EnvFilter` syntax (`info`, `broker=debug`).
     pub log: String,
     /// `plain` or `json`.
@@ -214,6 +230,11 @@ impl Default for Settings {
             offsets_retention_check_interval_ms: 600_000,
             offset_metadata_max_bytes: 4_096,
             shutdown_timeout_ms: 30_000,
+            broker_rack: None,
+            broker_session_timeout_ms: 9_000,
+            broker_heartbeat_interval_ms: 2_000,
+            cluster_watch_interval_ms: 200,
+            partition_handover_drain_ms: 5_000,
             log: "info".to_string(),
             log_format: "plain".to_string(),
         }
@@ -391,6 +412,17 @@ impl Settings {
                 "fetch_response_buffer_max_bytes",
                 "must be at least 1 MiB (1048576) and fit in 32 bits",
             );
+        }
+        if self.broker_heartbeat_interval_ms == 0
+            || self.broker_session_timeout_ms < 2 * self.broker_heartbeat_interval_ms
+        {
+            return invalid(
+                "broker_session_timeout_ms",
+                "must be at least twice broker_heartbeat_interval_ms (at least 1)",
+            );
+        }
+        if self.cluster_watch_interval_ms == 0 {
+            return invalid("cluster_watch_interval_ms", "must be at least 1");
         }
         if !matches!(self.log_format.as_str(), "plain" | "json") {
             return invalid("log_format", "must be plain or json");

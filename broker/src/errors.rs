@@ -13,6 +13,8 @@ pub fn storage_error(e: &storage::Error) -> ResponseError {
     use storage::Error as E;
     match e {
         E::UnknownTopicOrPartition(_) => ResponseError::UnknownTopicOrPartition,
+        // Another broker leads the partition (or none does right now).
+        E::NotLeader(_) => ResponseError::NotLeaderOrFollower,
         E::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         // A broker that is stopping tells clients to look for
         // the leader again, as Kafka does during a controlled shutdown.
@@ -41,9 +43,12 @@ pub fn metadata_error(e: &metadata::Error) -> ResponseError {
         E::TopicAlreadyExists(_) => ResponseError::TopicAlreadyExists,
         E::UnknownTopic(_) => ResponseError::UnknownTopicOrPartition,
         E::InvalidPartitions(_) => ResponseError::InvalidPartitions,
-        E::Fenced { .. } | E::OffsetMismatch { .. } => ResponseError::NotLeaderOrFollower,
+        E::Fenced { .. }
+        | E::OffsetMismatch { .. }
+        | E::SessionFenced(_)
+        | E::NotClaimable { .. } => ResponseError::NotLeaderOrFollower,
         E::Timeout => ResponseError::RequestTimedOut,
-        E::Backend(_) => {
+        E::Backend(_) | E::BrokerIdInUse { .. } => {
             tracing::error!(error = %e, "metadata store failure answered as KAFKA_STORAGE_ERROR");
             ResponseError::KafkaStorageError
         }

@@ -5,6 +5,7 @@
 
 pub mod authorized_operations;
 pub mod broker;
+pub mod cluster;
 pub mod config;
 pub mod configs;
 pub mod connection;

@@ -36,6 +36,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
             .await
             .context("open the broker's storage")?,
     );
+    broker.spawn_cluster_loop();
     tracing::info!(
         listen = %bound,
         advertised = format!("{}:{}", broker.advertised_host, broker.advertised_port),

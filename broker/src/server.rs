@@ -103,6 +103,10 @@ pub async fn run(broker: Arc<Broker>, listener: TcpListener, shutdown: Cancellat
         });
     }
     drop(listener);
+    // Hand the partitions over first, so their next leaders take them at
+    // once; produces still arriving here get NOT_LEADER_OR_FOLLOWER and
+    // move, as in Kafka's controlled shutdown.
+    broker.cluster.leave(&broker.log).await;
     broker.shutdown.cancel();
     tracker.close();
     let grace = Duration::from_millis(broker.settings.shutdown_timeout_ms);

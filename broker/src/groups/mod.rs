@@ -123,11 +123,17 @@ pub struct MemberDescription {
     pub assignment: bytes::Bytes,
 }
 
+/// Which groups this broker coordinates (from the cluster's placement).
+pub type Placement = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
 pub struct GroupCoordinator {
     config: GroupConfig,
     metadata: Arc<dyn MetadataStore>,
     clock: Arc<dyn Clock>,
     groups: Mutex<HashMap<String, Arc<Entry>>>,
+    /// The groups placed on this broker; every group until the cluster
+    /// says otherwise.
+    placement: std::sync::RwLock<Option<Placement>>,
 }
 
 impl GroupCoordinator {
@@ -154,6 +160,7 @@ impl GroupCoordinator {
             metadata,
             clock,
             groups: Mutex::new(groups),
+            placement: std::sync::RwLock::new(None),
         });
         tokio::spawn(run_timer(Arc::downgrade(&coordinator), shutdown));
         Ok(coordinator)
@@ -161,6 +168,82 @@ impl GroupCoordinator {
 
     pub fn config(&self) -> &GroupConfig {
         &self.config
+    }
+
+    /// Whether this broker coordinates `group_id`; others get NOT_COORDINATOR.
+    pub fn placed_here(&self, group_id: &str) -> bool {
+        self.placement
+            .read()
+            .expect("placement lock")
+            .as_ref()
+            .is_none_or(|placed| placed(group_id))
+    }
+
+    fn check_placed(&self, group_id: &str) -> Result<(), GroupError> {
+        if self.placed_here(group_id) {
+            Ok(())
+        } else {
+            Err(GroupError::NotCoordinator)
+        }
+    }
+
+    /// Takes a new placement: forgets the groups that moved to another
+    /// broker (their waiting members get NOT_COORDINATOR and rejoin there)
+    /// and loads, from the store, the stored groups that moved here, with
+    /// their committed offsets. Membership is not stored: members rejoin,
+    /// as after a Kafka coordinator move.
+    pub async fn keep_placed(&self, placement: Placement) {
+        *self.placement.write().expect("placement lock") = Some(placement.clone());
+        let gone: Vec<(String, Arc<Entry>)> = {
+            let mut groups = self.groups.lock().expect("groups lock");
+            let ids: Vec<String> = groups.keys().filter(|g| !placement(g)).cloned().collect();
+            ids.into_iter()
+                .filter_map(|id| groups.remove(&id).map(|e| (id, e)))
+                .collect()
+        };
+        for (_, entry) in &gone {
+            entry
+                .group
+                .lock()
+                .expect("group lock")
+                .fail_waiters(GroupError::NotCoordinator);
+        }
+        let stored = match self.metadata.groups().await {
+            Ok(stored) => stored,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the stored groups");
+                return;
+            }
+        };
+        let mut loaded = 0;
+        for stored in stored {
+            let id = stored.group_id.clone();
+            if !placement(&id) || self.entry(&id).is_some() {
+                continue;
+            }
+            let offsets = match self.metadata.committed_offsets(&id).await {
+                Ok(offsets) => offsets,
+                Err(e) => {
+                    tracing::warn!(group = id, error = %e, "could not load a group placed here");
+                    continue;
+                }
+            };
+            let protocol_type = Some(stored.protocol_type).filter(|t| !t.is_empty());
+            let mut group = Group::new(&id, protocol_type, self.now_ms());
+            for o in offsets {
+                group.offsets.insert((o.topic.clone(), o.partition), o);
+            }
+            // A request may have created it meanwhile: keep that one.
+            self.groups
+                .lock()
+                .expect("groups lock")
+                .entry(id)
+                .or_insert_with(|| new_entry(group));
+            loaded += 1;
+        }
+        if !gone.is_empty() || loaded > 0 {
+            tracing::info!(moved_away = gone.len(), loaded, "group placement changed");
+        }
     }
 
     fn now_ms(&self) -> i64 {
@@ -210,6 +293,9 @@ impl GroupCoordinator {
 
     /// JoinGroup. A known member id of an unknown group is UNKNOWN_MEMBER_ID.
     pub fn join(&self, group_id: &str, request: JoinRequest) -> Pending<JoinAnswer> {
+        if let Err(e) = self.check_placed(group_id) {
+            return Pending::Now(JoinAnswer::error(e, &request.member_id));
+        }
         if group_id.is_empty() {
             return Pending::Now(JoinAnswer::error(
                 GroupError::InvalidGroupId,
@@ -265,6 +351,9 @@ impl GroupCoordinator {
         protocol: (Option<&str>, Option<&str>),
         assignments: Vec<(String, bytes::Bytes)>,
     ) -> Pending<SyncAnswer> {
+        if let Err(e) = self.check_placed(group_id) {
+            return Pending::Now(Err(e));
+        }
         let Some(entry) = self.entry(group_id) else {
             return Pending::Now(Err(GroupError::UnknownMemberId));
         };
@@ -286,6 +375,7 @@ impl GroupCoordinator {
         member_id: &str,
         group_instance_id: Option<&str>,
     ) -> Result<(), GroupError> {
+        self.check_placed(group_id)?;
         let entry = self.entry(group_id).ok_or(GroupError::UnknownMemberId)?;
         let mut group = self.lock_current(&entry);
         group.heartbeat(generation_id, member_id, group_instance_id, self.now_ms())
@@ -298,6 +388,7 @@ impl GroupCoordinator {
         group_id: &str,
         members: &[(String, Option<String>)],
     ) -> Result<Vec<Result<(), GroupError>>, GroupError> {
+        self.check_placed(group_id)?;
         let entry = self.entry(group_id).ok_or(GroupError::UnknownMemberId)?;
         let mut group = self.lock_current(&entry);
         if group.state == GroupState::Dead {
@@ -324,6 +415,7 @@ impl GroupCoordinator {
         version_9_or_later: bool,
         mut offsets: Vec<CommittedOffset>,
     ) -> Result<(), GroupError> {
+        self.check_placed(group_id)?;
         if group_id.is_empty() {
             return Err(GroupError::InvalidGroupId);
         }
@@ -443,6 +535,7 @@ impl GroupCoordinator {
 
     /// DeleteGroups of one group: only an Empty group goes, with its offsets.
     pub async fn delete_group(&self, group_id: &str) -> Result<(), GroupError> {
+        self.check_placed(group_id)?;
         let entry = self.entry(group_id).ok_or(GroupError::GroupIdNotFound)?;
         let _order = entry.commits.lock().await;
         {
@@ -468,6 +561,7 @@ impl GroupCoordinator {
         group_id: &str,
         partitions: Vec<(String, i32)>,
     ) -> Result<Vec<((String, i32), Option<GroupError>)>, GroupError> {
+        self.check_placed(group_id)?;
         let entry = self.entry(group_id).ok_or(GroupError::GroupIdNotFound)?;
         let _order = entry.commits.lock().await;
         let answers: Vec<((String, i32), Option<GroupError>)> = {

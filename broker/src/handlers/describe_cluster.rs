@@ -1,4 +1,6 @@
-//! DescribeCluster: this broker is the whole cluster and its controller.
+//! DescribeCluster: the live brokers of the cluster view; the controller
+//! named is the live broker with the lowest node id (any broker serves
+//! admin requests).
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
@@ -12,10 +14,14 @@ use crate::broker::Broker;
 const ENDPOINT_TYPE_BROKERS: i8 = 1;
 
 pub fn handle(broker: &Broker, request: DescribeClusterRequest) -> DescribeClusterResponse {
+    let view = broker.cluster.view();
+    let controller = view
+        .controller()
+        .map_or(broker.node_id(), |b| b.session.node_id);
     let response = DescribeClusterResponse::default()
         .with_endpoint_type(request.endpoint_type)
         .with_cluster_id(StrBytes::from_string(broker.cluster_id.clone()))
-        .with_controller_id(BrokerId(broker.node_id()))
+        .with_controller_id(BrokerId(controller))
         .with_cluster_authorized_operations(authorized_operations::cluster(
             request.include_cluster_authorized_operations,
         ));
@@ -27,10 +33,16 @@ pub fn handle(broker: &Broker, request: DescribeClusterRequest) -> DescribeClust
                 "The request was sent to an endpoint of type BROKER, but we wanted an endpoint of type CONTROLLER",
             )));
     }
-    response.with_brokers(vec![
-        DescribeClusterBroker::default()
-            .with_broker_id(BrokerId(broker.node_id()))
-            .with_host(StrBytes::from_string(broker.advertised_host.clone()))
-            .with_port(broker.advertised_port),
-    ])
+    response.with_brokers(
+        view.live
+            .iter()
+            .map(|b| {
+                DescribeClusterBroker::default()
+                    .with_broker_id(BrokerId(b.session.node_id))
+                    .with_host(StrBytes::from_string(b.registration.host.clone()))
+                    .with_port(b.registration.port)
+                    .with_rack(b.registration.rack.clone().map(StrBytes::from_string))
+            })
+            .collect(),
+    )
 }

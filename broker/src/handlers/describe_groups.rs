@@ -25,6 +25,9 @@ pub fn handle(
         .into_iter()
         .map(|group_id| {
             let base = DescribedGroup::default().with_group_id(group_id.clone());
+            if !broker.groups.placed_here(group_id.as_str()) {
+                return base.with_error_code(ResponseError::NotCoordinator.code());
+            }
             let Some(d) = broker.groups.describe(group_id.as_str()) else {
                 let dead = base.with_group_state(StrBytes::from_static_str("Dead"));
                 return if version >= FIRST_VERSION_WITH_NOT_FOUND {

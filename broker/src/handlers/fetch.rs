@@ -21,8 +21,11 @@ use std::time::Duration;
 
 use futures::future::select_all;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::fetch_response::{
+    FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
+};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
 use metadata::{TopicId, TopicPartition, Uuid};
 use tokio::sync::{OwnedSemaphorePermit, watch};
 
@@ -90,7 +93,9 @@ pub async fn handle(
                 drop(room.split(share - read.bytes.max(1)));
             }
             return (
-                FetchResponse::default().with_responses(read.responses),
+                FetchResponse::default()
+                    .with_responses(read.responses)
+                    .with_node_endpoints(read.new_leaders),
                 Some(room),
             );
         }
@@ -190,6 +195,8 @@ struct ReadAll {
     has_error: bool,
     /// A partition has records below its high watermark that were left out.
     more_available: bool,
+    /// KIP-951: the endpoints of the leaders named in NOT_LEADER_OR_FOLLOWER answers.
+    new_leaders: Vec<NodeEndpoint>,
 }
 
 async fn read_all(
@@ -201,6 +208,8 @@ async fn read_all(
     let mut total = 0usize;
     let mut has_error = false;
     let mut more_available = false;
+    let mut new_leaders: Vec<NodeEndpoint> = Vec::new();
+    let view = broker.cluster.view();
     let mut responses = Vec::with_capacity(topics.len());
     for topic in topics {
         let mut partitions = Vec::with_capacity(topic.partitions.len());
@@ -212,13 +221,38 @@ async fn read_all(
                 }
                 Err(code) => {
                     has_error = true;
-                    PartitionData::default()
+                    let mut data = PartitionData::default()
                         .with_partition_index(wanted.partition)
                         .with_error_code(code.code())
                         .with_high_watermark(-1)
                         .with_last_stable_offset(-1)
                         .with_log_start_offset(-1)
-                        .with_records(Some(Default::default()))
+                        .with_records(Some(Default::default()));
+                    // KIP-951: name the leader, so the client goes there at once.
+                    let leader = match (&wanted.target, code) {
+                        (Ok(tp), ResponseError::NotLeaderOrFollower) => view.leader(tp),
+                        _ => None,
+                    };
+                    if let Some((leader, epoch)) = leader {
+                        let node_id = BrokerId(leader.session.node_id);
+                        data.current_leader = LeaderIdAndEpoch::default()
+                            .with_leader_id(node_id)
+                            .with_leader_epoch(epoch);
+                        if !new_leaders.iter().any(|e| e.node_id == node_id) {
+                            new_leaders.push(
+                                NodeEndpoint::default()
+                                    .with_node_id(node_id)
+                                    .with_host(StrBytes::from_string(
+                                        leader.registration.host.clone(),
+                                    ))
+                                    .with_port(leader.registration.port)
+                                    .with_rack(
+                                        leader.registration.rack.clone().map(StrBytes::from_string),
+                                    ),
+                            );
+                        }
+                    }
+                    data
                 }
             };
             total += data.records.as_ref().map_or(0, |r| r.len());
@@ -240,6 +274,7 @@ async fn read_all(
         bytes: total,
         has_error,
         more_available,
+        new_leaders,
     }
 }
 
@@ -250,10 +285,12 @@ async fn read_one(
     bytes_so_far: usize,
 ) -> Result<(PartitionData, bool), ResponseError> {
     let tp = wanted.target?;
+    // Only the leader answers fetches (docs/design/0007: it alone knows the
+    // high watermark without a store read per fetch).
     let (_, _, leader_epoch) = broker
         .log
         .offsets(&tp)
-        .ok_or(ResponseError::UnknownTopicOrPartition)?;
+        .ok_or(ResponseError::NotLeaderOrFollower)?;
     // KIP-320: a client ahead of our epoch has newer metadata than we do; one
     // behind it must refresh its metadata.
     if wanted.current_leader_epoch > leader_epoch {

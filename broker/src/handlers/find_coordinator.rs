@@ -1,5 +1,7 @@
-//! FindCoordinator: this broker coordinates every consumer group (one key
-//! per request up to v3, a batch of keys from v4).
+//! FindCoordinator: the live broker a consumer group (or transactional id)
+//! is placed on by the cluster's rendezvous hashing (one key per request up
+//! to v3, a batch of keys from v4). COORDINATOR_NOT_AVAILABLE while this
+//! broker sees no live broker (its own lease looks lapsed).
 //!
 //! Transactional ids get this broker too, although transactions are not
 //! built yet: the client then sends InitProducerId, whose refusal
@@ -30,9 +32,16 @@ pub fn handle(
     version: i16,
     request: FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
-    let host = StrBytes::from_string(broker.advertised_host.clone());
-    let node_id = BrokerId(broker.node_id());
-    let port = broker.advertised_port;
+    let view = broker.cluster.view();
+    // The coordinator of `key`: (node id, host, port), or None.
+    let place = |key: &str| {
+        let b = view.coordinator_of(key)?;
+        Some((
+            BrokerId(b.session.node_id),
+            StrBytes::from_string(b.registration.host.clone()),
+            b.registration.port,
+        ))
+    };
     // Kafka answers an unknown key type INVALID_REQUEST.
     let refused = !matches!(request.key_type, GROUP_KEY | TRANSACTION_KEY);
     if refused {
@@ -47,14 +56,19 @@ pub fn handle(
             .into_iter()
             .map(|key| {
                 let c = Coordinator::default().with_key(key);
-                if refused {
-                    c.with_error_code(ResponseError::InvalidRequest.code())
+                let placed = place(c.key.as_str());
+                match placed {
+                    _ if refused => c
+                        .with_error_code(ResponseError::InvalidRequest.code())
                         .with_node_id(BrokerId(-1))
-                        .with_port(-1)
-                } else {
-                    c.with_node_id(node_id)
-                        .with_host(host.clone())
-                        .with_port(port)
+                        .with_port(-1),
+                    None => c
+                        .with_error_code(ResponseError::CoordinatorNotAvailable.code())
+                        .with_node_id(BrokerId(-1))
+                        .with_port(-1),
+                    Some((node_id, host, port)) => {
+                        c.with_node_id(node_id).with_host(host).with_port(port)
+                    }
                 }
             })
             .collect();
@@ -66,8 +80,14 @@ pub fn handle(
             .with_node_id(BrokerId(-1))
             .with_port(-1);
     }
-    FindCoordinatorResponse::default()
-        .with_node_id(node_id)
-        .with_host(host)
-        .with_port(port)
+    match place(request.key.as_str()) {
+        Some((node_id, host, port)) => FindCoordinatorResponse::default()
+            .with_node_id(node_id)
+            .with_host(host)
+            .with_port(port),
+        None => FindCoordinatorResponse::default()
+            .with_error_code(ResponseError::CoordinatorNotAvailable.code())
+            .with_node_id(BrokerId(-1))
+            .with_port(-1),
+    }
 }

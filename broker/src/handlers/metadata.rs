@@ -1,5 +1,8 @@
-//! Metadata: brokers (just this one), the cluster id and controller, and each
-//! topic with its id and partitions (leader, leader epoch, replicas, ISR).
+//! Metadata: the live brokers, the cluster id and controller, and each topic
+//! with its id and partitions (leader, leader epoch, replicas, ISR), from
+//! the cluster view. A partition no live broker leads at the moment (its
+//! leader just died or handed it over) answers LEADER_NOT_AVAILABLE with
+//! leader -1, as Kafka does during an election; clients retry.
 //!
 //! Unknown topics are created when `auto_create_topics` is on and the request
 //! allows it (always before v4, `allow_auto_topic_creation` from v4), as
@@ -64,15 +67,25 @@ pub async fn handle(broker: &Broker, version: i16, request: MetadataRequest) -> 
         .into_iter()
         .map(|t| t.with_topic_authorized_operations(topic_operations))
         .collect();
-    MetadataResponse::default()
-        .with_brokers(vec![
+    let view = broker.cluster.view();
+    let brokers = view
+        .live
+        .iter()
+        .map(|b| {
             MetadataResponseBroker::default()
-                .with_node_id(BrokerId(broker.node_id()))
-                .with_host(StrBytes::from_string(broker.advertised_host.clone()))
-                .with_port(broker.advertised_port),
-        ])
+                .with_node_id(BrokerId(b.session.node_id))
+                .with_host(StrBytes::from_string(b.registration.host.clone()))
+                .with_port(b.registration.port)
+                .with_rack(b.registration.rack.clone().map(StrBytes::from_string))
+        })
+        .collect();
+    let controller = view
+        .controller()
+        .map_or(broker.node_id(), |b| b.session.node_id);
+    MetadataResponse::default()
+        .with_brokers(brokers)
         .with_cluster_id(Some(StrBytes::from_string(broker.cluster_id.clone())))
-        .with_controller_id(BrokerId(broker.node_id()))
+        .with_controller_id(BrokerId(controller))
         .with_cluster_authorized_operations(authorized_operations::cluster(
             request.include_cluster_authorized_operations,
         ))
@@ -135,22 +148,38 @@ fn by_id(broker: &Broker, topic_id: Uuid) -> MetadataResponseTopic {
 }
 
 fn describe(broker: &Broker, topic: &Topic) -> MetadataResponseTopic {
-    let node = BrokerId(broker.node_id());
-    let replicas: Vec<BrokerId> = broker.replica_nodes().into_iter().map(BrokerId).collect();
+    let view = broker.cluster.view();
+    let live: Vec<i32> = broker.replica_nodes();
     let partitions = (0..topic.partition_count)
         .map(|partition| {
             let tp = TopicPartition::new(topic.topic_id, partition);
-            let leader_epoch = broker
-                .log
-                .offsets(&tp)
-                .map(|(_, _, epoch)| epoch)
-                .unwrap_or(0);
-            MetadataResponsePartition::default()
-                .with_partition_index(partition)
-                .with_leader_id(node)
-                .with_leader_epoch(leader_epoch)
+            let answer = MetadataResponsePartition::default().with_partition_index(partition);
+            // What this broker leads it knows best (the view may lag a claim).
+            let leader = match broker.log.offsets(&tp) {
+                Some((_, _, epoch)) if broker.log.leads(&tp) => Some((broker.node_id(), epoch)),
+                _ => view
+                    .leader(&tp)
+                    .map(|(b, epoch)| (b.session.node_id, epoch)),
+            };
+            let Some((leader, epoch)) = leader else {
+                let replicas: Vec<BrokerId> = live.iter().copied().map(BrokerId).collect();
+                return answer
+                    .with_error_code(ResponseError::LeaderNotAvailable.code())
+                    .with_leader_id(BrokerId(-1))
+                    .with_leader_epoch(view.leader_epoch(&tp))
+                    .with_replica_nodes(replicas)
+                    .with_isr_nodes(Vec::new());
+            };
+            // Leader first, then the other live brokers.
+            let replicas: Vec<BrokerId> = std::iter::once(leader)
+                .chain(live.iter().copied().filter(|&n| n != leader))
+                .map(BrokerId)
+                .collect();
+            answer
+                .with_leader_id(BrokerId(leader))
+                .with_leader_epoch(epoch)
                 .with_replica_nodes(replicas.clone())
-                .with_isr_nodes(replicas.clone())
+                .with_isr_nodes(replicas)
         })
         .collect();
     MetadataResponseTopic::default()

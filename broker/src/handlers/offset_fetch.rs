@@ -16,12 +16,17 @@ use crate::broker::Broker;
 
 const FIRST_BATCHED_VERSION: i16 = 8;
 
+const NOT_COORDINATOR: i16 = kafka_protocol::error::ResponseError::NotCoordinator.code();
+
 pub fn handle(
     broker: &Arc<Broker>,
     version: i16,
     request: OffsetFetchRequest,
 ) -> OffsetFetchResponse {
     if version < FIRST_BATCHED_VERSION {
+        if !broker.groups.placed_here(request.group_id.as_str()) {
+            return OffsetFetchResponse::default().with_error_code(NOT_COORDINATOR);
+        }
         let wanted = request
             .topics
             .map(|topics| partitions(topics.into_iter().map(|t| (t.name, t.partition_indexes))));
@@ -53,6 +58,11 @@ pub fn handle(
         .groups
         .into_iter()
         .map(|g| {
+            if !broker.groups.placed_here(g.group_id.as_str()) {
+                return OffsetFetchResponseGroup::default()
+                    .with_group_id(g.group_id)
+                    .with_error_code(NOT_COORDINATOR);
+            }
             let wanted = g.topics.map(|topics| {
                 partitions(topics.into_iter().map(|t| (t.name, t.partition_indexes)))
             });

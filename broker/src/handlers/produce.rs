@@ -17,9 +17,12 @@ use bytes::Bytes;
 use futures::future::join_all;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{
-    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+    BatchIndexAndErrorMessage, LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse,
+    TopicProduceResponse,
 };
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind, TopicName};
+use kafka_protocol::messages::{
+    BrokerId, ProduceRequest, ProduceResponse, ResponseKind, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 use metadata::{TopicId, TopicPartition, Uuid};
 use protocol::batch::{BatchHeader, ValidBatch};
@@ -97,8 +100,10 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, request: ProduceRequest)
             Reply::Now(None)
         };
     }
+    let broker = broker.clone();
     Reply::Later(tokio::spawn(async move {
-        Some(ResponseKind::Produce(respond(topics).await))
+        let response = respond(topics).await;
+        Some(ResponseKind::Produce(with_new_leaders(&broker, response)))
     }))
 }
 
@@ -249,6 +254,48 @@ fn refused_records(
                 })
                 .collect(),
         )
+}
+
+/// KIP-951: a partition answered NOT_LEADER_OR_FOLLOWER names its current
+/// leader and epoch, and the answer carries that leader's endpoint, so the
+/// client goes there without a Metadata round trip (v10+ carry the fields;
+/// older versions do not encode them).
+fn with_new_leaders(broker: &Broker, mut response: ProduceResponse) -> ProduceResponse {
+    let view = broker.cluster.view();
+    let mut endpoints: Vec<NodeEndpoint> = Vec::new();
+    for topic in &mut response.responses {
+        let Some(topic_view) = (if topic.topic_id.is_nil() {
+            broker.topics.by_name(topic.name.as_str())
+        } else {
+            broker.topics.by_id(TopicId(topic.topic_id))
+        }) else {
+            continue;
+        };
+        for p in &mut topic.partition_responses {
+            if p.error_code != ResponseError::NotLeaderOrFollower.code() {
+                continue;
+            }
+            let tp = TopicPartition::new(topic_view.topic.topic_id, p.index);
+            let Some((leader, epoch)) = view.leader(&tp) else {
+                continue;
+            };
+            let node_id = BrokerId(leader.session.node_id);
+            p.current_leader = LeaderIdAndEpoch::default()
+                .with_leader_id(node_id)
+                .with_leader_epoch(epoch);
+            if !endpoints.iter().any(|e| e.node_id == node_id) {
+                endpoints.push(
+                    NodeEndpoint::default()
+                        .with_node_id(node_id)
+                        .with_host(StrBytes::from_string(leader.registration.host.clone()))
+                        .with_port(leader.registration.port)
+                        .with_rack(leader.registration.rack.clone().map(StrBytes::from_string)),
+                );
+            }
+        }
+    }
+    response.node_endpoints = endpoints;
+    response
 }
 
 /// Waits for every queued append and builds the answer.

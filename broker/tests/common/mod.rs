@@ -67,12 +67,10 @@ impl TestBroker {
         let broker = Broker::with_components(settings, addr.port(), metadata, objects, clock)
             .await
             .unwrap();
+        let broker = Arc::new(broker);
+        broker.spawn_cluster_loop();
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(broker::server::run(
-            Arc::new(broker),
-            listener,
-            shutdown.clone(),
-        ));
+        let task = tokio::spawn(broker::server::run(broker, listener, shutdown.clone()));
         TestBroker {
             addr,
             shutdown,

@@ -1,0 +1,316 @@
+//! Cluster mode: this broker among the others sharing one metadata store
+//! and one object store.
+//!
+//! - **Membership.** At start the broker registers its node id in the
+//!   store's broker registry and gets a session (node id + incarnation)
+//!   with a lease it renews every `broker_heartbeat_interval_ms`. A node id
+//!   held by a live session is refused; one held by a previous process
+//!   whose lease has not lapsed yet is waited for (see `join`).
+//! - **The view.** Every `cluster_watch_interval_ms` the broker reads the
+//!   cluster version and the registry; when the version moved (another
+//!   broker created a topic, claimed or released partitions…) it reloads
+//!   topics and partition states. Metadata, DescribeCluster and
+//!   FindCoordinator answer from this view.
+//! - **Placement.** Partitions and groups are placed on live brokers by
+//!   rendezvous hashing (`placement`). Each broker claims the partitions
+//!   placed on it (once their leader released them or its lease lapsed) and
+//!   hands over those placed elsewhere (`rebalance`).
+//! - **Leaving.** On shutdown the broker hands every partition over and
+//!   closes its session, so the next leaders take over at once.
+//!
+//! Fencing is not decided here: the store refuses every commit of a session
+//! that was fenced or of a partition claimed away (docs/design/0007).
+
+pub mod placement;
+mod view;
+mod watch;
+
+pub use watch::run;
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use metadata::{BrokerRegistration, BrokerSession, MetadataStore, TopicPartition};
+use storage::{Clock, Log};
+
+pub use view::ClusterView;
+
+/// The cluster settings (see `config::Settings` for each).
+#[derive(Clone, Debug)]
+pub struct ClusterSettings {
+    pub session_timeout_ms: u64,
+    pub heartbeat_interval_ms: u64,
+    pub watch_interval_ms: u64,
+    pub handover_drain_ms: u64,
+}
+
+pub struct Cluster {
+    metadata: Arc<dyn MetadataStore>,
+    clock: Arc<dyn Clock>,
+    registration: BrokerRegistration,
+    settings: ClusterSettings,
+    session: Mutex<BrokerSession>,
+    view: RwLock<Arc<ClusterView>>,
+    /// One rebalance at a time (the loop and admin handlers both start them).
+    rebalancing: tokio::sync::Mutex<()>,
+    /// Set by `leave`: no more claims.
+    leaving: std::sync::atomic::AtomicBool,
+}
+
+impl Cluster {
+    /// Registers this broker. When a session of the same node id is still
+    /// open with a lease that has not lapsed, this waits for the lease
+    /// once: a previous process killed without closing its session lapses
+    /// then; a live broker renews its lease meanwhile, and this broker
+    /// refuses to start (`BrokerIdInUse`), as Kafka refuses a duplicate
+    /// broker registration.
+    pub async fn join(
+        metadata: Arc<dyn MetadataStore>,
+        clock: Arc<dyn Clock>,
+        registration: BrokerRegistration,
+        settings: ClusterSettings,
+    ) -> metadata::Result<Cluster> {
+        let lease_ms = settings.session_timeout_ms as i64;
+        let mut waited_for: Option<i64> = None;
+        let session = loop {
+            let now_ms = clock.now_ms();
+            match metadata
+                .register_broker(&registration, now_ms, lease_ms)
+                .await
+            {
+                Ok(session) => break session,
+                Err(metadata::Error::BrokerIdInUse {
+                    lease_expires_ms, ..
+                }) if waited_for.is_none_or(|seen| seen == lease_expires_ms)
+                    && lease_expires_ms - now_ms <= lease_ms =>
+                {
+                    if waited_for.is_none() {
+                        tracing::info!(
+                            node_id = registration.node_id,
+                            wait_ms = lease_expires_ms - now_ms,
+                            "the node id's previous session is still open; waiting for its lease to lapse"
+                        );
+                    }
+                    waited_for = Some(lease_expires_ms);
+                    let wait = (lease_expires_ms - now_ms).clamp(1, lease_ms) as u64 + 10;
+                    tokio::time::sleep(Duration::from_millis(wait)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        tracing::info!(%session, "registered in the broker registry");
+        let cluster = Cluster {
+            metadata,
+            clock,
+            registration,
+            settings,
+            session: Mutex::new(session),
+            view: RwLock::new(Arc::new(ClusterView::default())),
+            rebalancing: tokio::sync::Mutex::new(()),
+            leaving: Default::default(),
+        };
+        cluster.reload_view(true).await?;
+        Ok(cluster)
+    }
+
+    pub fn session(&self) -> BrokerSession {
+        *self.session.lock().expect("session lock")
+    }
+
+    pub fn node_id(&self) -> i32 {
+        self.registration.node_id
+    }
+
+    pub fn settings(&self) -> &ClusterSettings {
+        &self.settings
+    }
+
+    /// Which groups this broker coordinates under the current view.
+    pub fn group_placement(&self) -> crate::groups::Placement {
+        let view = self.view();
+        let me = self.node_id();
+        Arc::new(move |group_id: &str| {
+            view.coordinator_of(group_id)
+                .is_some_and(|c| c.session.node_id == me)
+        })
+    }
+
+    /// The latest view of the cluster.
+    pub fn view(&self) -> Arc<ClusterView> {
+        self.view.read().expect("view lock").clone()
+    }
+
+    /// Reads the registry and the cluster version; reloads the partition
+    /// states when the version moved (or `force`). Returns whether it did,
+    /// so the caller reloads topics too.
+    pub async fn reload_view(&self, force: bool) -> metadata::Result<bool> {
+        let version = self.metadata.cluster_version().await?;
+        let brokers = self.metadata.brokers().await?;
+        let now_ms = self.clock.now_ms();
+        let old = self.view();
+        let moved = force || version != old.version;
+        let partitions = if moved {
+            self.metadata
+                .partition_states()
+                .await?
+                .into_iter()
+                .map(|s| (s.topic_partition, s))
+                .collect()
+        } else {
+            old.partitions.clone()
+        };
+        let view = ClusterView::new(version, &brokers, now_ms, partitions);
+        *self.view.write().expect("view lock") = Arc::new(view);
+        Ok(moved)
+    }
+
+    /// Renews the lease. A session fenced meanwhile (this broker was taken
+    /// for dead) leads nothing: the log drops every partition and the
+    /// broker registers again under a new incarnation, then claims its
+    /// share like a new broker.
+    pub async fn heartbeat(&self, log: &Log) -> metadata::Result<()> {
+        let session = self.session();
+        let now_ms = self.clock.now_ms();
+        let lease_ms = self.settings.session_timeout_ms as i64;
+        match self.metadata.renew_lease(session, now_ms, lease_ms).await {
+            Ok(()) => Ok(()),
+            Err(metadata::Error::SessionFenced(_)) => {
+                tracing::warn!(%session, "this broker's session was fenced (its lease lapsed); registering again");
+                let new = self
+                    .metadata
+                    .register_broker(&self.registration, now_ms, lease_ms)
+                    .await?;
+                *self.session.lock().expect("session lock") = new;
+                log.lead(new, Vec::new());
+                tracing::info!(session = %new, "registered again");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Brings leadership in line with the view: hands over the partitions
+    /// placed on another live broker, forgets those of deleted topics, and
+    /// claims those placed here that are free (released, or led by a
+    /// session that ended or whose lease lapsed). Returns whether anything
+    /// changed.
+    pub async fn rebalance(&self, log: &Log) -> bool {
+        let _one = self.rebalancing.lock().await;
+        if self.leaving.load(std::sync::atomic::Ordering::Acquire) {
+            return false;
+        }
+        let view = self.view();
+        let session = self.session();
+        let me = session.node_id;
+        if !view.is_live(me) {
+            // Our own lease looks lapsed: claiming now would only be undone.
+            return false;
+        }
+        let led: std::collections::HashMap<TopicPartition, i32> = log.led().into_iter().collect();
+        let mut hand_over = Vec::new();
+        let mut forget = Vec::new();
+        for tp in led.keys() {
+            match view.placement_of(tp) {
+                None => forget.push(*tp),
+                Some(owner) if owner != me => hand_over.push(*tp),
+                Some(_) => {}
+            }
+        }
+        let mut claim = Vec::new();
+        for (tp, state) in &view.partitions {
+            if led.contains_key(tp) || view.placement_of(tp) != Some(me) {
+                continue;
+            }
+            let free = match state.leader {
+                None => true,
+                Some(leader) => leader == session || !view.is_current_and_live(leader),
+            };
+            if free {
+                claim.push(*tp);
+            }
+        }
+        if hand_over.is_empty() && forget.is_empty() && claim.is_empty() {
+            return false;
+        }
+        if !forget.is_empty() {
+            log.resign(&forget, Duration::ZERO).await;
+        }
+        if !hand_over.is_empty() {
+            self.hand_over(log, &hand_over).await;
+        }
+        if !claim.is_empty() {
+            claim.sort();
+            self.claim(log, &claim).await;
+        }
+        if let Err(e) = self.reload_view(true).await {
+            tracing::warn!(error = %e, "could not reload the cluster view after a rebalance");
+        }
+        true
+    }
+
+    async fn hand_over(&self, log: &Log, partitions: &[TopicPartition]) {
+        let drain = Duration::from_millis(self.settings.handover_drain_ms);
+        let released = log.resign(partitions, drain).await;
+        match self
+            .metadata
+            .release_partitions(self.session(), &released)
+            .await
+        {
+            Ok(()) => tracing::info!(partitions = released.len(), "handed partitions over"),
+            // Still ours in the store: another broker claims them once our
+            // lease lapses, or we claim them back.
+            Err(e) => tracing::warn!(error = %e, "could not release handed-over partitions"),
+        }
+    }
+
+    async fn claim(&self, log: &Log, partitions: &[TopicPartition]) {
+        let session = self.session();
+        let now_ms = self.clock.now_ms();
+        let answers = match self
+            .metadata
+            .claim_partitions(session, partitions, now_ms)
+            .await
+        {
+            Ok(answers) => answers,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not claim partitions");
+                return;
+            }
+        };
+        let mut claims = Vec::new();
+        for (tp, answer) in partitions.iter().zip(answers) {
+            match answer {
+                Ok(claim) => claims.push(claim),
+                // Its leader has not released it yet; next turn.
+                Err(e) => tracing::debug!(topic_partition = %tp, error = %e, "not claimed"),
+            }
+        }
+        if !claims.is_empty() {
+            tracing::info!(partitions = claims.len(), %session, "leading claimed partitions");
+            log.lead(session, claims);
+        }
+    }
+
+    /// Graceful leave: hands every partition over and closes the session,
+    /// so others claim at once instead of after a lease. Call after the
+    /// log stopped taking appends and flushed.
+    pub async fn leave(&self, log: &Log) {
+        self.leaving
+            .store(true, std::sync::atomic::Ordering::Release);
+        // Waits for a rebalance in progress; none starts after.
+        let _one = self.rebalancing.lock().await;
+        let session = self.session();
+        let led: Vec<TopicPartition> = log.led().into_iter().map(|(tp, _)| tp).collect();
+        let drain = Duration::from_millis(self.settings.handover_drain_ms);
+        let released = log.resign(&led, drain).await;
+        if let Err(e) = self.metadata.release_partitions(session, &released).await {
+            tracing::warn!(error = %e, "could not release partitions on shutdown");
+        }
+        match self.metadata.close_session(session).await {
+            Ok(()) => tracing::info!(%session, partitions = released.len(), "left the cluster"),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not close the session; others wait for its lease")
+            }
+        }
+    }
+}
