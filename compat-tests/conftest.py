@@ -11,8 +11,9 @@ Only processes this file started are ever signalled, always by PID. Every
 broker is torn down after its test, and the tail of its log is attached to
 the report of any failing test.
 
-It deliberately knows nothing about Kafka: tests talk to `broker.bootstrap`
-with real clients or raw sockets.
+It knows one thing about Kafka: a broker is ready when it answers
+ApiVersions (it binds its port before it has joined the cluster). Tests talk
+to `broker.bootstrap` with real clients or raw sockets.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pathlib import Path
 
 import pytest
 
+from tools.kafka_wire import answers_api_versions
 from tools.process import die_with_parent, free_port, port_accepts
 
 BIN_ENV = "LIGHTSTREAM_BIN"
@@ -64,16 +66,25 @@ class Broker:
     readable after the next start.
     """
 
-    def __init__(self, binary: Path, workdir: Path, extra_args: list[str], env: dict[str, str] | None = None):
+    def __init__(self, binary: Path, workdir: Path, extra_args: list[str], env: dict[str, str] | None = None,
+                 data_dir: Path | None = None):
         self.binary = binary
         self.port = free_port()
-        self.data_dir = workdir / "data"
+        # Brokers of one cluster on one machine share a data dir: the
+        # metadata file and the objects directory.
+        self.data_dir = data_dir or workdir / "data"
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        workdir.mkdir(parents=True, exist_ok=True)
         self.log_path = workdir / "lightstream.log"
         self.extra_args = list(extra_args)
         self.env = dict(os.environ)
         self.env.setdefault("LIGHTSTREAM_LOG", "info")
         self.env.setdefault("NO_COLOR", "1")  # plain text in the log file
+        # A broker restarted after SIGKILL waits for its previous process's
+        # lease to lapse (Kafka's broker.session.timeout.ms, 9 s by default);
+        # tests that kill and restart keep that wait short.
+        self.env.setdefault("LIGHTSTREAM_BROKER_SESSION_TIMEOUT_MS", "3000")
+        self.env.setdefault("LIGHTSTREAM_BROKER_HEARTBEAT_INTERVAL_MS", "500")
         if env:
             self.env.update(env)
         self.proc: subprocess.Popen | None = None
@@ -126,7 +137,7 @@ class Broker:
                     f"(log: {self.log_path}, tail below)",
                     pytrace=False,
                 )
-            if port_accepts(self.port):
+            if port_accepts(self.port) and answers_api_versions(self.bootstrap):
                 return self
             time.sleep(0.05)
         self.kill()
@@ -209,8 +220,9 @@ def broker_factory(request, lightstream_bin: Path, tmp_path: Path):
     brokers: list[Broker] = []
     request.node._lightstream_brokers = brokers
 
-    def make(*extra_args: str, start: bool = True, env: dict[str, str] | None = None) -> Broker:
-        b = Broker(lightstream_bin, tmp_path / f"broker{len(brokers)}", list(extra_args), env)
+    def make(*extra_args: str, start: bool = True, env: dict[str, str] | None = None,
+             data_dir: Path | None = None) -> Broker:
+        b = Broker(lightstream_bin, tmp_path / f"broker{len(brokers)}", list(extra_args), env, data_dir)
         brokers.append(b)
         if start:
             b.start()

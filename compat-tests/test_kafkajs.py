@@ -20,10 +20,15 @@ PARTITIONS = 3
 
 
 def test_kafkajs_idempotent_producer_group_and_group_admin(broker):
+    check_round_trip(broker.bootstrap)
+
+
+def check_round_trip(bootstrap: str) -> None:
+    """Runs `js/group_round_trip.js` against `bootstrap` and checks all it saw."""
     node = node_with_kafkajs()
     topic, group = unique_topic("kjs"), unique_topic("kjs-g")
     run = subprocess.run(
-        [node, str(JS / "group_round_trip.js"), broker.bootstrap, topic, group, str(RECORDS)],
+        [node, str(JS / "group_round_trip.js"), bootstrap, topic, group, str(RECORDS)],
         capture_output=True, timeout=120,
     )
     assert run.returncode == 0, run.stderr.decode()[-4000:]

@@ -512,3 +512,14 @@ class Connection:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def answers_api_versions(bootstrap: str, timeout_s: float = 0.5) -> bool:
+    """Whether a broker at `bootstrap` answers an ApiVersions request within
+    `timeout_s`: it is serving, not just bound (a broker binds its port
+    before it has joined the cluster)."""
+    try:
+        with Connection(bootstrap, timeout_s) as conn:
+            return parse_api_versions_response_v0(conn.request(api_versions_request_v0(1))).error_code == 0
+    except (OSError, ConnectionClosed, ValueError):
+        return False
