@@ -28,6 +28,8 @@ pub struct Broker {
     pub advertised_host: String,
     pub advertised_port: i32,
     pub metadata: Arc<dyn MetadataStore>,
+    /// The object store the log writes to.
+    pub log_objects: Arc<dyn ObjectStore>,
     pub log: Log,
     /// This broker among the others: registry session, cluster view,
     /// partition leadership and placement.
@@ -164,6 +166,7 @@ impl Broker {
             advertised_host,
             advertised_port,
             metadata,
+            log_objects: objects,
             log,
             cluster,
             topics: TopicCache::new(),
@@ -187,20 +190,6 @@ impl Broker {
             .groups
             .keep_placed(broker.cluster.group_placement())
             .await;
-        // Last, so a failed open leaves no task behind.
-        Arc::new(
-            ObjectCollector::new(
-                objects,
-                broker.metadata.clone(),
-                broker.clock.clone(),
-                i64::try_from(broker.settings.object_gc_grace_ms).unwrap_or(i64::MAX),
-            )
-            .keeping(broker.log.unsettled_objects()),
-        )
-        .spawn(
-            std::time::Duration::from_millis(broker.settings.object_gc_interval_ms.max(1_000)),
-            broker.shutdown.clone(),
-        );
         Ok(broker)
     }
 
@@ -232,14 +221,38 @@ impl Broker {
         Ok(())
     }
 
-    /// Starts the cluster loop: lease renewal, watching the cluster
-    /// version, and rebalancing. It holds the broker weakly and ends with
-    /// `shutdown`.
+    /// Starts the background tasks: the cluster loop (lease renewal,
+    /// watching the cluster version, rebalancing) and object garbage
+    /// collection, which runs on the controller only. Both hold the broker
+    /// weakly and end with `shutdown`.
     pub fn spawn_cluster_loop(self: &Arc<Self>) {
         tokio::spawn(crate::cluster::run(
             Arc::downgrade(self),
             self.shutdown.clone(),
         ));
+        let weak = Arc::downgrade(self);
+        let collecting = Arc::new(move || {
+            weak.upgrade().is_some_and(|b| {
+                b.cluster
+                    .view()
+                    .controller()
+                    .is_some_and(|c| c.session.node_id == b.node_id())
+            })
+        });
+        Arc::new(
+            ObjectCollector::new(
+                self.log_objects.clone(),
+                self.metadata.clone(),
+                self.clock.clone(),
+                i64::try_from(self.settings.object_gc_grace_ms).unwrap_or(i64::MAX),
+            )
+            .keeping(self.log.unsettled_objects())
+            .only_when(collecting),
+        )
+        .spawn(
+            std::time::Duration::from_millis(self.settings.object_gc_interval_ms.max(1_000)),
+            self.shutdown.clone(),
+        );
     }
 
     /// Refuses `topics` more topics holding `partitions` more partitions

@@ -367,12 +367,15 @@ impl Settings {
                 <= self
                     .object_write_timeout_ms
                     .saturating_add(metadata_timeout_ms)
+                    .saturating_add(self.broker_session_timeout_ms)
         {
+            // A dead broker's commits are decided once its session is
+            // fenced, at most a session timeout after it died.
             return invalid(
                 "object_gc_grace_ms",
                 &format!(
                     "must be at least {MIN_OBJECT_GC_GRACE_MS} ms and exceed object_write_timeout_ms \
-                     plus the {metadata_timeout_ms} ms metadata timeout"
+                     plus the {metadata_timeout_ms} ms metadata timeout plus broker_session_timeout_ms"
                 ),
             );
         }

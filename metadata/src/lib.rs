@@ -5,6 +5,7 @@
 //! This crate does no object I/O and knows nothing of the Kafka wire protocol.
 
 pub mod contract;
+pub mod counting;
 pub mod model;
 pub mod sqlite;
 pub mod store;

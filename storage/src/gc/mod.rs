@@ -18,6 +18,14 @@
 //!
 //! The store's prefix must belong to one cluster: objects another cluster's
 //! metadata references look unreferenced here.
+//!
+//! With several brokers, one collects (the broker passes `only_when`: the
+//! controller, the live broker with the lowest node id). Objects other
+//! brokers are writing are younger than the grace period; a commit of
+//! another broker whose outcome was uncertain is decided within seconds
+//! (its broker claims the partitions again, or its session is fenced once
+//! its lease lapses, and no commit of a fenced session applies), far within
+//! the grace period, which must exceed the broker session timeout.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -58,6 +66,8 @@ pub struct ObjectCollector {
     clock: Arc<dyn Clock>,
     grace_ms: i64,
     unsettled: Option<Arc<UnsettledObjects>>,
+    /// Passes run only while this says so (one broker of a cluster collects).
+    only_when: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
     /// Unreferenced objects and when a pass first saw them so.
     unreferenced_since: Mutex<HashMap<String, i64>>,
 }
@@ -75,6 +85,7 @@ impl ObjectCollector {
             clock,
             grace_ms,
             unsettled: None,
+            only_when: None,
             unreferenced_since: Mutex::new(HashMap::new()),
         }
     }
@@ -82,6 +93,13 @@ impl ObjectCollector {
     /// Also leaves alone the objects `unsettled` names (the log's).
     pub fn keeping(mut self, unsettled: Arc<UnsettledObjects>) -> ObjectCollector {
         self.unsettled = Some(unsettled);
+        self
+    }
+
+    /// Runs the passes of `spawn` only while `collecting` says so: in a
+    /// cluster, one broker lists the store instead of every broker.
+    pub fn only_when(mut self, collecting: Arc<dyn Fn() -> bool + Send + Sync>) -> ObjectCollector {
+        self.only_when = Some(collecting);
         self
     }
 
@@ -159,6 +177,15 @@ impl ObjectCollector {
                 tokio::select! {
                     _ = every.tick() => {}
                     _ = shutdown.cancelled() => return,
+                }
+                if self
+                    .only_when
+                    .as_ref()
+                    .is_some_and(|collecting| !collecting())
+                {
+                    // Another broker collects; what this one saw goes stale.
+                    self.unreferenced_since.lock().expect("gc lock").clear();
+                    continue;
                 }
                 match self.collect().await {
                     Ok(pass) if pass.deleted > 0 || pass.failed > 0 => {
