@@ -323,8 +323,10 @@ def test_a_fourth_broker_takes_partitions_under_load(cluster):
         assert time.monotonic() < deadline, f"the fourth broker leads nothing: {after}"
         time.sleep(0.1)
     moved = [p for p in before if before[p] != after[p]]
-    # Rendezvous placement: only partitions that moved to the new broker move.
-    assert all(after[p] == 4 for p in moved), (before, after)
+    # Balanced (3 of 12 each) and stable: the newcomer's share moves, and
+    # only a few more to keep every broker within its bound.
+    assert sorted(after.values()).count(4) == 3, after
+    assert len(moved) <= 6, (before, after)
     load.wait_for_acks(500)
     load.finish(b1)
 

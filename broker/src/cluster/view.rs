@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use metadata::{BrokerSession, PartitionState, RegisteredBroker, TopicPartition};
+use metadata::{BrokerSession, PartitionState, RegisteredBroker, TopicId, TopicPartition};
 
 use super::placement;
 
@@ -18,6 +18,8 @@ pub struct ClusterView {
     /// Every partition's committed state, with its leader as stored.
     pub partitions: HashMap<TopicPartition, PartitionState>,
     live_ids: Vec<i32>,
+    /// The live broker each partition is placed on.
+    placements: HashMap<TopicPartition, i32>,
 }
 
 impl ClusterView {
@@ -32,12 +34,27 @@ impl ClusterView {
             .filter(|b| b.is_live(now_ms))
             .cloned()
             .collect();
-        let live_ids = live.iter().map(|b| b.session.node_id).collect();
+        let live_ids: Vec<i32> = live.iter().map(|b| b.session.node_id).collect();
+        let mut counts: HashMap<TopicId, i32> = HashMap::new();
+        for tp in partitions.keys() {
+            let count = counts.entry(tp.topic_id).or_default();
+            *count = (*count).max(tp.partition + 1);
+        }
+        let placements = counts
+            .into_iter()
+            .flat_map(|(topic_id, count)| {
+                placement::topic_owners(topic_id, count, &live_ids)
+                    .into_iter()
+                    .enumerate()
+                    .map(move |(p, node)| (TopicPartition::new(topic_id, p as i32), node))
+            })
+            .collect();
         ClusterView {
             version,
             live,
             partitions,
             live_ids,
+            placements,
         }
     }
 
@@ -71,10 +88,7 @@ impl ClusterView {
     /// The live broker `tp` is placed on; `None` for an unknown partition
     /// or when no broker is live.
     pub fn placement_of(&self, tp: &TopicPartition) -> Option<i32> {
-        if !self.partitions.contains_key(tp) {
-            return None;
-        }
-        placement::owner(&placement::partition_key(tp), &self.live_ids)
+        self.placements.get(tp).copied()
     }
 
     /// The live broker that coordinates `group_id`.
