@@ -13,7 +13,11 @@ use super::placement;
 pub struct ClusterView {
     /// The store's cluster version this view was built at.
     pub version: i64,
-    /// Brokers whose session is open with a lease that had not lapsed, by node id.
+    /// Brokers whose session is open with a lease that had not lapsed, by
+    /// node id, and this broker itself while its session is open: a broker
+    /// knows it is alive; its lease only tells the others. (If the others
+    /// took it for dead, they fenced its session, and its next heartbeat
+    /// registers it again.)
     pub live: Vec<RegisteredBroker>,
     /// Every partition's committed state, with its leader as stored.
     pub partitions: HashMap<TopicPartition, PartitionState>,
@@ -28,10 +32,13 @@ impl ClusterView {
         brokers: &[RegisteredBroker],
         now_ms: i64,
         partitions: HashMap<TopicPartition, PartitionState>,
+        me: BrokerSession,
     ) -> ClusterView {
         let live: Vec<RegisteredBroker> = brokers
             .iter()
-            .filter(|b| b.is_live(now_ms))
+            .filter(|b| {
+                b.is_live(now_ms) || (b.session == me && b.status == metadata::SessionStatus::Open)
+            })
             .cloned()
             .collect();
         let live_ids: Vec<i32> = live.iter().map(|b| b.session.node_id).collect();
