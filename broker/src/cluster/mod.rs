@@ -63,7 +63,8 @@ impl Cluster {
     /// once: a previous process killed without closing its session lapses
     /// then; a live broker renews its lease meanwhile, and this broker
     /// refuses to start (`BrokerIdInUse`), as Kafka refuses a duplicate
-    /// broker registration.
+    /// broker registration. The wait is bounded by the lease plus a second
+    /// of the runtime's own time, whatever the injected clock says.
     pub async fn join(
         metadata: Arc<dyn MetadataStore>,
         clock: Arc<dyn Clock>,
@@ -71,7 +72,8 @@ impl Cluster {
         settings: ClusterSettings,
     ) -> metadata::Result<Cluster> {
         let lease_ms = settings.session_timeout_ms as i64;
-        let mut waited_for: Option<i64> = None;
+        // The lease being waited for, and until when at most.
+        let mut waiting: Option<(i64, tokio::time::Instant)> = None;
         let session = loop {
             let now_ms = clock.now_ms();
             match metadata
@@ -81,17 +83,19 @@ impl Cluster {
                 Ok(session) => break session,
                 Err(metadata::Error::BrokerIdInUse {
                     lease_expires_ms, ..
-                }) if waited_for.is_none_or(|seen| seen == lease_expires_ms)
-                    && lease_expires_ms - now_ms <= lease_ms =>
+                }) if waiting.is_none_or(|(seen, until)| {
+                    seen == lease_expires_ms && tokio::time::Instant::now() < until
+                }) && lease_expires_ms - now_ms <= lease_ms =>
                 {
-                    if waited_for.is_none() {
+                    if waiting.is_none() {
                         tracing::info!(
                             node_id = registration.node_id,
                             wait_ms = lease_expires_ms - now_ms,
                             "the node id's previous session is still open; waiting for its lease to lapse"
                         );
+                        let bound = Duration::from_millis(lease_ms as u64 + 1_000);
+                        waiting = Some((lease_expires_ms, tokio::time::Instant::now() + bound));
                     }
-                    waited_for = Some(lease_expires_ms);
                     let wait = (lease_expires_ms - now_ms).clamp(1, lease_ms) as u64 + 10;
                     tokio::time::sleep(Duration::from_millis(wait)).await;
                 }
@@ -159,7 +163,7 @@ impl Cluster {
         } else {
             old.partitions.clone()
         };
-        let view = ClusterView::new(version, &brokers, now_ms, partitions);
+        let view = ClusterView::new(version, &brokers, now_ms, partitions, self.session());
         *self.view.write().expect("view lock") = Arc::new(view);
         Ok(moved)
     }
@@ -203,7 +207,7 @@ impl Cluster {
         let session = self.session();
         let me = session.node_id;
         if !view.is_live(me) {
-            // Our own lease looks lapsed: claiming now would only be undone.
+            // Our session was fenced; the heartbeat registers us again.
             return false;
         }
         let led: std::collections::HashMap<TopicPartition, i32> = log.led().into_iter().collect();

@@ -209,7 +209,6 @@ async fn read_all(
     let mut has_error = false;
     let mut more_available = false;
     let mut new_leaders: Vec<NodeEndpoint> = Vec::new();
-    let view = broker.cluster.view();
     let mut responses = Vec::with_capacity(topics.len());
     for topic in topics {
         let mut partitions = Vec::with_capacity(topic.partitions.len());
@@ -229,10 +228,13 @@ async fn read_all(
                         .with_log_start_offset(-1)
                         .with_records(Some(Default::default()));
                     // KIP-951: name the leader, so the client goes there at once.
-                    let leader = match (&wanted.target, code) {
-                        (Ok(tp), ResponseError::NotLeaderOrFollower) => view.leader(tp),
+                    let view = match (&wanted.target, code) {
+                        (Ok(tp), ResponseError::NotLeaderOrFollower) => {
+                            Some((broker.cluster.view(), *tp))
+                        }
                         _ => None,
                     };
+                    let leader = view.as_ref().and_then(|(view, tp)| view.leader(tp));
                     if let Some((leader, epoch)) = leader {
                         let node_id = BrokerId(leader.session.node_id);
                         data.current_leader = LeaderIdAndEpoch::default()

@@ -261,9 +261,19 @@ fn refused_records(
 /// client goes there without a Metadata round trip (v10+ carry the fields;
 /// older versions do not encode them).
 fn with_new_leaders(broker: &Broker, mut response: ProduceResponse) -> ProduceResponse {
+    let not_leader = ResponseError::NotLeaderOrFollower.code();
+    let refused = |t: &TopicProduceResponse| {
+        t.partition_responses
+            .iter()
+            .any(|p| p.error_code == not_leader)
+    };
+    // The common answer names no other leader: no lookups for it.
+    if !response.responses.iter().any(refused) {
+        return response;
+    }
     let view = broker.cluster.view();
     let mut endpoints: Vec<NodeEndpoint> = Vec::new();
-    for topic in &mut response.responses {
+    for topic in response.responses.iter_mut().filter(|t| refused(t)) {
         let Some(topic_view) = (if topic.topic_id.is_nil() {
             broker.topics.by_name(topic.name.as_str())
         } else {
@@ -272,7 +282,7 @@ fn with_new_leaders(broker: &Broker, mut response: ProduceResponse) -> ProduceRe
             continue;
         };
         for p in &mut topic.partition_responses {
-            if p.error_code != ResponseError::NotLeaderOrFollower.code() {
+            if p.error_code != not_leader {
                 continue;
             }
             let tp = TopicPartition::new(topic_view.topic.topic_id, p.index);
