@@ -158,9 +158,9 @@ impl Broker {
             },
             metadata.clone(),
             clock.clone(),
+            cluster.session_source(),
             shutdown.clone(),
-        )
-        .await?;
+        );
         let broker = Broker {
             cluster_id,
             advertised_host,

@@ -47,6 +47,8 @@ pub fn metadata_error(e: &metadata::Error) -> ResponseError {
         | E::OffsetMismatch { .. }
         | E::SessionFenced(_)
         | E::NotClaimable { .. } => ResponseError::NotLeaderOrFollower,
+        E::GroupFenced { .. } => ResponseError::NotCoordinator,
+        E::GroupNotClaimable { .. } => ResponseError::CoordinatorLoadInProgress,
         E::Timeout => ResponseError::RequestTimedOut,
         E::Backend(_) | E::BrokerIdInUse { .. } => {
             tracing::error!(error = %e, "metadata store failure answered as KAFKA_STORAGE_ERROR");
@@ -75,6 +77,7 @@ pub fn group_error(e: &crate::groups::GroupError) -> ResponseError {
         // offsets topic cannot be written.
         E::Storage => ResponseError::CoordinatorNotAvailable,
         E::NotCoordinator => ResponseError::NotCoordinator,
+        E::CoordinatorLoadInProgress => ResponseError::CoordinatorLoadInProgress,
     }
 }
 

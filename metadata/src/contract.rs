@@ -23,8 +23,9 @@
 use std::collections::BTreeMap;
 
 use crate::model::{
-    BrokerRegistration, BrokerSession, CommittedOffset, FlushCommit, IndexEntry, PartitionState,
-    ProducerBatch, ProducerState, SessionStatus, StoredGroup, Topic, TopicId, TopicPartition,
+    BrokerRegistration, BrokerSession, CommittedOffset, FlushCommit, GroupClaim, IndexEntry,
+    PartitionState, ProducerBatch, ProducerState, SessionStatus, StoredGroup, Topic, TopicId,
+    TopicPartition,
 };
 use crate::store::{Error, MetadataStore};
 
@@ -86,6 +87,9 @@ macro_rules! metadata_store_contract_tests {
             two_writers_racing_for_a_partition_one_wins_every_loser_commit_is_refused,
             a_claim_hands_over_next_offset_and_producer_states,
             the_cluster_version_moves_with_what_brokers_must_learn,
+            a_group_claim_raises_the_coordinator_epoch_and_hands_over_what_is_stored,
+            a_live_coordinator_keeps_its_group_until_its_lease_lapses,
+            a_deleted_group_keeps_its_coordinator_epoch,
         );
     };
     (@checks $make_fixture:expr; $($check:ident),* $(,)?) => {
@@ -1079,20 +1083,53 @@ async fn offsets_of(store: &dyn MetadataStore, group_id: &str) -> Vec<CommittedO
         .expect("committed_offsets")
 }
 
+/// Registers `WRITER` (once) and makes it the coordinator of `group_id`;
+/// the coordinator epoch it writes under.
+async fn coordinate(store: &dyn MetadataStore, group_id: &str) -> i32 {
+    match store
+        .register_broker(&registration(WRITER.node_id), 0, LONG_LEASE_MS)
+        .await
+    {
+        Ok(_) | Err(Error::BrokerIdInUse { .. }) => {}
+        Err(e) => panic!("register_broker: {e}"),
+    }
+    claim_group(store, WRITER, group_id, 0)
+        .await
+        .expect("claim of a group no one coordinates")
+        .coordinator_epoch
+}
+
+/// Claims one group; the group's answer.
+async fn claim_group(
+    store: &dyn MetadataStore,
+    session: BrokerSession,
+    group_id: &str,
+    now_ms: i64,
+) -> crate::Result<GroupClaim> {
+    let mut answers = store
+        .claim_groups(session, &[group_id.to_string()], now_ms)
+        .await
+        .unwrap_or_else(|e| panic!("claim_groups session={session}: {e}"));
+    assert_eq!(answers.len(), 1, "one answer per group");
+    answers.remove(0)
+}
+
 pub async fn committed_offsets_are_replaced_per_partition_and_kept_per_group(
     store: &dyn MetadataStore,
 ) {
     assert!(offsets_of(store, "g").await.is_empty());
+    let g = coordinate(store, "g").await;
+    let other = coordinate(store, "other").await;
     store
-        .commit_offsets("g", &[offset("t", 1, 5, "m1"), offset("t", 0, 7, "")])
+        .commit_offsets("g", g, &[offset("t", 1, 5, "m1"), offset("t", 0, 7, "")])
         .await
         .expect("commit");
     store
-        .commit_offsets("g", &[offset("t", 1, 9, "m2"), offset("a", 0, 1, "é")])
+        .commit_offsets("g", g, &[offset("t", 1, 9, "m2"), offset("a", 0, 1, "é")])
         .await
         .expect("commit");
     store
-        .commit_offsets("other", &[offset("t", 0, 42, "")])
+        .commit_offsets("other", other, &[offset("t", 0, 42, "")])
         .await
         .expect("commit");
     assert_eq!(
@@ -1129,9 +1166,10 @@ pub async fn groups_are_saved_listed_and_deleted_with_their_offsets(store: &dyn 
         group_id: "g".into(),
         protocol_type: "consumer".into(),
     };
-    store.save_group(&consumer).await.expect("save");
+    let g = coordinate(store, "g").await;
+    store.save_group(&consumer, g).await.expect("save");
     store
-        .commit_offsets("g", &[offset("t", 0, 7, "")])
+        .commit_offsets("g", g, &[offset("t", 0, 7, "")])
         .await
         .expect("commit");
     // A commit keeps the saved protocol type.
@@ -1139,19 +1177,22 @@ pub async fn groups_are_saved_listed_and_deleted_with_their_offsets(store: &dyn 
         store.groups().await.expect("groups"),
         vec![consumer.clone()]
     );
-    store.delete_group("g").await.expect("delete");
+    store.delete_group("g", g).await.expect("delete");
     assert!(store.groups().await.expect("groups").is_empty());
     assert!(offsets_of(store, "g").await.is_empty());
+    let never = coordinate(store, "never").await;
     store
-        .delete_group("never")
+        .delete_group("never", never)
         .await
         .expect("delete of an unknown group");
 }
 
 pub async fn committed_offsets_are_deleted_per_partition(store: &dyn MetadataStore) {
+    let g = coordinate(store, "g").await;
     store
         .commit_offsets(
             "g",
+            g,
             &[
                 offset("t", 0, 1, ""),
                 offset("t", 1, 2, ""),
@@ -1161,7 +1202,7 @@ pub async fn committed_offsets_are_deleted_per_partition(store: &dyn MetadataSto
         .await
         .expect("commit");
     store
-        .delete_committed_offsets("g", &[("t".into(), 1), ("u".into(), 0), ("x".into(), 0)])
+        .delete_committed_offsets("g", g, &[("t".into(), 1), ("u".into(), 0), ("x".into(), 0)])
         .await
         .expect("delete");
     assert_eq!(offsets_of(store, "g").await, vec![offset("t", 0, 1, "")]);
@@ -1558,4 +1599,143 @@ pub async fn the_cluster_version_moves_with_what_brokers_must_learn(store: &dyn 
     moved("close_session", version().await, true);
     store.delete_topic(topic_id).await.expect("delete");
     moved("delete_topic", version().await, true);
+}
+
+pub async fn a_group_claim_raises_the_coordinator_epoch_and_hands_over_what_is_stored(
+    store: &dyn MetadataStore,
+) {
+    let first = register(store, 1, T0).await;
+    let second = register(store, 2, T0).await;
+    let claimed = claim_group(store, first, "g", T0).await.expect("claim");
+    assert_eq!(claimed.coordinator_epoch, 1, "first claim of a group id");
+    assert_eq!(claimed.stored, None);
+    assert!(claimed.offsets.is_empty());
+    let consumer = StoredGroup {
+        group_id: "g".into(),
+        protocol_type: "consumer".into(),
+    };
+    store.save_group(&consumer, 1).await.expect("save");
+    store
+        .commit_offsets("g", 1, &[offset("t", 0, 7, "")])
+        .await
+        .expect("commit");
+
+    // Released: another broker takes it at once, with what was stored.
+    store
+        .release_groups(first, &[("g".into(), 1)])
+        .await
+        .expect("release");
+    assert_err!(
+        store.commit_offsets("g", 1, &[offset("t", 0, 8, "")]).await,
+        Error::GroupFenced { ref group_id, expected: 1, current: 1 } if group_id == "g"
+    );
+    let moved = claim_group(store, second, "g", T0).await.expect("claim");
+    assert_eq!(moved.coordinator_epoch, 2);
+    assert_eq!(moved.stored, Some(consumer.clone()));
+    assert_eq!(moved.offsets, vec![offset("t", 0, 7, "")]);
+
+    // Every write under the old epoch is refused; the new one's land.
+    assert_err!(
+        store.commit_offsets("g", 1, &[offset("t", 0, 8, "")]).await,
+        Error::GroupFenced {
+            expected: 1,
+            current: 2,
+            ..
+        }
+    );
+    assert_err!(
+        store.save_group(&consumer, 1).await,
+        Error::GroupFenced { .. }
+    );
+    assert_err!(
+        store
+            .delete_committed_offsets("g", 1, &[("t".into(), 0)])
+            .await,
+        Error::GroupFenced { .. }
+    );
+    assert_err!(store.delete_group("g", 1).await, Error::GroupFenced { .. });
+    store
+        .commit_offsets("g", 2, &[offset("t", 0, 9, "")])
+        .await
+        .expect("commit under the new epoch");
+    assert_eq!(offsets_of(store, "g").await, vec![offset("t", 0, 9, "")]);
+    // A release under an epoch the session does not hold changes nothing.
+    store
+        .release_groups(first, &[("g".into(), 2)])
+        .await
+        .expect("release of a group not held");
+    assert_err!(
+        claim_group(store, first, "g", T0).await,
+        Error::GroupNotClaimable { coordinator, .. } if coordinator == second
+    );
+}
+
+pub async fn a_live_coordinator_keeps_its_group_until_its_lease_lapses(store: &dyn MetadataStore) {
+    let zombie = register(store, 1, T0).await;
+    let heir = register(store, 2, T0).await;
+    let epoch = claim_group(store, zombie, "g", T0)
+        .await
+        .expect("claim")
+        .coordinator_epoch;
+    assert_err!(
+        claim_group(store, heir, "g", T0 + LEASE_MS - 1).await,
+        Error::GroupNotClaimable { ref group_id, coordinator } if group_id == "g" && coordinator == zombie
+    );
+    // A group never claimed cannot be written.
+    assert_err!(
+        store
+            .commit_offsets("new", 1, &[offset("t", 0, 1, "")])
+            .await,
+        Error::GroupFenced {
+            expected: 1,
+            current: 0,
+            ..
+        }
+    );
+
+    let later = T0 + LEASE_MS + 1;
+    store
+        .renew_lease(heir, later, LEASE_MS)
+        .await
+        .expect("renew");
+    let claimed = claim_group(store, heir, "g", later)
+        .await
+        .expect("claim after lapse");
+    assert_eq!(claimed.coordinator_epoch, epoch + 1);
+    // The zombie's session was fenced by the claim.
+    assert_err!(
+        store.renew_lease(zombie, later, LEASE_MS).await,
+        Error::SessionFenced(_)
+    );
+    assert_err!(
+        store
+            .commit_offsets("g", epoch, &[offset("t", 0, 1, "")])
+            .await,
+        Error::GroupFenced { .. }
+    );
+    // A claim by an ended session is refused whole.
+    assert_err!(
+        store.claim_groups(zombie, &["h".to_string()], later).await,
+        Error::SessionFenced(_)
+    );
+}
+
+pub async fn a_deleted_group_keeps_its_coordinator_epoch(store: &dyn MetadataStore) {
+    let epoch = coordinate(store, "g").await;
+    store
+        .commit_offsets("g", epoch, &[offset("t", 0, 1, "")])
+        .await
+        .expect("commit");
+    store.delete_group("g", epoch).await.expect("delete");
+    // Claiming the group id again (its own coordinator) gives a newer epoch,
+    // so a late write from before the delete cannot bring it back.
+    let again = coordinate(store, "g").await;
+    assert_eq!(again, epoch + 1);
+    assert_err!(
+        store
+            .commit_offsets("g", epoch, &[offset("t", 0, 1, "")])
+            .await,
+        Error::GroupFenced { .. }
+    );
+    assert!(store.groups().await.expect("groups").is_empty());
 }

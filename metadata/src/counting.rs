@@ -10,6 +10,8 @@
 //! | `release_partitions` | 1 per partition |
 //! | `register_broker`, `renew_lease`, `close_session` | 1 |
 //! | `allocate_producer_ids` | 1 |
+//! | `claim_groups`, `release_groups` | 1 per group (+ 1 per lapsed session fenced) |
+//! | `save_group`, `commit_offsets`, `delete_group`, `delete_committed_offsets` | 1 (a conditional batch on the group's partition) |
 //!
 //! Everything else is a plain read or write. The SQLite backend runs each
 //! call as one transaction; these counts are what the same calls cost a
@@ -23,10 +25,13 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 
 use crate::model::{
-    BrokerRegistration, BrokerSession, CommittedOffset, FlushCommit, IndexEntry, PartitionClaim,
-    PartitionState, ProducerState, RegisteredBroker, StoredGroup, Topic, TopicId, TopicPartition,
+    BrokerRegistration, BrokerSession, CommittedOffset, FlushCommit, GroupClaim, IndexEntry,
+    PartitionClaim, PartitionState, ProducerState, RegisteredBroker, StoredGroup, Topic, TopicId,
+    TopicPartition,
 };
-use crate::store::{ErrorKind, MetadataStore, Result};
+use crate::store::{
+    ClusterStore, ErrorKind, GroupStore, LogStore, MetadataStore, Result, TopicStore,
+};
 
 /// What the seam saw, since the store was made.
 #[derive(Clone, Debug, Default)]
@@ -86,7 +91,7 @@ impl<S: MetadataStore> CountingStore<S> {
 }
 
 #[async_trait]
-impl<S: MetadataStore> MetadataStore for CountingStore<S> {
+impl<S: MetadataStore> ClusterStore for CountingStore<S> {
     async fn cluster_id(&self) -> Result<String> {
         let r = self.inner.cluster_id().await;
         self.count("cluster_id", 0, &r);
@@ -147,6 +152,10 @@ impl<S: MetadataStore> MetadataStore for CountingStore<S> {
         self.count("release_partitions", partitions.len() as u64, &r);
         r
     }
+}
+
+#[async_trait]
+impl<S: MetadataStore> TopicStore for CountingStore<S> {
     async fn create_topic(
         &self,
         name: &str,
@@ -193,6 +202,10 @@ impl<S: MetadataStore> MetadataStore for CountingStore<S> {
         self.count("partition_states", 0, &r);
         r
     }
+}
+
+#[async_trait]
+impl<S: MetadataStore> LogStore for CountingStore<S> {
     async fn commit_flush(&self, commit: &FlushCommit) -> Result<()> {
         let started = Instant::now();
         let r = self.inner.commit_flush(commit).await;
@@ -224,43 +237,6 @@ impl<S: MetadataStore> MetadataStore for CountingStore<S> {
     async fn expire_producer_states(&self, before_ms: i64) -> Result<u64> {
         let r = self.inner.expire_producer_states(before_ms).await;
         self.count("expire_producer_states", 0, &r);
-        r
-    }
-    async fn save_group(&self, group: &StoredGroup) -> Result<()> {
-        let r = self.inner.save_group(group).await;
-        self.count("save_group", 0, &r);
-        r
-    }
-    async fn groups(&self) -> Result<Vec<StoredGroup>> {
-        let r = self.inner.groups().await;
-        self.count("groups", 0, &r);
-        r
-    }
-    async fn delete_group(&self, group_id: &str) -> Result<()> {
-        let r = self.inner.delete_group(group_id).await;
-        self.count("delete_group", 0, &r);
-        r
-    }
-    async fn commit_offsets(&self, group_id: &str, offsets: &[CommittedOffset]) -> Result<()> {
-        let r = self.inner.commit_offsets(group_id, offsets).await;
-        self.count("commit_offsets", 0, &r);
-        r
-    }
-    async fn committed_offsets(&self, group_id: &str) -> Result<Vec<CommittedOffset>> {
-        let r = self.inner.committed_offsets(group_id).await;
-        self.count("committed_offsets", 0, &r);
-        r
-    }
-    async fn delete_committed_offsets(
-        &self,
-        group_id: &str,
-        partitions: &[(String, i32)],
-    ) -> Result<()> {
-        let r = self
-            .inner
-            .delete_committed_offsets(group_id, partitions)
-            .await;
-        self.count("delete_committed_offsets", 0, &r);
         r
     }
     async fn allocate_producer_ids(&self, count: i64) -> Result<i64> {
@@ -299,6 +275,71 @@ impl<S: MetadataStore> MetadataStore for CountingStore<S> {
     ) -> Result<Option<IndexEntry>> {
         let r = self.inner.index_entry_max_timestamp(topic_partition).await;
         self.count("index_entry_max_timestamp", 0, &r);
+        r
+    }
+}
+
+#[async_trait]
+impl<S: MetadataStore> GroupStore for CountingStore<S> {
+    async fn claim_groups(
+        &self,
+        session: BrokerSession,
+        group_ids: &[String],
+        now_ms: i64,
+    ) -> Result<Vec<Result<GroupClaim>>> {
+        let r = self.inner.claim_groups(session, group_ids, now_ms).await;
+        self.count("claim_groups", group_ids.len() as u64, &r);
+        r
+    }
+    async fn release_groups(&self, session: BrokerSession, groups: &[(String, i32)]) -> Result<()> {
+        let r = self.inner.release_groups(session, groups).await;
+        self.count("release_groups", groups.len() as u64, &r);
+        r
+    }
+    async fn save_group(&self, group: &StoredGroup, coordinator_epoch: i32) -> Result<()> {
+        let r = self.inner.save_group(group, coordinator_epoch).await;
+        self.count("save_group", 1, &r);
+        r
+    }
+    async fn groups(&self) -> Result<Vec<StoredGroup>> {
+        let r = self.inner.groups().await;
+        self.count("groups", 0, &r);
+        r
+    }
+    async fn delete_group(&self, group_id: &str, coordinator_epoch: i32) -> Result<()> {
+        let r = self.inner.delete_group(group_id, coordinator_epoch).await;
+        self.count("delete_group", 1, &r);
+        r
+    }
+    async fn commit_offsets(
+        &self,
+        group_id: &str,
+        coordinator_epoch: i32,
+        offsets: &[CommittedOffset],
+    ) -> Result<()> {
+        let r = self
+            .inner
+            .commit_offsets(group_id, coordinator_epoch, offsets)
+            .await;
+        self.count("commit_offsets", 1, &r);
+        r
+    }
+    async fn committed_offsets(&self, group_id: &str) -> Result<Vec<CommittedOffset>> {
+        let r = self.inner.committed_offsets(group_id).await;
+        self.count("committed_offsets", 0, &r);
+        r
+    }
+    async fn delete_committed_offsets(
+        &self,
+        group_id: &str,
+        coordinator_epoch: i32,
+        partitions: &[(String, i32)],
+    ) -> Result<()> {
+        let r = self
+            .inner
+            .delete_committed_offsets(group_id, coordinator_epoch, partitions)
+            .await;
+        self.count("delete_committed_offsets", 1, &r);
         r
     }
 }

@@ -12,4 +12,6 @@ pub mod store;
 
 pub use model::*;
 pub use sqlite::SqliteStore;
-pub use store::{Error, ErrorKind, MetadataStore, Result};
+pub use store::{
+    ClusterStore, Error, ErrorKind, GroupStore, LogStore, MetadataStore, Result, TopicStore,
+};

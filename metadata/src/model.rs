@@ -295,6 +295,19 @@ pub struct StoredGroup {
     pub protocol_type: String,
 }
 
+/// What a coordinator gets when it claims a group: the coordinator epoch it
+/// now writes under, and everything stored of the group as of every write
+/// made under earlier epochs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupClaim {
+    pub group_id: String,
+    pub coordinator_epoch: i32,
+    /// The stored group, `None` when it is not stored (a new group id).
+    pub stored: Option<StoredGroup>,
+    /// Its committed offsets, ordered by topic and partition.
+    pub offsets: Vec<CommittedOffset>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::ProducerBatch;

@@ -22,11 +22,11 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
 use crate::model::{
-    BrokerRegistration, BrokerSession, CommittedOffset, FlushCommit, IndexEntry,
-    PRODUCER_BATCHES_RETAINED, PartitionClaim, PartitionState, ProducerBatch, ProducerState,
-    RegisteredBroker, StoredGroup, Topic, TopicId, TopicPartition, Uuid,
+    BrokerRegistration, BrokerSession, FlushCommit, IndexEntry, PRODUCER_BATCHES_RETAINED,
+    PartitionClaim, PartitionState, ProducerBatch, ProducerState, RegisteredBroker, Topic, TopicId,
+    TopicPartition, Uuid,
 };
-use crate::store::{Error, MetadataStore, Result};
+use crate::store::{ClusterStore, Error, LogStore, Result, TopicStore};
 
 /// How long a write waits for another connection (another broker sharing the
 /// file) to release its lock before giving up. Commits are short (a few rows),
@@ -35,11 +35,18 @@ const BUSY_TIMEOUT_MS: u64 = 5_000;
 
 /// The schema this code reads and writes, kept in `PRAGMA user_version`.
 /// A file with another non-zero version is refused rather than guessed at.
-const SCHEMA_VERSION: i64 = 6;
+const SCHEMA_VERSION: i64 = 7;
 
 /// The schema in steps: step `i` takes a file from version `i` to `i + 1`.
-const SCHEMA_STEPS: [&str; SCHEMA_VERSION as usize] =
-    [SCHEMA, SCHEMA_2, SCHEMA_3, SCHEMA_4, SCHEMA_5, SCHEMA_6];
+const SCHEMA_STEPS: [&str; SCHEMA_VERSION as usize] = [
+    SCHEMA,
+    SCHEMA_2,
+    SCHEMA_3,
+    SCHEMA_4,
+    SCHEMA_5,
+    SCHEMA_6,
+    groups::SCHEMA_7,
+];
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS cluster (
@@ -340,7 +347,7 @@ impl SqliteStore {
 }
 
 #[async_trait]
-impl MetadataStore for SqliteStore {
+impl ClusterStore for SqliteStore {
     async fn cluster_id(&self) -> Result<String> {
         self.with_conn(|conn| {
             conn.query_row(
@@ -403,7 +410,10 @@ impl MetadataStore for SqliteStore {
         self.with_conn(move |conn| leadership::release(conn, session, &partitions))
             .await
     }
+}
 
+#[async_trait]
+impl TopicStore for SqliteStore {
     async fn create_topic(
         &self,
         name: &str,
@@ -590,7 +600,10 @@ impl MetadataStore for SqliteStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl LogStore for SqliteStore {
     async fn commit_flush(&self, flush: &FlushCommit) -> Result<()> {
         let rows = IndexRow::from_commit(flush)?;
         let producers = ProducerRow::from_commit(flush)?;
@@ -666,147 +679,6 @@ impl MetadataStore for SqliteStore {
                 .or_backend(|| format!("expire producer_state before_ms={before_ms}"))?;
             commit(tx)?;
             Ok(deleted as u64)
-        })
-        .await
-    }
-
-    async fn save_group(&self, group: &StoredGroup) -> Result<()> {
-        let group = group.clone();
-        self.with_conn(move |conn| {
-            let tx = begin_write(conn)?;
-            tx.execute(
-                "INSERT INTO consumer_groups (group_id, protocol_type) VALUES (?1, ?2)
-                 ON CONFLICT (group_id) DO UPDATE SET protocol_type = excluded.protocol_type",
-                params![group.group_id, group.protocol_type],
-            )
-            .or_backend(|| format!("save group group_id={}", group.group_id))?;
-            commit(tx)
-        })
-        .await
-    }
-
-    async fn groups(&self) -> Result<Vec<StoredGroup>> {
-        self.with_conn(|conn| {
-            let mut stmt = conn
-                .prepare("SELECT group_id, protocol_type FROM consumer_groups ORDER BY group_id")
-                .or_backend(|| "prepare read consumer_groups".into())?;
-            let rows = stmt
-                .query_map([], |row| {
-                    Ok(StoredGroup {
-                        group_id: row.get(0)?,
-                        protocol_type: row.get(1)?,
-                    })
-                })
-                .or_backend(|| "read consumer_groups".into())?;
-            rows.collect::<rusqlite::Result<Vec<_>>>()
-                .or_backend(|| "read consumer_groups row".into())
-        })
-        .await
-    }
-
-    async fn delete_group(&self, group_id: &str) -> Result<()> {
-        let group_id = group_id.to_string();
-        self.with_conn(move |conn| {
-            let tx = begin_write(conn)?;
-            for table in ["consumer_groups", "committed_offsets"] {
-                tx.execute(
-                    &format!("DELETE FROM {table} WHERE group_id = ?1"),
-                    params![group_id],
-                )
-                .or_backend(|| format!("delete from {table} group_id={group_id}"))?;
-            }
-            commit(tx)
-        })
-        .await
-    }
-
-    async fn commit_offsets(&self, group_id: &str, offsets: &[CommittedOffset]) -> Result<()> {
-        let group_id = group_id.to_string();
-        let offsets = offsets.to_vec();
-        self.with_conn(move |conn| {
-            let tx = begin_write(conn)?;
-            tx.execute(
-                "INSERT OR IGNORE INTO consumer_groups (group_id, protocol_type) VALUES (?1, '')",
-                params![group_id],
-            )
-            .or_backend(|| format!("record group group_id={group_id}"))?;
-            {
-                let mut stmt = tx
-                    .prepare_cached(
-                        "INSERT OR REPLACE INTO committed_offsets (group_id, topic, partition,
-                             committed_offset, leader_epoch, metadata, commit_timestamp_ms)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                    )
-                    .or_backend(|| "prepare commit offsets".into())?;
-                for o in &offsets {
-                    stmt.execute(params![
-                        group_id,
-                        o.topic,
-                        o.partition,
-                        o.offset,
-                        o.leader_epoch,
-                        o.metadata,
-                        o.commit_timestamp_ms
-                    ])
-                    .or_backend(|| {
-                        format!(
-                            "commit offset group_id={group_id} topic={} partition={}",
-                            o.topic, o.partition
-                        )
-                    })?;
-                }
-            }
-            commit(tx)
-        })
-        .await
-    }
-
-    async fn committed_offsets(&self, group_id: &str) -> Result<Vec<CommittedOffset>> {
-        let group_id = group_id.to_string();
-        self.with_conn(move |conn| {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT topic, partition, committed_offset, leader_epoch, metadata, commit_timestamp_ms
-                     FROM committed_offsets WHERE group_id = ?1 ORDER BY topic, partition",
-                )
-                .or_backend(|| "prepare read committed_offsets".into())?;
-            let rows = stmt
-                .query_map(params![group_id], |row| {
-                    Ok(CommittedOffset {
-                        topic: row.get(0)?,
-                        partition: row.get(1)?,
-                        offset: row.get(2)?,
-                        leader_epoch: row.get(3)?,
-                        metadata: row.get(4)?,
-                        commit_timestamp_ms: row.get(5)?,
-                    })
-                })
-                .or_backend(|| format!("read committed_offsets group_id={group_id}"))?;
-            rows.collect::<rusqlite::Result<Vec<_>>>()
-                .or_backend(|| format!("read committed_offsets row group_id={group_id}"))
-        })
-        .await
-    }
-
-    async fn delete_committed_offsets(
-        &self,
-        group_id: &str,
-        partitions: &[(String, i32)],
-    ) -> Result<()> {
-        let group_id = group_id.to_string();
-        let partitions = partitions.to_vec();
-        self.with_conn(move |conn| {
-            let tx = begin_write(conn)?;
-            for (topic, partition) in &partitions {
-                tx.execute(
-                    "DELETE FROM committed_offsets WHERE group_id = ?1 AND topic = ?2 AND partition = ?3",
-                    params![group_id, topic, partition],
-                )
-                .or_backend(|| {
-                    format!("delete offset group_id={group_id} topic={topic} partition={partition}")
-                })?;
-            }
-            commit(tx)
         })
         .await
     }
@@ -1381,6 +1253,7 @@ fn base64url_no_pad(bytes: &[u8]) -> String {
     out
 }
 
+mod groups;
 mod leadership;
 
 #[cfg(test)]

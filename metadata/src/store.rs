@@ -6,14 +6,25 @@
 //! its own: when it returns `Ok`, the change is durable; when it returns an
 //! error, nothing of it was applied (a `Timeout` is the one exception: the
 //! caller must read back before deciding).
+//!
+//! The seam is four traits, one per concern; `MetadataStore` is all four
+//! (implemented for every type that implements them):
+//!
+//! - `ClusterStore`: the broker registry (sessions, leases), partition
+//!   leadership (claims, releases) and the cluster version;
+//! - `TopicStore`: topics, their configs and their partitions' state;
+//! - `LogStore`: flush commits, the offset index, written objects,
+//!   producer states and producer-id blocks;
+//! - `GroupStore`: consumer groups, their coordinators and committed offsets.
 
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 
 use crate::model::{
-    BrokerRegistration, BrokerSession, CommittedOffset, FlushCommit, IndexEntry, PartitionClaim,
-    PartitionState, ProducerState, RegisteredBroker, StoredGroup, Topic, TopicId, TopicPartition,
+    BrokerRegistration, BrokerSession, CommittedOffset, FlushCommit, GroupClaim, IndexEntry,
+    PartitionClaim, PartitionState, ProducerState, RegisteredBroker, StoredGroup, Topic, TopicId,
+    TopicPartition,
 };
 
 /// What went wrong, in kinds the caller branches on.
@@ -70,6 +81,21 @@ pub enum Error {
         topic_partition: TopicPartition,
         leader: BrokerSession,
     },
+    /// A group write's coordinator epoch is not the group's current one:
+    /// another broker claimed the group.
+    #[error("group fenced group_id={group_id} expected_epoch={expected} current_epoch={current}")]
+    GroupFenced {
+        group_id: String,
+        expected: i32,
+        current: i32,
+    },
+    /// A live session coordinates the group; it must release it (or its
+    /// lease lapse) before another can claim it.
+    #[error("group_id={group_id} is coordinated by live session {coordinator}")]
+    GroupNotClaimable {
+        group_id: String,
+        coordinator: BrokerSession,
+    },
     #[error("metadata backend: {0}")]
     Backend(String),
 }
@@ -94,9 +120,12 @@ pub enum ErrorKind {
 impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::Fenced { .. } | Error::SessionFenced(_) => ErrorKind::Fenced,
+            Error::Fenced { .. } | Error::SessionFenced(_) | Error::GroupFenced { .. } => {
+                ErrorKind::Fenced
+            }
             Error::OffsetMismatch { .. }
             | Error::NotClaimable { .. }
+            | Error::GroupNotClaimable { .. }
             | Error::TopicAlreadyExists(_)
             | Error::UnknownTopic(_) => ErrorKind::NotApplied,
             Error::Timeout => ErrorKind::Uncertain,
@@ -107,8 +136,15 @@ impl Error {
     }
 }
 
+/// The whole seam: what a backend implements, and what the broker and the
+/// log hold (`Arc<dyn MetadataStore>`).
+pub trait MetadataStore: ClusterStore + TopicStore + LogStore + GroupStore {}
+
+impl<T: ClusterStore + TopicStore + LogStore + GroupStore> MetadataStore for T {}
+
+/// The broker registry, partition leadership and the cluster version.
 #[async_trait]
-pub trait MetadataStore: Send + Sync + 'static {
+pub trait ClusterStore: Send + Sync + 'static {
     /// The cluster id: made at the first start, the same ever after.
     async fn cluster_id(&self) -> Result<String>;
 
@@ -117,8 +153,6 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// claims and releases (not lease renewals). Brokers watch it and reload
     /// only when it moved.
     async fn cluster_version(&self) -> Result<i64>;
-
-    // --- The broker registry -------------------------------------------
 
     /// Starts a session for `registration.node_id` with a lease until
     /// `now_ms + lease_ms`; its incarnation is one more than the node id's
@@ -143,8 +177,6 @@ pub trait MetadataStore: Send + Sync + 'static {
 
     /// The latest session of every node id that ever registered, by node id.
     async fn brokers(&self) -> Result<Vec<RegisteredBroker>>;
-
-    // --- Partition leadership ------------------------------------------
 
     /// Makes `session` the leader of each partition it can take, raising
     /// the partition's leader epoch by one, and returns its committed state
@@ -173,7 +205,11 @@ pub trait MetadataStore: Send + Sync + 'static {
         session: BrokerSession,
         partitions: &[(TopicPartition, i32)],
     ) -> Result<()>;
+}
 
+/// Topics, their configs, and the committed state of their partitions.
+#[async_trait]
+pub trait TopicStore: Send + Sync + 'static {
     /// Creates a topic and its partitions (leader epoch 0, offsets 0).
     /// `TopicAlreadyExists` when the name is taken.
     async fn create_topic(
@@ -203,7 +239,12 @@ pub trait MetadataStore: Send + Sync + 'static {
 
     /// The committed state of every partition, in no promised order.
     async fn partition_states(&self) -> Result<Vec<PartitionState>>;
+}
 
+/// What the log commits and reads: flushes, the offset index, the objects
+/// written, producer states and producer-id blocks.
+#[async_trait]
+pub trait LogStore: Send + Sync + 'static {
     /// Commits one flush: every entry starts at its partition's `next_offset`
     /// under its leader epoch, led by `commit.session`, or nothing is applied
     /// (`SessionFenced` when the session has ended or been replaced, `Fenced`
@@ -223,51 +264,6 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// entry, a (partition, producer id) twice, or more than
     /// `PRODUCER_BATCHES_RETAINED` batches in one state.
     async fn commit_flush(&self, commit: &FlushCommit) -> Result<()>;
-
-    /// Of `object_keys`, those some index entry names, in no promised order:
-    /// objects garbage collection must keep.
-    async fn referenced_objects(&self, object_keys: &[String]) -> Result<Vec<String>>;
-
-    /// Forgets objects garbage collection deleted (their rows in the list of
-    /// written objects). Unknown keys are ignored.
-    async fn forget_objects(&self, object_keys: &[String]) -> Result<()>;
-
-    /// The committed producer states of every partition, in no promised order.
-    async fn producer_states(&self) -> Result<Vec<ProducerState>>;
-
-    /// Deletes the producer states last written before `before_ms`
-    /// (`producer.id.expiration.ms`); returns how many went.
-    async fn expire_producer_states(&self, before_ms: i64) -> Result<u64>;
-
-    /// Records a consumer group (creating or updating its protocol type).
-    async fn save_group(&self, group: &StoredGroup) -> Result<()>;
-
-    /// Every stored group, ordered by id.
-    async fn groups(&self) -> Result<Vec<StoredGroup>>;
-
-    /// Deletes a group with all its committed offsets (DeleteGroups). Not an
-    /// error if it does not exist.
-    async fn delete_group(&self, group_id: &str) -> Result<()>;
-
-    /// Stores committed offsets of a group, each replacing the one of its
-    /// (topic, partition), all in one transaction. Records the group (with an
-    /// empty protocol type) if it was not stored.
-    async fn commit_offsets(&self, group_id: &str, offsets: &[CommittedOffset]) -> Result<()>;
-
-    /// A group's committed offsets, ordered by topic and partition.
-    async fn committed_offsets(&self, group_id: &str) -> Result<Vec<CommittedOffset>>;
-
-    /// Deletes a group's committed offsets of the given (topic, partition)s
-    /// (OffsetDelete, retention). Absent ones are ignored.
-    async fn delete_committed_offsets(
-        &self,
-        group_id: &str,
-        partitions: &[(String, i32)],
-    ) -> Result<()>;
-
-    /// Reserves `count` (≥ 1) producer ids that were never reserved before, by
-    /// any broker sharing the store, across restarts; returns the first.
-    async fn allocate_producer_ids(&self, count: i64) -> Result<i64>;
 
     /// Index entries of a partition whose `last_offset >= from_offset`, in offset
     /// order, at most `max_entries`: the first is the entry holding `from_offset`
@@ -292,4 +288,93 @@ pub trait MetadataStore: Send + Sync + 'static {
         &self,
         topic_partition: TopicPartition,
     ) -> Result<Option<IndexEntry>>;
+
+    /// Of `object_keys`, those some index entry names, in no promised order:
+    /// objects garbage collection must keep.
+    async fn referenced_objects(&self, object_keys: &[String]) -> Result<Vec<String>>;
+
+    /// Forgets objects garbage collection deleted (their rows in the list of
+    /// written objects). Unknown keys are ignored.
+    async fn forget_objects(&self, object_keys: &[String]) -> Result<()>;
+
+    /// The committed producer states of every partition, in no promised order.
+    async fn producer_states(&self) -> Result<Vec<ProducerState>>;
+
+    /// Deletes the producer states last written before `before_ms`
+    /// (`producer.id.expiration.ms`); returns how many went.
+    async fn expire_producer_states(&self, before_ms: i64) -> Result<u64>;
+
+    /// Reserves `count` (≥ 1) producer ids that were never reserved before, by
+    /// any broker sharing the store, across restarts; returns the first.
+    async fn allocate_producer_ids(&self, count: i64) -> Result<i64>;
+}
+
+/// Consumer groups: their coordinators (claimed like partitions, with a
+/// coordinator epoch that every group write is conditioned on), their
+/// protocol types and their committed offsets.
+///
+/// A group's coordinator row outlives the group (DeleteGroups, retention):
+/// its epoch never goes back, so a write under an epoch from before the
+/// group was deleted stays refused.
+#[async_trait]
+pub trait GroupStore: Send + Sync + 'static {
+    /// Makes `session` the coordinator of each group it can take, raising
+    /// the group's coordinator epoch by one (the first claim of a group id
+    /// gives epoch 1), and returns what the group has stored as of every
+    /// write made under earlier epochs. Takeable as partitions are
+    /// (`ClusterStore::claim_partitions`): no coordinator, released, `session`
+    /// itself, a coordinator whose session ended, or one whose lease lapsed
+    /// at `now_ms` (which fences that session first).
+    ///
+    /// One answer per group, in order: `GroupNotClaimable` when a live
+    /// session coordinates it. The whole call fails with `SessionFenced`
+    /// when `session` itself has ended.
+    async fn claim_groups(
+        &self,
+        session: BrokerSession,
+        group_ids: &[String],
+        now_ms: i64,
+    ) -> Result<Vec<Result<GroupClaim>>>;
+
+    /// Gives up each (group, coordinator epoch) that `session` still holds
+    /// at that epoch, so another broker may claim it at once. Others are
+    /// ignored.
+    async fn release_groups(&self, session: BrokerSession, groups: &[(String, i32)]) -> Result<()>;
+
+    /// Records a consumer group (creating or updating its protocol type),
+    /// under `coordinator_epoch`: `GroupFenced` unless it is the group's
+    /// current one.
+    async fn save_group(&self, group: &StoredGroup, coordinator_epoch: i32) -> Result<()>;
+
+    /// Every stored group, ordered by id.
+    async fn groups(&self) -> Result<Vec<StoredGroup>>;
+
+    /// Deletes a group with all its committed offsets (DeleteGroups), under
+    /// `coordinator_epoch` (`GroupFenced` otherwise). Not an error if it is
+    /// not stored.
+    async fn delete_group(&self, group_id: &str, coordinator_epoch: i32) -> Result<()>;
+
+    /// Stores committed offsets of a group, each replacing the one of its
+    /// (topic, partition), all in one transaction, under `coordinator_epoch`
+    /// (`GroupFenced` otherwise). Records the group (with an empty protocol
+    /// type) if it was not stored.
+    async fn commit_offsets(
+        &self,
+        group_id: &str,
+        coordinator_epoch: i32,
+        offsets: &[CommittedOffset],
+    ) -> Result<()>;
+
+    /// A group's committed offsets, ordered by topic and partition.
+    async fn committed_offsets(&self, group_id: &str) -> Result<Vec<CommittedOffset>>;
+
+    /// Deletes a group's committed offsets of the given (topic, partition)s
+    /// (OffsetDelete, retention), under `coordinator_epoch` (`GroupFenced`
+    /// otherwise). Absent ones are ignored.
+    async fn delete_committed_offsets(
+        &self,
+        group_id: &str,
+        coordinator_epoch: i32,
+        partitions: &[(String, i32)],
+    ) -> Result<()>;
 }

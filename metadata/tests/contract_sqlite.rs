@@ -3,6 +3,7 @@
 //! survives closing and reopening, and two stores on one file (two brokers on
 //! one host) see and fence each other's commits.
 
+use metadata::{ClusterStore, LogStore, TopicStore};
 use std::collections::BTreeMap;
 use std::path::Path;
 

@@ -11,12 +11,13 @@
 //! partition in turn, with 4 appends per partition in flight, for SECONDS
 //! (default 5). Prints figures; asserts nothing.
 
+use metadata::TopicStore;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use metadata::counting::CountingStore;
-use metadata::{MetadataStore, SqliteStore, TopicId, TopicPartition};
+use metadata::{SqliteStore, TopicId, TopicPartition};
 use protocol::kafka_protocol::records::Compression;
 use protocol::testing::record_batch;
 use storage::{AppendOptions, LocalDirStore, LogConfig, SystemClock};

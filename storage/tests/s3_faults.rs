@@ -7,13 +7,14 @@
 
 mod common;
 
+use metadata::{LogStore, TopicStore};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::{S3Server, object_of};
-use metadata::{MetadataStore, SqliteStore, TopicId, TopicPartition};
+use metadata::{SqliteStore, TopicId, TopicPartition};
 use protocol::testing::idempotent_batch;
 use storage::s3::faults::{Fault, RequestKind};
 use storage::{

@@ -49,7 +49,7 @@ pub struct Cluster {
     clock: Arc<dyn Clock>,
     registration: BrokerRegistration,
     settings: ClusterSettings,
-    session: Mutex<BrokerSession>,
+    session: Arc<Mutex<BrokerSession>>,
     view: RwLock<Arc<ClusterView>>,
     /// One rebalance at a time (the loop and admin handlers both start them).
     rebalancing: tokio::sync::Mutex<()>,
@@ -108,7 +108,7 @@ impl Cluster {
             clock,
             registration,
             settings,
-            session: Mutex::new(session),
+            session: Arc::new(Mutex::new(session)),
             view: RwLock::new(Arc::new(ClusterView::default())),
             rebalancing: tokio::sync::Mutex::new(()),
             leaving: Default::default(),
@@ -119,6 +119,13 @@ impl Cluster {
 
     pub fn session(&self) -> BrokerSession {
         *self.session.lock().expect("session lock")
+    }
+
+    /// This broker's session as it will be: a new one after it registers
+    /// again.
+    pub fn session_source(&self) -> crate::groups::SessionSource {
+        let session = self.session.clone();
+        Arc::new(move || *session.lock().expect("session lock"))
     }
 
     pub fn node_id(&self) -> i32 {

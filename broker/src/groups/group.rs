@@ -867,6 +867,23 @@ impl Group {
         Ok(())
     }
 
+    /// Takes what a claim found stored: the committed offsets (which are
+    /// the whole truth: nothing was written here before the claim) and the
+    /// protocol type when the group has none yet.
+    pub fn adopt(&mut self, claim: metadata::GroupClaim) {
+        self.offsets = claim
+            .offsets
+            .into_iter()
+            .map(|o| ((o.topic.clone(), o.partition), o))
+            .collect();
+        if self.protocol_type.is_none() {
+            self.protocol_type = claim
+                .stored
+                .map(|g| g.protocol_type)
+                .filter(|t| !t.is_empty());
+        }
+    }
+
     pub fn has_pending_members(&self) -> bool {
         !self.pending_members.is_empty()
     }

@@ -1,6 +1,6 @@
-//! The group coordinator: every classic consumer group this broker
-//! coordinates (a single broker coordinates them all), their committed
-//! offsets, and the timer that expires sessions and ends rebalances.
+//! The group coordinator: every classic consumer group placed on this
+//! broker (a single broker coordinates them all), their committed offsets,
+//! and the timer that expires sessions and ends rebalances.
 //!
 //! Each group is a `Group` state machine behind its own lock; the registry
 //! maps group ids to them. Committed offsets are written to the metadata
@@ -8,16 +8,24 @@
 //! memory only — after a restart, members rejoin (as after a Kafka
 //! coordinator move) and resume from their committed offsets.
 //!
+//! Before its first store read or write of a group, the coordinator claims
+//! it (`GroupStore::claim_groups`): the claim raises the group's coordinator
+//! epoch and returns what is stored of it, and every later write carries
+//! that epoch. A broker whose write is refused for a newer epoch lost the
+//! group to another coordinator: it forgets the group and answers
+//! NOT_COORDINATOR, so clients find the new one. A group placed elsewhere
+//! is released once its writes in flight are done.
+//!
 //! Time comes from the injected clock: the timer task ticks every
 //! `TICK_MS` and hands `clock.now_ms()` to each group.
 
 mod group;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use metadata::{CommittedOffset, MetadataStore, StoredGroup};
+use metadata::{BrokerSession, CommittedOffset, ErrorKind, GroupClaim, MetadataStore, StoredGroup};
 use storage::Clock;
 use tokio_util::sync::CancellationToken;
 
@@ -89,20 +97,50 @@ pub enum GroupError {
     InvalidGroupId,
     #[error("metadata store failed")]
     Storage,
-    /// The broker is shutting down: clients look for the coordinator again.
+    /// The broker is shutting down, or another broker coordinates the
+    /// group: clients look for the coordinator again.
     #[error("not coordinator")]
     NotCoordinator,
+    /// The group is placed here but its previous coordinator has not let
+    /// go of it yet: clients retry.
+    #[error("coordinator load in progress")]
+    CoordinatorLoadInProgress,
 }
 
-/// Offsets a timer step found expired: (group id, partitions, whether the
-/// group itself goes, having no offsets left and no members).
-type Expired = (String, Vec<(String, i32)>, bool);
+/// Offsets a timer step found expired: (group id, its entry, partitions,
+/// whether the group itself goes, having no offsets left and no members).
+type Expired = (String, Arc<Entry>, Vec<(String, i32)>, bool);
 
-/// A group's entry in the registry: the state machine, and a lock that
-/// orders the offset commits of one group (store write, then cache).
+/// A group's entry in the registry: the state machine, a lock that orders
+/// the group's claim and store writes (store write, then cache), and the
+/// coordinator epoch this broker claimed it at.
 struct Entry {
     group: Mutex<Group>,
     commits: tokio::sync::Mutex<()>,
+    /// `None` until claimed; only read or set with `commits` held.
+    epoch: Mutex<Option<i32>>,
+    /// Whether the group exists as Kafka sees it: stored, joined or
+    /// committed to. An OffsetFetch of an unknown group makes an entry
+    /// (to claim it and read the store) but not a group.
+    exists: std::sync::atomic::AtomicBool,
+}
+
+impl Entry {
+    fn epoch(&self) -> Option<i32> {
+        *self.epoch.lock().expect("epoch lock")
+    }
+
+    /// Whether this is a group Kafka would not know: not claimed here yet
+    /// (its previous coordinator still holds it), or never stored, joined
+    /// or committed to.
+    fn is_unknown(&self) -> bool {
+        self.epoch().is_none() || !self.exists.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn mark_existing(&self) {
+        self.exists
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// A group as DescribeGroups shows it.
@@ -126,10 +164,14 @@ pub struct MemberDescription {
 /// Which groups this broker coordinates (from the cluster's placement).
 pub type Placement = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
+/// This broker's current session (a new one after it registered again).
+pub type SessionSource = Arc<dyn Fn() -> BrokerSession + Send + Sync>;
+
 pub struct GroupCoordinator {
     config: GroupConfig,
     metadata: Arc<dyn MetadataStore>,
     clock: Arc<dyn Clock>,
+    session: SessionSource,
     groups: Mutex<HashMap<String, Arc<Entry>>>,
     /// The groups placed on this broker; every group until the cluster
     /// says otherwise.
@@ -137,33 +179,106 @@ pub struct GroupCoordinator {
 }
 
 impl GroupCoordinator {
-    /// Loads the stored groups (Empty, with their committed offsets) and
-    /// starts the timer, which stops with `shutdown`.
-    pub async fn open(
+    /// Starts the timer, which stops with `shutdown`. Groups are claimed
+    /// and loaded by `keep_placed`, or at their first request.
+    pub fn open(
         config: GroupConfig,
         metadata: Arc<dyn MetadataStore>,
         clock: Arc<dyn Clock>,
+        session: SessionSource,
         shutdown: CancellationToken,
-    ) -> metadata::Result<Arc<GroupCoordinator>> {
-        let now_ms = clock.now_ms();
-        let mut groups = HashMap::new();
-        for stored in metadata.groups().await? {
-            let protocol_type = Some(stored.protocol_type).filter(|t| !t.is_empty());
-            let mut group = Group::new(&stored.group_id, protocol_type, now_ms);
-            for o in metadata.committed_offsets(&stored.group_id).await? {
-                group.offsets.insert((o.topic.clone(), o.partition), o);
-            }
-            groups.insert(stored.group_id, new_entry(group));
-        }
+    ) -> Arc<GroupCoordinator> {
         let coordinator = Arc::new(GroupCoordinator {
             config,
             metadata,
             clock,
-            groups: Mutex::new(groups),
+            session,
+            groups: Mutex::new(HashMap::new()),
             placement: std::sync::RwLock::new(None),
         });
         tokio::spawn(run_timer(Arc::downgrade(&coordinator), shutdown));
-        Ok(coordinator)
+        coordinator
+    }
+
+    /// The coordinator epoch of `entry`, claiming the group first when this
+    /// broker has not yet; the claim brings what is stored of the group.
+    /// The caller holds `entry.commits`.
+    async fn claimed(&self, group_id: &str, entry: &Entry) -> Result<i32, GroupError> {
+        if let Some(epoch) = entry.epoch() {
+            return Ok(epoch);
+        }
+        let claim = self.claim(group_id).await?;
+        let epoch = claim.coordinator_epoch;
+        if claim.stored.is_some() || !claim.offsets.is_empty() {
+            entry.mark_existing();
+        }
+        entry.group.lock().expect("group lock").adopt(claim);
+        *entry.epoch.lock().expect("epoch lock") = Some(epoch);
+        Ok(epoch)
+    }
+
+    async fn claim(&self, group_id: &str) -> Result<GroupClaim, GroupError> {
+        let session = (self.session)();
+        let answer = self
+            .metadata
+            .claim_groups(session, &[group_id.to_string()], self.now_ms())
+            .await
+            .map(|mut answers| answers.pop());
+        match answer {
+            Ok(Some(Ok(claim))) => {
+                tracing::debug!(
+                    group = group_id,
+                    epoch = claim.coordinator_epoch,
+                    "claimed group"
+                );
+                Ok(claim)
+            }
+            Ok(Some(Err(metadata::Error::GroupNotClaimable { coordinator, .. }))) => {
+                tracing::debug!(group = group_id, %coordinator, "group not released yet");
+                Err(GroupError::CoordinatorLoadInProgress)
+            }
+            Err(e) if e.kind() == ErrorKind::Fenced => Err(GroupError::NotCoordinator),
+            Ok(Some(Err(e))) | Err(e) => {
+                tracing::warn!(group = group_id, error = %e, "could not claim group");
+                Err(GroupError::Storage)
+            }
+            Ok(None) => Err(GroupError::Storage),
+        }
+    }
+
+    /// The answer to a store write of a group. A write refused for a newer
+    /// coordinator epoch means another broker took the group: forget it.
+    fn stored(
+        &self,
+        group_id: &str,
+        result: metadata::Result<()>,
+        what: &str,
+    ) -> Result<(), GroupError> {
+        match result {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::Fenced => {
+                tracing::warn!(group = group_id, error = %e, "{what} refused: another broker coordinates the group now");
+                self.forget(group_id);
+                Err(GroupError::NotCoordinator)
+            }
+            Err(e) => {
+                tracing::warn!(group = group_id, error = %e, "{what} not stored");
+                Err(GroupError::Storage)
+            }
+        }
+    }
+
+    /// Drops a group this broker no longer coordinates; its waiting members
+    /// get NOT_COORDINATOR.
+    fn forget(&self, group_id: &str) {
+        let gone = self.groups.lock().expect("groups lock").remove(group_id);
+        if let Some(entry) = gone {
+            entry
+                .group
+                .lock()
+                .expect("group lock")
+                .fail_waiters(GroupError::NotCoordinator);
+        }
     }
 
     pub fn config(&self) -> &GroupConfig {
@@ -189,9 +304,11 @@ impl GroupCoordinator {
 
     /// Takes a new placement: forgets the groups that moved to another
     /// broker (their waiting members get NOT_COORDINATOR and rejoin there)
-    /// and loads, from the store, the stored groups that moved here, with
-    /// their committed offsets. Membership is not stored: members rejoin,
-    /// as after a Kafka coordinator move.
+    /// and releases them once their writes in flight are done, then claims
+    /// the stored groups placed here, which loads their committed offsets.
+    /// A group its previous coordinator has not released yet is claimed at
+    /// its next request. Membership is not stored: members rejoin, as after
+    /// a Kafka coordinator move.
     pub async fn keep_placed(&self, placement: Placement) {
         *self.placement.write().expect("placement lock") = Some(placement.clone());
         let gone: Vec<(String, Arc<Entry>)> = {
@@ -201,12 +318,25 @@ impl GroupCoordinator {
                 .filter_map(|id| groups.remove(&id).map(|e| (id, e)))
                 .collect()
         };
-        for (_, entry) in &gone {
+        let mut released = Vec::new();
+        for (id, entry) in &gone {
             entry
                 .group
                 .lock()
                 .expect("group lock")
                 .fail_waiters(GroupError::NotCoordinator);
+            let _order = entry.commits.lock().await;
+            if let Some(epoch) = entry.epoch() {
+                released.push((id.clone(), epoch));
+            }
+        }
+        if !released.is_empty()
+            && let Err(e) = self
+                .metadata
+                .release_groups((self.session)(), &released)
+                .await
+        {
+            tracing::warn!(error = %e, "could not release groups; the next coordinator waits for this broker's lease");
         }
         let stored = match self.metadata.groups().await {
             Ok(stored) => stored,
@@ -217,32 +347,26 @@ impl GroupCoordinator {
         };
         let mut loaded = 0;
         for stored in stored {
-            let id = stored.group_id.clone();
-            if !placement(&id) || self.entry(&id).is_some() {
+            let id = stored.group_id;
+            if !placement(&id) || self.entry(&id).is_some_and(|e| e.epoch().is_some()) {
                 continue;
             }
-            let offsets = match self.metadata.committed_offsets(&id).await {
-                Ok(offsets) => offsets,
+            let entry = self.entry_or_create(&id, None);
+            let _order = entry.commits.lock().await;
+            match self.claimed(&id, &entry).await {
+                Ok(_) => loaded += 1,
                 Err(e) => {
-                    tracing::warn!(group = id, error = %e, "could not load a group placed here");
-                    continue;
+                    tracing::debug!(group = id, error = %e, "group placed here not claimed yet")
                 }
-            };
-            let protocol_type = Some(stored.protocol_type).filter(|t| !t.is_empty());
-            let mut group = Group::new(&id, protocol_type, self.now_ms());
-            for o in offsets {
-                group.offsets.insert((o.topic.clone(), o.partition), o);
             }
-            // A request may have created it meanwhile: keep that one.
-            self.groups
-                .lock()
-                .expect("groups lock")
-                .entry(id)
-                .or_insert_with(|| new_entry(group));
-            loaded += 1;
         }
         if !gone.is_empty() || loaded > 0 {
-            tracing::info!(moved_away = gone.len(), loaded, "group placement changed");
+            tracing::info!(
+                moved_away = gone.len(),
+                released = released.len(),
+                loaded,
+                "group placement changed"
+            );
         }
     }
 
@@ -292,7 +416,9 @@ impl GroupCoordinator {
     }
 
     /// JoinGroup. A known member id of an unknown group is UNKNOWN_MEMBER_ID.
-    pub fn join(&self, group_id: &str, request: JoinRequest) -> Pending<JoinAnswer> {
+    /// The group is claimed first, so that one moved here joins with its
+    /// stored protocol type and offsets.
+    pub async fn join(&self, group_id: &str, request: JoinRequest) -> Pending<JoinAnswer> {
         if let Err(e) = self.check_placed(group_id) {
             return Pending::Now(JoinAnswer::error(e, &request.member_id));
         }
@@ -315,6 +441,13 @@ impl GroupCoordinator {
                 }
             }
         };
+        {
+            let _order = entry.commits.lock().await;
+            if let Err(e) = self.claimed(group_id, &entry).await {
+                return Pending::Now(JoinAnswer::error(e, &request.member_id));
+            }
+        }
+        entry.mark_existing();
         let protocol_type = request.protocol_type.clone();
         let (answer, changed_type) = {
             let mut group = self.lock_current(&entry);
@@ -323,23 +456,29 @@ impl GroupCoordinator {
             (answer, group.protocol_type != before)
         };
         if changed_type {
-            self.save_group(group_id, &protocol_type);
+            // The answer stands either way: a failed save only means
+            // ListGroups misses the type after a restart; a fenced one
+            // already answers the group's later requests NOT_COORDINATOR.
+            let _ = self.save_group(group_id, &entry, &protocol_type).await;
         }
         answer
     }
 
     /// Records the group's protocol type, so ListGroups shows it after a restart.
-    fn save_group(&self, group_id: &str, protocol_type: &str) {
-        let metadata = self.metadata.clone();
+    async fn save_group(
+        &self,
+        group_id: &str,
+        entry: &Entry,
+        protocol_type: &str,
+    ) -> Result<(), GroupError> {
         let stored = StoredGroup {
             group_id: group_id.to_string(),
             protocol_type: protocol_type.to_string(),
         };
-        tokio::spawn(async move {
-            if let Err(e) = metadata.save_group(&stored).await {
-                tracing::warn!(group = stored.group_id, error = %e, "could not save group");
-            }
-        });
+        let _order = entry.commits.lock().await;
+        let epoch = self.claimed(group_id, entry).await?;
+        let saved = self.metadata.save_group(&stored, epoch).await;
+        self.stored(group_id, saved, "group save")
     }
 
     pub fn sync(
@@ -427,6 +566,7 @@ impl GroupCoordinator {
             None => return Err(GroupError::IllegalGeneration),
         };
         let _order = entry.commits.lock().await;
+        let epoch = self.claimed(group_id, &entry).await?;
         let now_ms = self.now_ms();
         {
             let mut group = self.lock_current(&entry);
@@ -438,10 +578,12 @@ impl GroupCoordinator {
         for o in &mut offsets {
             o.commit_timestamp_ms = now_ms;
         }
-        if let Err(e) = self.metadata.commit_offsets(group_id, &offsets).await {
-            tracing::warn!(group = group_id, error = %e, "offset commit not stored");
-            return Err(GroupError::Storage);
-        }
+        let committed = self
+            .metadata
+            .commit_offsets(group_id, epoch, &offsets)
+            .await;
+        self.stored(group_id, committed, "offset commit")?;
+        entry.mark_existing();
         let mut group = self.lock_current(&entry);
         for o in offsets {
             group.offsets.insert((o.topic.clone(), o.partition), o);
@@ -451,17 +593,25 @@ impl GroupCoordinator {
 
     /// OffsetFetch: the committed offsets of `partitions` (all of the
     /// group's when `None`), -1 for those without one; nothing for an
-    /// unknown group asked for all.
-    pub fn fetch_offsets(
+    /// unknown group asked for all. A group not claimed here yet is claimed
+    /// first: its offsets may have been committed at its previous
+    /// coordinator.
+    pub async fn fetch_offsets(
         &self,
         group_id: &str,
         partitions: Option<Vec<(String, i32)>>,
-    ) -> Vec<CommittedOffset> {
-        let committed: BTreeMap<(String, i32), CommittedOffset> = self
-            .entry(group_id)
-            .map(|e| e.group.lock().expect("group lock").offsets.clone())
-            .unwrap_or_default();
-        match partitions {
+    ) -> Result<Vec<CommittedOffset>, GroupError> {
+        self.check_placed(group_id)?;
+        let entry = match self.entry(group_id) {
+            Some(entry) => entry,
+            None => self.entry_or_create(group_id, None),
+        };
+        if entry.epoch().is_none() {
+            let _order = entry.commits.lock().await;
+            self.claimed(group_id, &entry).await?;
+        }
+        let committed = entry.group.lock().expect("group lock").offsets.clone();
+        Ok(match partitions {
             None => committed.into_values().collect(),
             Some(wanted) => wanted
                 .into_iter()
@@ -479,11 +629,11 @@ impl GroupCoordinator {
                         })
                 })
                 .collect(),
-        }
+        })
     }
 
     pub fn describe(&self, group_id: &str) -> Option<GroupDescription> {
-        let entry = self.entry(group_id)?;
+        let entry = self.entry(group_id).filter(|e| !e.is_unknown())?;
         let group = self.lock_current(&entry);
         let stable = group.state == GroupState::Stable;
         let protocol = group.protocol_name.clone().unwrap_or_default();
@@ -523,6 +673,7 @@ impl GroupCoordinator {
         let entries = self.entries();
         let mut out: Vec<_> = entries
             .into_iter()
+            .filter(|(_, e)| !e.is_unknown())
             .map(|(id, e)| {
                 let g = self.lock_current(&e);
                 (id, g.protocol_type.clone().unwrap_or_default(), g.state)
@@ -536,8 +687,12 @@ impl GroupCoordinator {
     /// DeleteGroups of one group: only an Empty group goes, with its offsets.
     pub async fn delete_group(&self, group_id: &str) -> Result<(), GroupError> {
         self.check_placed(group_id)?;
-        let entry = self.entry(group_id).ok_or(GroupError::GroupIdNotFound)?;
+        let entry = self
+            .entry(group_id)
+            .filter(|e| !e.is_unknown())
+            .ok_or(GroupError::GroupIdNotFound)?;
         let _order = entry.commits.lock().await;
+        let epoch = self.claimed(group_id, &entry).await?;
         {
             let mut group = self.lock_current(&entry);
             match group.state {
@@ -546,12 +701,9 @@ impl GroupCoordinator {
                 _ => return Err(GroupError::NonEmptyGroup),
             }
         }
-        let deleted = self.metadata.delete_group(group_id).await;
+        let deleted = self.metadata.delete_group(group_id, epoch).await;
         self.groups.lock().expect("groups lock").remove(group_id);
-        deleted.map_err(|e| {
-            tracing::warn!(group = group_id, error = %e, "group deletion not stored");
-            GroupError::Storage
-        })
+        self.stored(group_id, deleted, "group deletion")
     }
 
     /// OffsetDelete: per partition, GROUP_SUBSCRIBED_TO_TOPIC for topics a
@@ -562,8 +714,12 @@ impl GroupCoordinator {
         partitions: Vec<(String, i32)>,
     ) -> Result<Vec<((String, i32), Option<GroupError>)>, GroupError> {
         self.check_placed(group_id)?;
-        let entry = self.entry(group_id).ok_or(GroupError::GroupIdNotFound)?;
+        let entry = self
+            .entry(group_id)
+            .filter(|e| !e.is_unknown())
+            .ok_or(GroupError::GroupIdNotFound)?;
         let _order = entry.commits.lock().await;
+        let epoch = self.claimed(group_id, &entry).await?;
         let answers: Vec<((String, i32), Option<GroupError>)> = {
             let group = self.lock_current(&entry);
             match group.state {
@@ -589,14 +745,11 @@ impl GroupCoordinator {
             .filter(|(_, e)| e.is_none())
             .map(|(tp, _)| tp.clone())
             .collect();
-        if let Err(e) = self
+        let deleted = self
             .metadata
-            .delete_committed_offsets(group_id, &gone)
-            .await
-        {
-            tracing::warn!(group = group_id, error = %e, "offset deletion not stored");
-            return Err(GroupError::Storage);
-        }
+            .delete_committed_offsets(group_id, epoch, &gone)
+            .await;
+        self.stored(group_id, deleted, "offset deletion")?;
         let mut group = entry.group.lock().expect("group lock");
         for tp in &gone {
             group.offsets.remove(tp);
@@ -641,7 +794,7 @@ impl GroupCoordinator {
                     && now_ms.saturating_sub(empty_since)
                         >= self.config.offsets_retention_check_interval_ms;
                 if !old.is_empty() || drop_group {
-                    expired.push((id, old, drop_group));
+                    expired.push((id, entry.clone(), old, drop_group));
                 }
             }
         }
@@ -649,40 +802,37 @@ impl GroupCoordinator {
     }
 
     async fn expire(&self, expired: Vec<Expired>) {
-        for (group_id, partitions, drop_group) in expired {
+        for (group_id, entry, partitions, drop_group) in expired {
             tracing::info!(
                 group = group_id,
                 partitions = partitions.len(),
                 drop_group,
                 "offsets expired"
             );
-            let result = if drop_group {
-                let removed = {
-                    let mut groups = self.groups.lock().expect("groups lock");
-                    let empty = groups.get(&group_id).is_some_and(|e| {
-                        let g = e.group.lock().expect("group lock");
-                        g.state == GroupState::Empty && g.offsets.is_empty()
-                    });
-                    if empty {
-                        groups.remove(&group_id);
-                    }
-                    empty
-                };
-                if removed {
-                    self.metadata.delete_group(&group_id).await
-                } else {
-                    self.metadata
-                        .delete_committed_offsets(&group_id, &partitions)
-                        .await
+            let _order = entry.commits.lock().await;
+            let removed = drop_group && {
+                let mut groups = self.groups.lock().expect("groups lock");
+                let empty = groups.get(&group_id).is_some_and(|e| {
+                    let g = e.group.lock().expect("group lock");
+                    Arc::ptr_eq(e, &entry) && g.state == GroupState::Empty && g.offsets.is_empty()
+                });
+                if empty {
+                    groups.remove(&group_id);
                 }
+                empty
+            };
+            // Nothing of a group never claimed here was stored by this broker.
+            let Some(epoch) = entry.epoch() else {
+                continue;
+            };
+            let result = if removed {
+                self.metadata.delete_group(&group_id, epoch).await
             } else {
                 self.metadata
-                    .delete_committed_offsets(&group_id, &partitions)
+                    .delete_committed_offsets(&group_id, epoch, &partitions)
                     .await
             };
-            if let Err(e) = result {
-                tracing::warn!(group = group_id, error = %e, "expired offsets not deleted");
-            }
+            let _ = self.stored(&group_id, result, "offsets expiry");
         }
     }
 }
@@ -705,6 +855,8 @@ fn new_entry(group: Group) -> Arc<Entry> {
     Arc::new(Entry {
         group: Mutex::new(group),
         commits: tokio::sync::Mutex::new(()),
+        epoch: Mutex::new(None),
+        exists: std::sync::atomic::AtomicBool::new(false),
     })
 }
 

@@ -482,6 +482,44 @@ fn consumer_subscriptions_are_read_for_offset_delete() {
 
 struct ManualClock(std::sync::atomic::AtomicI64);
 
+/// A lease long enough for every test that does not move the clock past it.
+const LEASE_MS: i64 = 60_000;
+
+/// Registers broker `node_id` in `metadata` and opens a coordinator of every
+/// group under its session.
+async fn open_coordinator(
+    node_id: i32,
+    config: GroupConfig,
+    metadata: std::sync::Arc<metadata::SqliteStore>,
+    clock: std::sync::Arc<ManualClock>,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> std::sync::Arc<super::GroupCoordinator> {
+    use metadata::ClusterStore;
+    use storage::Clock;
+
+    let registration = metadata::BrokerRegistration {
+        node_id,
+        host: "localhost".into(),
+        port: 9092,
+        rack: None,
+    };
+    let session = metadata
+        .register_broker(&registration, clock.now_ms(), LEASE_MS)
+        .await
+        .unwrap();
+    let coordinator = super::GroupCoordinator::open(
+        config,
+        metadata,
+        clock,
+        std::sync::Arc::new(move || session),
+        shutdown.clone(),
+    );
+    coordinator
+        .keep_placed(std::sync::Arc::new(|_: &str| true))
+        .await;
+    coordinator
+}
+
 impl storage::Clock for ManualClock {
     fn now_ms(&self) -> i64 {
         self.0.load(std::sync::atomic::Ordering::SeqCst)
@@ -493,7 +531,7 @@ async fn offsets_of_an_empty_group_expire_after_the_retention() {
     use std::sync::Arc;
     use std::sync::atomic::Ordering;
 
-    use metadata::MetadataStore;
+    use metadata::GroupStore;
 
     let clock = Arc::new(ManualClock(std::sync::atomic::AtomicI64::new(1_000_000)));
     let metadata = Arc::new(metadata::SqliteStore::open_in_memory().unwrap());
@@ -503,10 +541,7 @@ async fn offsets_of_an_empty_group_expire_after_the_retention() {
         ..GroupConfig::default()
     };
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let coordinator =
-        super::GroupCoordinator::open(config, metadata.clone(), clock.clone(), shutdown.clone())
-            .await
-            .unwrap();
+    let coordinator = open_coordinator(1, config, metadata.clone(), clock.clone(), &shutdown).await;
     let offset = |partition, offset| metadata::CommittedOffset {
         topic: "t".into(),
         partition,
@@ -524,8 +559,10 @@ async fn offsets_of_an_empty_group_expire_after_the_retention() {
         .commit_offsets("g", -1, "", None, true, vec![offset(1, 6)])
         .await
         .unwrap();
-    let fetched = |c: &super::GroupCoordinator| {
+    let fetched = async |c: &super::GroupCoordinator| {
         c.fetch_offsets("g", Some(vec![("t".into(), 0), ("t".into(), 1)]))
+            .await
+            .unwrap()
             .iter()
             .map(|o| o.offset)
             .collect::<Vec<_>>()
@@ -533,14 +570,14 @@ async fn offsets_of_an_empty_group_expire_after_the_retention() {
     // Each offset of a group without members expires `retention` after its commit.
     clock.0.fetch_add(29_000, Ordering::SeqCst);
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert_eq!(fetched(&coordinator), [5, 6]);
+    assert_eq!(fetched(&coordinator).await, [5, 6]);
     clock.0.fetch_add(2_000, Ordering::SeqCst);
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert_eq!(fetched(&coordinator), [-1, 6]);
+    assert_eq!(fetched(&coordinator).await, [-1, 6]);
     assert_eq!(metadata.committed_offsets("g").await.unwrap().len(), 1);
     clock.0.fetch_add(30_000, Ordering::SeqCst);
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert_eq!(fetched(&coordinator), [-1, -1]);
+    assert_eq!(fetched(&coordinator).await, [-1, -1]);
     // With no offsets and no members, the group itself goes.
     assert!(coordinator.list().is_empty());
     assert!(metadata.groups().await.unwrap().is_empty());
@@ -645,12 +682,14 @@ async fn a_session_that_ran_out_is_gone_for_the_next_request_before_the_timer_tu
         ..GroupConfig::default()
     };
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let coordinator =
-        super::GroupCoordinator::open(config, metadata, clock.clone(), shutdown.clone())
-            .await
-            .unwrap();
+    let coordinator = open_coordinator(1, config, metadata, clock.clone(), &shutdown).await;
     // A static member joins alone and syncs: the group is Stable.
-    let joined = answer(coordinator.join("g", request("", Some("static-1"), RANGE))).await;
+    let joined = answer(
+        coordinator
+            .join("g", request("", Some("static-1"), RANGE))
+            .await,
+    )
+    .await;
     assert_eq!(joined.error, None);
     let assignment = vec![(joined.member_id.clone(), Bytes::from_static(b"a"))];
     let synced = coordinator.sync(
@@ -675,5 +714,93 @@ async fn a_session_that_ran_out_is_gone_for_the_next_request_before_the_timer_tu
         .0
         .fetch_add(i64::from(SESSION_MS) + 1, Ordering::SeqCst);
     assert_eq!(coordinator.delete_group("g").await, Ok(()));
+    shutdown.cancel();
+}
+
+fn committed(partition: i32, offset: i64) -> metadata::CommittedOffset {
+    metadata::CommittedOffset {
+        topic: "t".into(),
+        partition,
+        offset,
+        leader_epoch: -1,
+        metadata: String::new(),
+        commit_timestamp_ms: 0,
+    }
+}
+
+/// The committed offsets of group "g" as `coordinator` answers OffsetFetch.
+async fn offsets_at(coordinator: &super::GroupCoordinator) -> Result<Vec<i64>, GroupError> {
+    Ok(coordinator
+        .fetch_offsets("g", None)
+        .await?
+        .iter()
+        .map(|o| o.offset)
+        .collect())
+}
+
+#[tokio::test]
+async fn a_group_moves_to_its_new_coordinator_with_its_offsets_once_the_old_one_lets_go() {
+    use std::sync::Arc;
+
+    let clock = Arc::new(ManualClock(std::sync::atomic::AtomicI64::new(1_000_000)));
+    let metadata = Arc::new(metadata::SqliteStore::open_in_memory().unwrap());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let old = open_coordinator(1, cfg(), metadata.clone(), clock.clone(), &shutdown).await;
+    old.commit_offsets("g", -1, "", None, true, vec![committed(0, 5)])
+        .await
+        .unwrap();
+    // The group is placed on the new coordinator before the old one's view
+    // changed: it may not take the group yet, and says so (retriable)
+    // rather than answer "no offset", which would reset the consumer.
+    let new = open_coordinator(2, cfg(), metadata.clone(), clock.clone(), &shutdown).await;
+    assert_eq!(
+        offsets_at(&new).await,
+        Err(GroupError::CoordinatorLoadInProgress)
+    );
+    // The old coordinator learns of the move and lets the group go.
+    old.keep_placed(Arc::new(|_: &str| false)).await;
+    assert_eq!(
+        old.commit_offsets("g", -1, "", None, true, vec![committed(0, 6)])
+            .await,
+        Err(GroupError::NotCoordinator)
+    );
+    assert_eq!(offsets_at(&new).await, Ok(vec![5]));
+    new.commit_offsets("g", -1, "", None, true, vec![committed(0, 7)])
+        .await
+        .unwrap();
+    assert_eq!(offsets_at(&new).await, Ok(vec![7]));
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn a_coordinator_whose_lease_lapsed_is_fenced_and_forgets_the_group() {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+
+    let clock = Arc::new(ManualClock(std::sync::atomic::AtomicI64::new(1_000_000)));
+    let metadata = Arc::new(metadata::SqliteStore::open_in_memory().unwrap());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let zombie = open_coordinator(1, cfg(), metadata.clone(), clock.clone(), &shutdown).await;
+    zombie
+        .commit_offsets("g", -1, "", None, true, vec![committed(0, 5)])
+        .await
+        .unwrap();
+    assert_eq!(zombie.list().len(), 1);
+    // The zombie stops renewing its lease (SIGSTOP); when it lapsed, the
+    // next coordinator claims the group, with its offsets.
+    clock.0.fetch_add(LEASE_MS + 1, Ordering::SeqCst);
+    let heir = open_coordinator(2, cfg(), metadata.clone(), clock.clone(), &shutdown).await;
+    assert_eq!(offsets_at(&heir).await, Ok(vec![5]));
+    // The zombie wakes and still believes it coordinates the group: its
+    // commit is refused by the store, it answers NOT_COORDINATOR and drops
+    // the group, and the heir's offsets stand.
+    assert_eq!(
+        zombie
+            .commit_offsets("g", -1, "", None, true, vec![committed(0, 9)])
+            .await,
+        Err(GroupError::NotCoordinator)
+    );
+    assert!(zombie.list().is_empty());
+    assert_eq!(offsets_at(&heir).await, Ok(vec![5]));
     shutdown.cancel();
 }

@@ -16,7 +16,7 @@ use crate::groups::{JoinAnswer, JoinRequest, Pending};
 /// JoinGroup v4 introduced MEMBER_ID_REQUIRED (KIP-394).
 const FIRST_VERSION_REQUIRING_MEMBER_ID: i16 = 4;
 
-pub fn handle(
+pub async fn handle(
     broker: &Arc<Broker>,
     version: i16,
     request: JoinGroupRequest,
@@ -43,7 +43,7 @@ pub fn handle(
             .collect(),
         require_known_member_id: version >= FIRST_VERSION_REQUIRING_MEMBER_ID,
     };
-    match broker.groups.join(request.group_id.as_str(), join) {
+    match broker.groups.join(request.group_id.as_str(), join).await {
         Pending::Now(answer) => Reply::Now(Some(ResponseKind::JoinGroup(response(answer)))),
         Pending::Later(rx) => Reply::Later(tokio::spawn(async move {
             // A dropped sender means the broker is going away: no answer.

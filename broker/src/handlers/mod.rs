@@ -89,13 +89,13 @@ pub async fn dispatch(broker: &Arc<Broker>, request: Request, peer: std::net::So
         RequestKind::JoinGroup(r) => {
             // Kafka reports the client's host as Java's InetAddress prints it.
             let client = (client_id, format!("/{}", peer.ip()));
-            join_group::handle(broker, version, r, client)
+            join_group::handle(broker, version, r, client).await
         }
         RequestKind::SyncGroup(r) => sync_group::handle(broker, r),
         RequestKind::Heartbeat(r) => now(heartbeat::handle(broker, r)),
         RequestKind::LeaveGroup(r) => now(leave_group::handle(broker, version, r)),
         RequestKind::OffsetCommit(r) => now(offset_commit::handle(broker, version, r).await),
-        RequestKind::OffsetFetch(r) => now(offset_fetch::handle(broker, version, r)),
+        RequestKind::OffsetFetch(r) => now(offset_fetch::handle(broker, version, r).await),
         RequestKind::DescribeGroups(r) => now(describe_groups::handle(broker, version, r)),
         RequestKind::ListGroups(r) => now(list_groups::handle(broker, r)),
         RequestKind::DeleteGroups(r) => now(delete_groups::handle(broker, r).await),

@@ -13,26 +13,29 @@ use kafka_protocol::protocol::StrBytes;
 use metadata::CommittedOffset;
 
 use crate::broker::Broker;
+use crate::errors::group_error;
 
 const FIRST_BATCHED_VERSION: i16 = 8;
 
-const NOT_COORDINATOR: i16 = kafka_protocol::error::ResponseError::NotCoordinator.code();
-
-pub fn handle(
+pub async fn handle(
     broker: &Arc<Broker>,
     version: i16,
     request: OffsetFetchRequest,
 ) -> OffsetFetchResponse {
     if version < FIRST_BATCHED_VERSION {
-        if !broker.groups.placed_here(request.group_id.as_str()) {
-            return OffsetFetchResponse::default().with_error_code(NOT_COORDINATOR);
-        }
         let wanted = request
             .topics
             .map(|topics| partitions(topics.into_iter().map(|t| (t.name, t.partition_indexes))));
-        let offsets = broker
+        let offsets = match broker
             .groups
-            .fetch_offsets(request.group_id.as_str(), wanted);
+            .fetch_offsets(request.group_id.as_str(), wanted)
+            .await
+        {
+            Ok(offsets) => offsets,
+            Err(e) => {
+                return OffsetFetchResponse::default().with_error_code(group_error(&e).code());
+            }
+        };
         let topics = by_topic(offsets)
             .into_iter()
             .map(|(name, offsets)| {
@@ -54,43 +57,51 @@ pub fn handle(
             .collect();
         return OffsetFetchResponse::default().with_topics(topics);
     }
-    let groups = request
-        .groups
-        .into_iter()
-        .map(|g| {
-            if !broker.groups.placed_here(g.group_id.as_str()) {
-                return OffsetFetchResponseGroup::default()
-                    .with_group_id(g.group_id)
-                    .with_error_code(NOT_COORDINATOR);
+    let mut groups = Vec::with_capacity(request.groups.len());
+    for g in request.groups {
+        let wanted = g
+            .topics
+            .map(|topics| partitions(topics.into_iter().map(|t| (t.name, t.partition_indexes))));
+        let offsets = match broker
+            .groups
+            .fetch_offsets(g.group_id.as_str(), wanted)
+            .await
+        {
+            Ok(offsets) => offsets,
+            Err(e) => {
+                groups.push(
+                    OffsetFetchResponseGroup::default()
+                        .with_group_id(g.group_id)
+                        .with_error_code(group_error(&e).code()),
+                );
+                continue;
             }
-            let wanted = g.topics.map(|topics| {
-                partitions(topics.into_iter().map(|t| (t.name, t.partition_indexes)))
-            });
-            let offsets = broker.groups.fetch_offsets(g.group_id.as_str(), wanted);
-            let topics = by_topic(offsets)
-                .into_iter()
-                .map(|(name, offsets)| {
-                    OffsetFetchResponseTopics::default()
-                        .with_name(name)
-                        .with_partitions(
-                            offsets
-                                .into_iter()
-                                .map(|o| {
-                                    OffsetFetchResponsePartitions::default()
-                                        .with_partition_index(o.partition)
-                                        .with_committed_offset(o.offset)
-                                        .with_committed_leader_epoch(o.leader_epoch)
-                                        .with_metadata(Some(StrBytes::from_string(o.metadata)))
-                                })
-                                .collect(),
-                        )
-                })
-                .collect();
+        };
+        let topics = by_topic(offsets)
+            .into_iter()
+            .map(|(name, offsets)| {
+                OffsetFetchResponseTopics::default()
+                    .with_name(name)
+                    .with_partitions(
+                        offsets
+                            .into_iter()
+                            .map(|o| {
+                                OffsetFetchResponsePartitions::default()
+                                    .with_partition_index(o.partition)
+                                    .with_committed_offset(o.offset)
+                                    .with_committed_leader_epoch(o.leader_epoch)
+                                    .with_metadata(Some(StrBytes::from_string(o.metadata)))
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        groups.push(
             OffsetFetchResponseGroup::default()
                 .with_group_id(g.group_id)
-                .with_topics(topics)
-        })
-        .collect();
+                .with_topics(topics),
+        );
+    }
     OffsetFetchResponse::default().with_groups(groups)
 }
 

@@ -208,6 +208,37 @@ pub(super) fn claim(
     Ok(answers)
 }
 
+/// Whether `holder` still holds what `claimer` wants at `now_ms`: it is
+/// another session, its node id's current one, open, with a live lease.
+/// A holder whose lease lapsed is fenced here, in the claim's transaction,
+/// so that none of its commits lands after the claim; one that ended or was
+/// replaced holds nothing.
+pub(super) fn holds_live(
+    tx: &Transaction<'_>,
+    holder: BrokerSession,
+    claimer: BrokerSession,
+    now_ms: i64,
+) -> Result<bool> {
+    if holder == claimer {
+        return Ok(false);
+    }
+    match current(tx, holder.node_id)? {
+        Some((inc, OPEN, lease_expires_ms)) if inc == holder.incarnation => {
+            if lease_expires_ms > now_ms {
+                return Ok(true);
+            }
+            tx.execute(
+                "UPDATE brokers SET status = ?3 WHERE node_id = ?1 AND incarnation = ?2",
+                params![holder.node_id, holder.incarnation, FENCED],
+            )
+            .or_backend(|| format!("fence session={holder}"))?;
+            tracing::info!(session = %holder, claimed_by = %claimer, "fenced a broker session whose lease lapsed");
+            Ok(false)
+        }
+        _ => Ok(false),
+    }
+}
+
 /// One partition of a claim. The outer `Result` fails the whole call (a
 /// broken store); the inner one is this partition's answer.
 fn claim_one(
@@ -233,27 +264,13 @@ fn claim_one(
     let Some((epoch, log_start_offset, next_offset, node, incarnation)) = stored else {
         return Ok(Err(Error::UnknownTopic(format!("topic_partition={tp}"))));
     };
-    if let Some(leader) = session_of(node, incarnation).filter(|l| *l != session) {
-        match current(tx, leader.node_id)? {
-            Some((inc, OPEN, lease_expires_ms)) if inc == leader.incarnation => {
-                if lease_expires_ms > now_ms {
-                    return Ok(Err(Error::NotClaimable {
-                        topic_partition: tp,
-                        leader,
-                    }));
-                }
-                // Its lease lapsed: fence the whole session, so that none of
-                // its commits lands after this claim.
-                tx.execute(
-                    "UPDATE brokers SET status = ?3 WHERE node_id = ?1 AND incarnation = ?2",
-                    params![leader.node_id, leader.incarnation, FENCED],
-                )
-                .or_backend(|| format!("fence session={leader}"))?;
-                tracing::info!(session = %leader, claimed_by = %session, "fenced a broker session whose lease lapsed");
-            }
-            // Ended or replaced: it leads nothing.
-            _ => {}
-        }
+    if let Some(leader) = session_of(node, incarnation)
+        && holds_live(tx, leader, session, now_ms)?
+    {
+        return Ok(Err(Error::NotClaimable {
+            topic_partition: tp,
+            leader,
+        }));
     }
     let leader_epoch = epoch
         .checked_add(1)

@@ -1,4 +1,5 @@
 use super::*;
+use crate::store::GroupStore;
 
 #[test]
 fn base64url_matches_rfc_4648_vectors() {

@@ -1,6 +1,7 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
+use metadata::TopicStore;
 use metadata::{SqliteStore, TopicId, TopicPartition};
 use protocol::kafka_protocol::records::Compression;
 use protocol::testing::{offsets_and_values, record_batch};

@@ -1,9 +1,10 @@
+use metadata::TopicStore;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use bytes::Bytes;
-use metadata::{MetadataStore, SqliteStore, TopicId, TopicPartition};
+use metadata::{SqliteStore, TopicId, TopicPartition};
 use protocol::kafka_protocol::records::Compression;
 use protocol::testing::{offsets_and_values, record_batch};
 

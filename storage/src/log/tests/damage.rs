@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::ObjectStore;
+use metadata::LogStore;
 
 /// 30 records, one object each, then a log reopened over the same stores so
 /// that reads go to the object store. Returns the object key of each offset.

@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use metadata::{FlushCommit, IndexEntry, PartitionState, ProducerState, Topic, TopicId as Tid};
+use metadata::{
+    ClusterStore, FlushCommit, GroupStore, IndexEntry, LogStore, PartitionState, ProducerState,
+    Topic, TopicId as Tid, TopicStore,
+};
 use protocol::testing::idempotent_batch;
 
 use super::*;
@@ -331,7 +334,7 @@ impl FaultyMetadata {
 }
 
 #[async_trait]
-impl MetadataStore for FaultyMetadata {
+impl ClusterStore for FaultyMetadata {
     async fn cluster_id(&self) -> metadata::Result<String> {
         self.inner.cluster_id().await
     }
@@ -379,6 +382,10 @@ impl MetadataStore for FaultyMetadata {
     ) -> metadata::Result<()> {
         self.inner.release_partitions(session, partitions).await
     }
+}
+
+#[async_trait]
+impl TopicStore for FaultyMetadata {
     async fn create_topic(
         &self,
         name: &str,
@@ -415,6 +422,10 @@ impl MetadataStore for FaultyMetadata {
         }
         self.inner.partition_states().await
     }
+}
+
+#[async_trait]
+impl LogStore for FaultyMetadata {
     async fn commit_flush(&self, commit: &FlushCommit) -> metadata::Result<()> {
         let fault = self.next_fault.lock().unwrap().take();
         match fault {
@@ -490,37 +501,6 @@ impl MetadataStore for FaultyMetadata {
     async fn expire_producer_states(&self, before_ms: i64) -> metadata::Result<u64> {
         self.inner.expire_producer_states(before_ms).await
     }
-    async fn save_group(&self, group: &metadata::StoredGroup) -> metadata::Result<()> {
-        self.inner.save_group(group).await
-    }
-    async fn groups(&self) -> metadata::Result<Vec<metadata::StoredGroup>> {
-        self.inner.groups().await
-    }
-    async fn delete_group(&self, group_id: &str) -> metadata::Result<()> {
-        self.inner.delete_group(group_id).await
-    }
-    async fn commit_offsets(
-        &self,
-        group_id: &str,
-        offsets: &[metadata::CommittedOffset],
-    ) -> metadata::Result<()> {
-        self.inner.commit_offsets(group_id, offsets).await
-    }
-    async fn committed_offsets(
-        &self,
-        group_id: &str,
-    ) -> metadata::Result<Vec<metadata::CommittedOffset>> {
-        self.inner.committed_offsets(group_id).await
-    }
-    async fn delete_committed_offsets(
-        &self,
-        group_id: &str,
-        partitions: &[(String, i32)],
-    ) -> metadata::Result<()> {
-        self.inner
-            .delete_committed_offsets(group_id, partitions)
-            .await
-    }
     async fn allocate_producer_ids(&self, count: i64) -> metadata::Result<i64> {
         self.inner.allocate_producer_ids(count).await
     }
@@ -551,6 +531,58 @@ impl MetadataStore for FaultyMetadata {
         tp: TopicPartition,
     ) -> metadata::Result<Option<IndexEntry>> {
         self.inner.index_entry_max_timestamp(tp).await
+    }
+}
+
+#[async_trait]
+impl GroupStore for FaultyMetadata {
+    async fn claim_groups(
+        &self,
+        session: metadata::BrokerSession,
+        group_ids: &[String],
+        now_ms: i64,
+    ) -> metadata::Result<Vec<metadata::Result<metadata::GroupClaim>>> {
+        self.inner.claim_groups(session, group_ids, now_ms).await
+    }
+    async fn release_groups(
+        &self,
+        session: metadata::BrokerSession,
+        groups: &[(String, i32)],
+    ) -> metadata::Result<()> {
+        self.inner.release_groups(session, groups).await
+    }
+    async fn save_group(&self, group: &metadata::StoredGroup, epoch: i32) -> metadata::Result<()> {
+        self.inner.save_group(group, epoch).await
+    }
+    async fn groups(&self) -> metadata::Result<Vec<metadata::StoredGroup>> {
+        self.inner.groups().await
+    }
+    async fn delete_group(&self, group_id: &str, epoch: i32) -> metadata::Result<()> {
+        self.inner.delete_group(group_id, epoch).await
+    }
+    async fn commit_offsets(
+        &self,
+        group_id: &str,
+        epoch: i32,
+        offsets: &[metadata::CommittedOffset],
+    ) -> metadata::Result<()> {
+        self.inner.commit_offsets(group_id, epoch, offsets).await
+    }
+    async fn committed_offsets(
+        &self,
+        group_id: &str,
+    ) -> metadata::Result<Vec<metadata::CommittedOffset>> {
+        self.inner.committed_offsets(group_id).await
+    }
+    async fn delete_committed_offsets(
+        &self,
+        group_id: &str,
+        epoch: i32,
+        partitions: &[(String, i32)],
+    ) -> metadata::Result<()> {
+        self.inner
+            .delete_committed_offsets(group_id, epoch, partitions)
+            .await
     }
 }
 

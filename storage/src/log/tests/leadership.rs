@@ -2,9 +2,10 @@
 //! NotLeader and never takes the new epoch; a hand-over drains first; a
 //! claim by another log makes every later commit of the old one fail.
 
+use metadata::ClusterStore;
 use std::time::Duration;
 
-use metadata::{BrokerRegistration, MetadataStore};
+use metadata::BrokerRegistration;
 
 use super::*;
 use crate::testing::{TEST_LEASE_MS, lead_every_partition};

@@ -2,6 +2,7 @@
 //! leave while the flush still fills, a partition gets a run per step, and a
 //! flush gone stale in between (an earlier flush failed) is abandoned.
 
+use metadata::LogStore;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::AtomicUsize;
