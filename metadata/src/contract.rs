@@ -90,6 +90,7 @@ macro_rules! metadata_store_contract_tests {
             a_group_claim_raises_the_coordinator_epoch_and_hands_over_what_is_stored,
             a_live_coordinator_keeps_its_group_until_its_lease_lapses,
             a_deleted_group_keeps_its_coordinator_epoch,
+            index_segments_summarise_entries_by_the_segment_of_their_base_offset,
         );
     };
     (@checks $make_fixture:expr; $($check:ident),* $(,)?) => {
@@ -235,7 +236,17 @@ async fn commit_ok(store: &dyn MetadataStore, commit: &FlushCommit) {
 }
 
 async fn states(store: &dyn MetadataStore) -> Vec<PartitionState> {
-    store.partition_states().await.expect("partition_states")
+    let topic_ids: Vec<TopicId> = store
+        .topics()
+        .await
+        .expect("topics")
+        .iter()
+        .map(|t| t.topic_id)
+        .collect();
+    store
+        .partition_states(&topic_ids)
+        .await
+        .expect("partition_states")
 }
 
 async fn state(store: &dyn MetadataStore, tp: TopicPartition) -> Option<PartitionState> {
@@ -1738,4 +1749,85 @@ pub async fn a_deleted_group_keeps_its_coordinator_epoch(store: &dyn MetadataSto
         Error::GroupFenced { .. }
     );
     assert!(store.groups().await.expect("groups").is_empty());
+}
+
+pub async fn index_segments_summarise_entries_by_the_segment_of_their_base_offset(
+    store: &dyn MetadataStore,
+) {
+    use crate::model::{INDEX_SEGMENT_OFFSETS, IndexSegment};
+
+    let topic = create(store, "t", 1).await;
+    let tp = TopicPartition::new(topic.topic_id, 0);
+    assert!(store.index_segments(tp).await.expect("segments").is_empty());
+    let end_of_first = INDEX_SEGMENT_OFFSETS - 1;
+    // [0, 9]; [10, end + 10]: starts in segment 0 and runs into segment 1;
+    // [end + 11, end + 11] in segment 1; then one far later (segment 3),
+    // leaving segment 2 empty (a batch of many records can span it).
+    commit_ok(
+        store,
+        &flush(
+            "o1",
+            vec![entry(tp, 0, 9, 50), entry(tp, 10, end_of_first + 10, 70)],
+        ),
+    )
+    .await;
+    commit_ok(
+        store,
+        &flush(
+            "o2",
+            vec![
+                entry(tp, end_of_first + 11, 3 * INDEX_SEGMENT_OFFSETS, 30),
+                entry(
+                    tp,
+                    3 * INDEX_SEGMENT_OFFSETS + 1,
+                    3 * INDEX_SEGMENT_OFFSETS + 1,
+                    90,
+                ),
+            ],
+        ),
+    )
+    .await;
+    let segment = |segment, base_offset, last_offset, entries, max_timestamp| IndexSegment {
+        topic_partition: tp,
+        segment,
+        base_offset,
+        last_offset,
+        entries,
+        bytes: entries * ENTRY_LENGTH_BYTES as i64,
+        max_timestamp,
+    };
+    assert_eq!(
+        store.index_segments(tp).await.expect("segments"),
+        vec![
+            segment(0, 0, end_of_first + 10, 2, 70),
+            segment(1, end_of_first + 11, 3 * INDEX_SEGMENT_OFFSETS, 1, 30),
+            segment(
+                3,
+                3 * INDEX_SEGMENT_OFFSETS + 1,
+                3 * INDEX_SEGMENT_OFFSETS + 1,
+                1,
+                90
+            ),
+        ]
+    );
+    // An offset in a segment's span whose entry starts in an earlier
+    // segment is found there.
+    for from in [INDEX_SEGMENT_OFFSETS, end_of_first + 10] {
+        let found = store.index_entries(tp, from, 1).await.expect("entries");
+        assert_eq!(base_offsets(&found), [10], "from offset {from}");
+    }
+    for from in [2 * INDEX_SEGMENT_OFFSETS, 3 * INDEX_SEGMENT_OFFSETS] {
+        let found = store.index_entries(tp, from, 1).await.expect("entries");
+        assert_eq!(
+            base_offsets(&found),
+            [end_of_first + 11],
+            "from offset {from}"
+        );
+    }
+    // The segments go with their topic.
+    store
+        .delete_topic(topic.topic_id)
+        .await
+        .expect("delete_topic");
+    assert!(store.index_segments(tp).await.expect("segments").is_empty());
 }

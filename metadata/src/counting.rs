@@ -26,8 +26,8 @@ use async_trait::async_trait;
 
 use crate::model::{
     BrokerRegistration, BrokerSession, CommittedOffset, FlushCommit, GroupClaim, IndexEntry,
-    PartitionClaim, PartitionState, ProducerState, RegisteredBroker, StoredGroup, Topic, TopicId,
-    TopicPartition,
+    IndexSegment, PartitionClaim, PartitionState, ProducerState, RegisteredBroker, StoredGroup,
+    Topic, TopicId, TopicPartition,
 };
 use crate::store::{
     ClusterStore, ErrorKind, GroupStore, LogStore, MetadataStore, Result, TopicStore,
@@ -197,8 +197,8 @@ impl<S: MetadataStore> TopicStore for CountingStore<S> {
         self.count("create_partitions", 0, &r);
         r
     }
-    async fn partition_states(&self) -> Result<Vec<PartitionState>> {
-        let r = self.inner.partition_states().await;
+    async fn partition_states(&self, topic_ids: &[TopicId]) -> Result<Vec<PartitionState>> {
+        let r = self.inner.partition_states(topic_ids).await;
         self.count("partition_states", 0, &r);
         r
     }
@@ -255,6 +255,11 @@ impl<S: MetadataStore> LogStore for CountingStore<S> {
             .index_entries(topic_partition, from_offset, max_entries)
             .await;
         self.count("index_entries", 0, &r);
+        r
+    }
+    async fn index_segments(&self, topic_partition: TopicPartition) -> Result<Vec<IndexSegment>> {
+        let r = self.inner.index_segments(topic_partition).await;
+        self.count("index_segments", 0, &r);
         r
     }
     async fn index_entry_by_timestamp(

@@ -93,6 +93,38 @@ pub struct IndexEntry {
     pub max_timestamp: i64,
 }
 
+/// Offsets per index segment. A partition's index is cut into segments by
+/// offset: an entry belongs to the segment of its base offset
+/// (`index_segment`). A segment holds at most this many entries (one per
+/// offset at worst), so that no ScyllaDB partition of the index (keyed by
+/// topic, partition and segment) grows without bound; retention drops
+/// whole segments, as Kafka deletes whole log segments.
+pub const INDEX_SEGMENT_OFFSETS: i64 = 1 << 16;
+
+/// The index segment of `offset` (offsets are never negative).
+pub fn index_segment(offset: i64) -> i64 {
+    offset.div_euclid(INDEX_SEGMENT_OFFSETS)
+}
+
+/// What the index holds of one segment of a partition: enough to find the
+/// segment of a timestamp, to size a partition, and to cut it by time or
+/// size, without reading its entries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IndexSegment {
+    pub topic_partition: TopicPartition,
+    /// `index_segment` of every entry's base offset in it.
+    pub segment: i64,
+    /// The first entry's base offset.
+    pub base_offset: i64,
+    /// The last entry's last offset (may lie in a later segment's span).
+    pub last_offset: i64,
+    /// How many entries, and their bytes.
+    pub entries: i64,
+    pub bytes: i64,
+    /// The largest max timestamp of its entries.
+    pub max_timestamp: i64,
+}
+
 /// Everything one flush commits, applied in one transaction (or refused whole).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FlushCommit {

@@ -22,9 +22,9 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
 use crate::model::{
-    BrokerRegistration, BrokerSession, FlushCommit, IndexEntry, PRODUCER_BATCHES_RETAINED,
-    PartitionClaim, PartitionState, ProducerBatch, ProducerState, RegisteredBroker, Topic, TopicId,
-    TopicPartition, Uuid,
+    BrokerRegistration, BrokerSession, FlushCommit, IndexEntry, IndexSegment,
+    PRODUCER_BATCHES_RETAINED, PartitionClaim, PartitionState, ProducerBatch, ProducerState,
+    RegisteredBroker, Topic, TopicId, TopicPartition, Uuid, index_segment,
 };
 use crate::store::{ClusterStore, Error, LogStore, Result, TopicStore};
 
@@ -35,7 +35,7 @@ const BUSY_TIMEOUT_MS: u64 = 5_000;
 
 /// The schema this code reads and writes, kept in `PRAGMA user_version`.
 /// A file with another non-zero version is refused rather than guessed at.
-const SCHEMA_VERSION: i64 = 7;
+const SCHEMA_VERSION: i64 = 8;
 
 /// The schema in steps: step `i` takes a file from version `i` to `i + 1`.
 const SCHEMA_STEPS: [&str; SCHEMA_VERSION as usize] = [
@@ -46,6 +46,7 @@ const SCHEMA_STEPS: [&str; SCHEMA_VERSION as usize] = [
     SCHEMA_5,
     SCHEMA_6,
     groups::SCHEMA_7,
+    SCHEMA_8,
 ];
 
 const SCHEMA: &str = "
@@ -92,6 +93,28 @@ CREATE TABLE IF NOT EXISTS objects (
     size           INTEGER NOT NULL,
     created_at_ms  INTEGER NOT NULL
 );
+";
+
+/// Version 7 → 8: index segments (`crate::model::INDEX_SEGMENT_OFFSETS`):
+/// one summary row per segment of a partition's index, kept by every
+/// commit; an older file's summaries are built from its entries.
+const SCHEMA_8: &str = "
+CREATE TABLE IF NOT EXISTS partition_segments (
+    topic_id       BLOB NOT NULL,
+    partition      INTEGER NOT NULL,
+    segment        INTEGER NOT NULL,
+    base_offset    INTEGER NOT NULL,
+    last_offset    INTEGER NOT NULL,
+    entries        INTEGER NOT NULL,
+    bytes          INTEGER NOT NULL,
+    max_timestamp  INTEGER NOT NULL,
+    PRIMARY KEY (topic_id, partition, segment)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO partition_segments
+SELECT topic_id, partition, base_offset / 65536, MIN(base_offset), MAX(last_offset), COUNT(*),
+       SUM(length), MAX(max_timestamp)
+FROM partition_index
+GROUP BY topic_id, partition, base_offset / 65536;
 ";
 
 /// Version 5 → 6: cluster mode. The broker registry (one row per node id:
@@ -469,6 +492,7 @@ impl TopicStore for SqliteStore {
                 "topic_configs",
                 "partition_state",
                 "partition_index",
+                "partition_segments",
                 "producer_state",
             ] {
                 tx.execute(
@@ -574,29 +598,41 @@ impl TopicStore for SqliteStore {
         .await
     }
 
-    async fn partition_states(&self) -> Result<Vec<PartitionState>> {
-        self.with_conn(|conn| {
-            let mut stmt = conn
-                .prepare(
-                    "SELECT topic_id, partition, leader_epoch, log_start_offset, next_offset, \
-                     leader_node, leader_incarnation \
-                     FROM partition_state ORDER BY topic_id, partition",
-                )
-                .or_backend(|| "prepare read partition_state".into())?;
-            let rows = stmt
-                .query_map([], |row| {
-                    let topic_id = TopicId(Uuid::from_bytes(row.get(0)?));
-                    Ok(PartitionState {
-                        topic_partition: TopicPartition::new(topic_id, row.get(1)?),
-                        leader_epoch: row.get(2)?,
-                        log_start_offset: row.get(3)?,
-                        next_offset: row.get(4)?,
-                        leader: leadership::session_of(row.get(5)?, row.get(6)?),
-                    })
-                })
-                .or_backend(|| "read partition_state".into())?;
-            rows.collect::<rusqlite::Result<Vec<_>>>()
-                .or_backend(|| "read partition_state row".into())
+    async fn partition_states(&self, topic_ids: &[TopicId]) -> Result<Vec<PartitionState>> {
+        let topic_ids = topic_ids.to_vec();
+        self.with_conn(move |conn| {
+            // One read transaction: every topic from the same snapshot.
+            let tx = conn.transaction().or_backend(|| "begin read".into())?;
+            let mut states = Vec::new();
+            {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "SELECT partition, leader_epoch, log_start_offset, next_offset, \
+                         leader_node, leader_incarnation \
+                         FROM partition_state WHERE topic_id = ?1 ORDER BY partition",
+                    )
+                    .or_backend(|| "prepare read partition_state".into())?;
+                for topic_id in topic_ids {
+                    let rows = stmt
+                        .query_map(params![id_bytes(topic_id)], |row| {
+                            Ok(PartitionState {
+                                topic_partition: TopicPartition::new(topic_id, row.get(0)?),
+                                leader_epoch: row.get(1)?,
+                                log_start_offset: row.get(2)?,
+                                next_offset: row.get(3)?,
+                                leader: leadership::session_of(row.get(4)?, row.get(5)?),
+                            })
+                        })
+                        .or_backend(|| format!("read partition_state topic_id={topic_id}"))?;
+                    for row in rows {
+                        states.push(row.or_backend(|| {
+                            format!("read partition_state row topic_id={topic_id}")
+                        })?);
+                    }
+                }
+            }
+            tx.commit().or_backend(|| "end read".into())?;
+            Ok(states)
         })
         .await
     }
@@ -765,6 +801,43 @@ impl LogStore for SqliteStore {
                         "read by timestamp topic_partition={topic_partition} timestamp={timestamp}"
                     )
                 })
+        })
+        .await
+    }
+
+    async fn index_segments(&self, topic_partition: TopicPartition) -> Result<Vec<IndexSegment>> {
+        self.with_conn(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT segment, base_offset, last_offset, entries, bytes, max_timestamp
+                     FROM partition_segments WHERE topic_id = ?1 AND partition = ?2
+                     ORDER BY segment",
+                )
+                .or_backend(|| "prepare read partition_segments".into())?;
+            let rows = stmt
+                .query_map(
+                    params![
+                        id_bytes(topic_partition.topic_id),
+                        topic_partition.partition
+                    ],
+                    |r| {
+                        Ok(IndexSegment {
+                            topic_partition,
+                            segment: r.get(0)?,
+                            base_offset: r.get(1)?,
+                            last_offset: r.get(2)?,
+                            entries: r.get(3)?,
+                            bytes: r.get(4)?,
+                            max_timestamp: r.get(5)?,
+                        })
+                    },
+                )
+                .or_backend(|| {
+                    format!("read partition_segments topic_partition={topic_partition}")
+                })?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().or_backend(|| {
+                format!("read partition_segments row topic_partition={topic_partition}")
+            })
         })
         .await
     }
@@ -1190,6 +1263,28 @@ fn append_entry(
         ])
     })
     .or_backend(|| format!("insert partition_index topic_partition={tp}"))?;
+    tx.prepare_cached(
+        "INSERT INTO partition_segments (topic_id, partition, segment, base_offset, last_offset,
+             entries, bytes, max_timestamp)
+         VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?7)
+         ON CONFLICT (topic_id, partition, segment) DO UPDATE SET
+             last_offset = excluded.last_offset,
+             entries = entries + 1,
+             bytes = bytes + excluded.bytes,
+             max_timestamp = MAX(max_timestamp, excluded.max_timestamp)",
+    )
+    .and_then(|mut stmt| {
+        stmt.execute(params![
+            id,
+            tp.partition,
+            index_segment(row.base_offset),
+            row.base_offset,
+            row.last_offset,
+            row.length,
+            row.max_timestamp,
+        ])
+    })
+    .or_backend(|| format!("update partition_segments topic_partition={tp}"))?;
     // Cannot overflow: `IndexRow::from_commit` refused last_offset == i64::MAX.
     tx.prepare_cached(
         "UPDATE partition_state SET next_offset = ?3 WHERE topic_id = ?1 AND partition = ?2",

@@ -23,8 +23,8 @@ use async_trait::async_trait;
 
 use crate::model::{
     BrokerRegistration, BrokerSession, CommittedOffset, FlushCommit, GroupClaim, IndexEntry,
-    PartitionClaim, PartitionState, ProducerState, RegisteredBroker, StoredGroup, Topic, TopicId,
-    TopicPartition,
+    IndexSegment, PartitionClaim, PartitionState, ProducerState, RegisteredBroker, StoredGroup,
+    Topic, TopicId, TopicPartition,
 };
 
 /// What went wrong, in kinds the caller branches on.
@@ -237,8 +237,11 @@ pub trait TopicStore: Send + Sync + 'static {
     /// it is larger than the current count; `UnknownTopic` if absent.
     async fn create_partitions(&self, topic_id: TopicId, partition_count: i32) -> Result<()>;
 
-    /// The committed state of every partition, in no promised order.
-    async fn partition_states(&self) -> Result<Vec<PartitionState>>;
+    /// The committed state of every partition of `topic_ids`, by topic
+    /// (in the order given) and partition; none for a topic that does not
+    /// exist. A backend reads one topic at a time (one ScyllaDB partition
+    /// each), never the whole table.
+    async fn partition_states(&self, topic_ids: &[TopicId]) -> Result<Vec<PartitionState>>;
 }
 
 /// What the log commits and reads: flushes, the offset index, the objects
@@ -275,6 +278,11 @@ pub trait LogStore: Send + Sync + 'static {
         from_offset: i64,
         max_entries: usize,
     ) -> Result<Vec<IndexEntry>>;
+
+    /// The partition's index segments, in offset order: one per segment
+    /// holding an entry (`crate::model::INDEX_SEGMENT_OFFSETS`). Empty for a
+    /// partition with no entries or that does not exist.
+    async fn index_segments(&self, topic_partition: TopicPartition) -> Result<Vec<IndexSegment>>;
 
     /// The first entry (lowest offset) whose `max_timestamp >= timestamp`.
     async fn index_entry_by_timestamp(

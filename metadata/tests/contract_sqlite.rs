@@ -62,7 +62,7 @@ async fn lead(store: &SqliteStore, node_id: i32, topic_id: TopicId) -> (BrokerSe
         .await
         .expect("register_broker");
     let partitions: Vec<TopicPartition> = store
-        .partition_states()
+        .partition_states(&[topic_id])
         .await
         .expect("partition_states")
         .into_iter()
@@ -137,7 +137,7 @@ async fn committed_state_survives_reopening_the_file() {
     assert_eq!(store.cluster_id().await.expect("cluster_id"), cluster_id);
     assert_eq!(store.topics().await.expect("topics"), topics);
     let state = store
-        .partition_states()
+        .partition_states(&[tp.topic_id])
         .await
         .expect("partition_states")
         .into_iter()
@@ -351,7 +351,17 @@ async fn concurrent_commits_from_many_tasks_apply_exactly_once_each() {
     for task in tasks {
         task.await.expect("commit task");
     }
-    let states = store.partition_states().await.expect("partition_states");
+    let topic_ids: Vec<_> = store
+        .topics()
+        .await
+        .expect("topics")
+        .iter()
+        .map(|t| t.topic_id)
+        .collect();
+    let states = store
+        .partition_states(&topic_ids)
+        .await
+        .expect("partition_states");
     assert_eq!(states.len(), 8);
     assert!(states.iter().all(|s| s.next_offset == 50), "{states:?}");
 }

@@ -42,8 +42,14 @@ pub async fn lead_every_partition(
         }
         other => other?,
     };
+    let topic_ids: Vec<_> = metadata
+        .topics()
+        .await?
+        .iter()
+        .map(|t| t.topic_id)
+        .collect();
     let partitions: Vec<_> = metadata
-        .partition_states()
+        .partition_states(&topic_ids)
         .await?
         .into_iter()
         .map(|s| s.topic_partition)

@@ -161,8 +161,15 @@ impl Cluster {
         let old = self.view();
         let moved = force || version != old.version;
         let partitions = if moved {
+            let topic_ids: Vec<_> = self
+                .metadata
+                .topics()
+                .await?
+                .iter()
+                .map(|t| t.topic_id)
+                .collect();
             self.metadata
-                .partition_states()
+                .partition_states(&topic_ids)
                 .await?
                 .into_iter()
                 .map(|s| (s.topic_partition, s))

@@ -389,7 +389,13 @@ async fn commit_runs(
                     vec![(topic_partition, Gone::Fenced)]
                 }
                 Err(Error::Metadata(metadata::Error::UnknownTopic(_))) => {
-                    let states = match inner.metadata.partition_states().await {
+                    let mut topic_ids: Vec<_> = runs
+                        .iter()
+                        .map(|r| r.entry.topic_partition.topic_id)
+                        .collect();
+                    topic_ids.sort();
+                    topic_ids.dedup();
+                    let states = match inner.metadata.partition_states(&topic_ids).await {
                         Ok(states) => states,
                         Err(e) => return Err((e.into(), answer_all(runs, gone))),
                     };

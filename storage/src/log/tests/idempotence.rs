@@ -413,14 +413,14 @@ impl TopicStore for FaultyMetadata {
     async fn create_partitions(&self, topic_id: Tid, count: i32) -> metadata::Result<()> {
         self.inner.create_partitions(topic_id, count).await
     }
-    async fn partition_states(&self) -> metadata::Result<Vec<PartitionState>> {
+    async fn partition_states(&self, topic_ids: &[Tid]) -> metadata::Result<Vec<PartitionState>> {
         if self
             .unreadable
             .swap(false, std::sync::atomic::Ordering::SeqCst)
         {
             return Err(metadata::Error::Timeout);
         }
-        self.inner.partition_states().await
+        self.inner.partition_states(topic_ids).await
     }
 }
 
@@ -518,6 +518,12 @@ impl LogStore for FaultyMetadata {
             return Err(metadata::Error::Timeout);
         }
         self.inner.index_entries(tp, from_offset, max_entries).await
+    }
+    async fn index_segments(
+        &self,
+        tp: TopicPartition,
+    ) -> metadata::Result<Vec<metadata::IndexSegment>> {
+        self.inner.index_segments(tp).await
     }
     async fn index_entry_by_timestamp(
         &self,
