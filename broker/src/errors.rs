@@ -50,6 +50,11 @@ pub fn metadata_error(e: &metadata::Error) -> ResponseError {
         E::GroupFenced { .. } => ResponseError::NotCoordinator,
         E::GroupNotClaimable { .. } => ResponseError::CoordinatorLoadInProgress,
         E::Timeout => ResponseError::RequestTimedOut,
+        // Nothing was applied; KAFKA_STORAGE_ERROR is retriable for clients.
+        E::Unavailable(_) => {
+            tracing::warn!(error = %e, "metadata store unavailable, answered as KAFKA_STORAGE_ERROR");
+            ResponseError::KafkaStorageError
+        }
         E::Backend(_) | E::BrokerIdInUse { .. } => {
             tracing::error!(error = %e, "metadata store failure answered as KAFKA_STORAGE_ERROR");
             ResponseError::KafkaStorageError

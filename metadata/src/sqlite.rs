@@ -32,6 +32,8 @@ use crate::store::{ClusterStore, Error, LogStore, Result, TopicStore};
 /// file) to release its lock before giving up. Commits are short (a few rows),
 /// so waiting longer than this means the other side is stuck, not busy.
 const BUSY_TIMEOUT_MS: u64 = 5_000;
+/// How long opening the file waits for another process's write lock.
+const OPEN_BUSY_LIMIT: Duration = Duration::from_secs(60);
 
 /// The schema this code reads and writes, kept in `PRAGMA user_version`.
 /// A file with another non-zero version is refused rather than guessed at.
@@ -297,9 +299,7 @@ impl SqliteStore {
         // An acknowledged produce must survive power loss: fsync the WAL on every commit.
         conn.pragma_update(None, "synchronous", "FULL")
             .or_backend(|| "set synchronous=full".into())?;
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .or_backend(|| "begin schema transaction".into())?;
+        let tx = begin_schema_transaction(&mut conn)?;
         let version: i64 = tx
             .pragma_query_value(None, "user_version", |row| row.get(0))
             .or_backend(|| "read user_version".into())?;
@@ -1014,7 +1014,18 @@ fn backend(context: String, e: rusqlite::Error) -> Error {
     ) {
         CORRUPTION_SEEN.set(true);
     }
+    if is_busy(&e) {
+        return Error::Unavailable(format!("sqlite {context}: {e}"));
+    }
     Error::Backend(format!("sqlite {context}: {e}"))
+}
+
+/// Whether SQLite gave up waiting for another connection's lock.
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
 }
 
 /// The stored producer states, of one partition or (`None`) of all.
@@ -1071,6 +1082,29 @@ fn read_producer_states(
         states.push(state);
     }
     Ok(states)
+}
+
+/// The schema transaction of `init`, waiting for the write lock up to
+/// `OPEN_BUSY_LIMIT`: another broker sharing the file may hold it for long
+/// (one stopped with SIGSTOP inside a transaction holds it until SIGCONT),
+/// and a broker that is restarted then should wait, not exit.
+fn begin_schema_transaction(conn: &mut Connection) -> Result<Transaction<'_>> {
+    let started = std::time::Instant::now();
+    loop {
+        // Begin and drop at once to learn whether the lock can be had,
+        // without holding a borrow of `conn` across iterations.
+        match conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;") {
+            Err(e) if is_busy(&e) && started.elapsed() < OPEN_BUSY_LIMIT => {
+                tracing::warn!(
+                    waited_ms = started.elapsed().as_millis() as u64,
+                    "the metadata file's write lock is held by another process; waiting"
+                );
+            }
+            _ => break,
+        }
+    }
+    conn.transaction_with_behavior(TransactionBehavior::Immediate)
+        .or_backend(|| "begin schema transaction".into())
 }
 
 /// Starts a write transaction holding the write lock from the start, so two

@@ -96,6 +96,12 @@ pub enum Error {
         group_id: String,
         coordinator: BrokerSession,
     },
+    /// The store could not take the request (busy, or too few replicas
+    /// answered) and applied nothing: retry later. SQLite reports this when
+    /// another process holds the file's write lock past the busy timeout;
+    /// ScyllaDB's Unavailable error is the same.
+    #[error("metadata store unavailable: {0}")]
+    Unavailable(String),
     #[error("metadata backend: {0}")]
     Backend(String),
 }
@@ -127,7 +133,8 @@ impl Error {
             | Error::NotClaimable { .. }
             | Error::GroupNotClaimable { .. }
             | Error::TopicAlreadyExists(_)
-            | Error::UnknownTopic(_) => ErrorKind::NotApplied,
+            | Error::UnknownTopic(_)
+            | Error::Unavailable(_) => ErrorKind::NotApplied,
             Error::Timeout => ErrorKind::Uncertain,
             Error::InvalidPartitions(_) | Error::BrokerIdInUse { .. } | Error::Backend(_) => {
                 ErrorKind::Other

@@ -18,10 +18,21 @@
 //! - **Leaving.** On shutdown the broker hands every partition over and
 //!   closes its session, so the next leaders take over at once.
 //!
+//! - **Probation.** When the store was out of this broker's reach for a
+//!   while (its lease renewals failed: a network partition, or another
+//!   broker holding the shared SQLite file's write lock), the other brokers'
+//!   renewals most likely failed too, and their leases lapsed through no
+//!   fault of theirs. For one session timeout after the store answers again
+//!   this broker counts every open session as live, so it claims nothing
+//!   from them and fences no one: the first broker back must not take the
+//!   whole cluster. Brokers still silent after that are taken for dead.
+//!
 //! Fencing is not decided here: the store refuses every commit of a session
 //! that was fenced or of a partition claimed away (docs/design/0007).
 
 pub mod placement;
+#[cfg(test)]
+mod tests;
 mod view;
 mod watch;
 
@@ -34,6 +45,9 @@ use metadata::{BrokerRegistration, BrokerSession, MetadataStore, TopicPartition}
 use storage::{Clock, Log};
 
 pub use view::ClusterView;
+
+/// How long `join` retries while the metadata store is unavailable.
+const JOIN_UNAVAILABLE_LIMIT: Duration = Duration::from_secs(60);
 
 /// The cluster settings (see `config::Settings` for each).
 #[derive(Clone, Debug)]
@@ -55,6 +69,15 @@ pub struct Cluster {
     rebalancing: tokio::sync::Mutex<()>,
     /// Set by `leave`: no more claims.
     leaving: std::sync::atomic::AtomicBool,
+    contact: Mutex<StoreContact>,
+}
+
+/// When this broker last renewed its lease, and until when it is on
+/// probation (clock milliseconds).
+#[derive(Debug, Default)]
+struct StoreContact {
+    last_renewed_ms: Option<i64>,
+    probation_until_ms: i64,
 }
 
 impl Cluster {
@@ -74,6 +97,8 @@ impl Cluster {
         let lease_ms = settings.session_timeout_ms as i64;
         // The lease being waited for, and until when at most.
         let mut waiting: Option<(i64, tokio::time::Instant)> = None;
+        let join_started = tokio::time::Instant::now();
+        let mut store_was_unavailable = false;
         let session = loop {
             let now_ms = clock.now_ms();
             match metadata
@@ -99,6 +124,15 @@ impl Cluster {
                     let wait = (lease_expires_ms - now_ms).clamp(1, lease_ms) as u64 + 10;
                     tokio::time::sleep(Duration::from_millis(wait)).await;
                 }
+                // The store is busy (another broker sharing the SQLite file
+                // holds its write lock) or unreachable: wait, bounded.
+                Err(e @ metadata::Error::Unavailable(_))
+                    if join_started.elapsed() < JOIN_UNAVAILABLE_LIMIT =>
+                {
+                    tracing::warn!(error = %e, "the metadata store is unavailable; retrying the registration");
+                    store_was_unavailable = true;
+                    tokio::time::sleep(Duration::from_millis(settings.heartbeat_interval_ms)).await;
+                }
                 Err(e) => return Err(e),
             }
         };
@@ -112,7 +146,14 @@ impl Cluster {
             view: RwLock::new(Arc::new(ClusterView::default())),
             rebalancing: tokio::sync::Mutex::new(()),
             leaving: Default::default(),
+            contact: Mutex::new(StoreContact::default()),
         };
+        cluster.renewed();
+        if store_was_unavailable {
+            // As after a gap in its renewals.
+            cluster
+                .start_probation("the metadata store was unavailable while this broker registered");
+        }
         cluster.reload_view(true).await?;
         Ok(cluster)
     }
@@ -177,7 +218,15 @@ impl Cluster {
         } else {
             old.partitions.clone()
         };
-        let view = ClusterView::new(version, &brokers, now_ms, partitions, self.session());
+        let on_probation = self.on_probation();
+        let view = ClusterView::new(
+            version,
+            &brokers,
+            now_ms,
+            partitions,
+            self.session(),
+            on_probation,
+        );
         *self.view.write().expect("view lock") = Arc::new(view);
         Ok(moved)
     }
@@ -191,7 +240,10 @@ impl Cluster {
         let now_ms = self.clock.now_ms();
         let lease_ms = self.settings.session_timeout_ms as i64;
         match self.metadata.renew_lease(session, now_ms, lease_ms).await {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.renewed();
+                Ok(())
+            }
             Err(metadata::Error::SessionFenced(_)) => {
                 tracing::warn!(%session, "this broker's session was fenced (its lease lapsed); registering again");
                 let new = self
@@ -199,12 +251,53 @@ impl Cluster {
                     .register_broker(&self.registration, now_ms, lease_ms)
                     .await?;
                 *self.session.lock().expect("session lock") = new;
+                self.renewed();
                 log.lead(new, Vec::new());
                 tracing::info!(session = %new, "registered again");
                 Ok(())
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Notes a lease renewal (or registration) that the store took. After
+    /// a gap of more than two heartbeats since the previous one, this
+    /// broker goes on probation for a session timeout (see the module
+    /// documentation).
+    fn renewed(&self) {
+        let now_ms = self.clock.now_ms();
+        let mut contact = self.contact.lock().expect("contact lock");
+        let gap_ms = contact.last_renewed_ms.map_or(0, |last| now_ms - last);
+        let allowed_ms =
+            (2 * self.settings.heartbeat_interval_ms + self.settings.watch_interval_ms) as i64;
+        contact.last_renewed_ms = Some(now_ms);
+        drop(contact);
+        if gap_ms > allowed_ms {
+            self.start_probation(&format!("no lease renewal for {gap_ms} ms"));
+        }
+    }
+
+    fn start_probation(&self, why: &str) {
+        let probation_ms = self.settings.session_timeout_ms as i64;
+        self.contact
+            .lock()
+            .expect("contact lock")
+            .probation_until_ms = self.clock.now_ms() + probation_ms;
+        tracing::warn!(
+            why,
+            probation_ms,
+            "on probation: for one session timeout this broker takes no partition or group from brokers whose lease lapsed meanwhile"
+        );
+    }
+
+    /// Whether this broker is on probation (see the module documentation).
+    pub fn on_probation(&self) -> bool {
+        self.clock.now_ms()
+            < self
+                .contact
+                .lock()
+                .expect("contact lock")
+                .probation_until_ms
     }
 
     /// Brings leadership in line with the view: hands over the partitions

@@ -17,7 +17,8 @@ pub struct ClusterView {
     /// node id, and this broker itself while its session is open: a broker
     /// knows it is alive; its lease only tells the others. (If the others
     /// took it for dead, they fenced its session, and its next heartbeat
-    /// registers it again.)
+    /// registers it again.) While this broker is on probation (see
+    /// `Cluster::heartbeat`), every open session counts, lapsed or not.
     pub live: Vec<RegisteredBroker>,
     /// Every partition's committed state, with its leader as stored.
     pub partitions: HashMap<TopicPartition, PartitionState>,
@@ -33,11 +34,13 @@ impl ClusterView {
         now_ms: i64,
         partitions: HashMap<TopicPartition, PartitionState>,
         me: BrokerSession,
+        on_probation: bool,
     ) -> ClusterView {
         let live: Vec<RegisteredBroker> = brokers
             .iter()
             .filter(|b| {
-                b.is_live(now_ms) || (b.session == me && b.status == metadata::SessionStatus::Open)
+                let open = b.status == metadata::SessionStatus::Open;
+                b.is_live(now_ms) || (open && (b.session == me || on_probation))
             })
             .cloned()
             .collect();

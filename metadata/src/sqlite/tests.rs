@@ -1,5 +1,5 @@
 use super::*;
-use crate::store::GroupStore;
+use crate::store::{ErrorKind, GroupStore};
 
 #[test]
 fn base64url_matches_rfc_4648_vectors() {
@@ -316,4 +316,57 @@ async fn a_version_7_file_gets_index_segments_built_from_its_entries() {
         summary,
         [(0, 0, 65_545, 2, 200, 7), (1, 65_546, 65_546, 1, 100, 3)]
     );
+}
+
+/// Another process holding the file's write lock past the busy timeout:
+/// a write is refused as `Unavailable` (nothing applied, retriable), and a
+/// broker opening the file meanwhile waits for the lock instead of failing.
+#[tokio::test]
+async fn a_write_lock_held_elsewhere_is_unavailable_and_open_waits_for_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("metadata.sqlite");
+    let store = SqliteStore::open(&path).expect("open");
+    let holder = Connection::open(&path).expect("second connection");
+    holder
+        .execute_batch("BEGIN IMMEDIATE")
+        .expect("take the write lock");
+    let held_since = std::time::Instant::now();
+
+    let registration = crate::model::BrokerRegistration {
+        node_id: 1,
+        host: "127.0.0.1".into(),
+        port: 9092,
+        rack: None,
+    };
+    let err = store
+        .register_broker(&registration, 1_000, 9_000)
+        .await
+        .expect_err("the write lock is held elsewhere");
+    assert!(matches!(err, Error::Unavailable(_)), "{err}");
+    assert_eq!(err.kind(), ErrorKind::NotApplied);
+
+    let opening = std::thread::spawn({
+        let path = path.clone();
+        move || SqliteStore::open(&path)
+    });
+    // Hold the lock past one more busy timeout, so that an open that did
+    // not wait would have failed by now.
+    while held_since.elapsed() < Duration::from_millis(2 * BUSY_TIMEOUT_MS + 500) {
+        assert!(
+            !opening.is_finished(),
+            "open returned while the lock was held"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    holder
+        .execute_batch("ROLLBACK")
+        .expect("release the write lock");
+    let reopened = opening
+        .join()
+        .expect("open thread")
+        .expect("open after the lock");
+    reopened
+        .register_broker(&registration, 1_000, 9_000)
+        .await
+        .expect("a write once the lock is free");
 }
