@@ -14,7 +14,8 @@
    wait until it leads its share again. p50, p99 and max.
 
 Prints figures; asserts nothing. Lease: `--session-timeout-ms` (default
-3000; Kafka's default is 9000, and failover time grows with it).
+3000; Kafka's default is 9000, and failover time grows with it). Any other
+broker setting: `--setting flush_interval_ms=10` (repeatable).
 """
 
 from __future__ import annotations
@@ -205,12 +206,17 @@ def main() -> int:
     ap.add_argument("--session-timeout-ms", type=int, default=3000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--only", choices=["throughput", "failover"], default=None)
+    ap.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE",
+                    help="a broker setting for every broker, e.g. flush_interval_ms=10 (repeatable)")
     args = ap.parse_args()
     env = {
         "LIGHTSTREAM_BROKER_SESSION_TIMEOUT_MS": str(args.session_timeout_ms),
         "LIGHTSTREAM_BROKER_HEARTBEAT_INTERVAL_MS": str(max(100, args.session_timeout_ms // 6)),
         "LIGHTSTREAM_LOG": "warn",
     }
+    for setting in args.setting:
+        name, _, value = setting.partition("=")
+        env[f"LIGHTSTREAM_{name.upper()}"] = value
     binary = args.bin.resolve()
     if args.only != "failover":
         print(f"== throughput, {args.records} records of 100 B to {PARTITIONS} partitions, acks=all")
