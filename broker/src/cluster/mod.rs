@@ -18,8 +18,8 @@
 //! - **Leaving.** On shutdown the broker hands every partition over and
 //!   closes its session, so the next leaders take over at once.
 //!
-//! - **Probation.** When the store was out of this broker's reach for a
-//!   while (its lease renewals failed: a network partition, or another
+//! - **Probation.** When the store was out of this broker's reach long
+//!   enough for leases to lapse (its lease renewals failed: a network partition, or another
 //!   broker holding the shared SQLite file's write lock), the other brokers'
 //!   renewals most likely failed too, and their leases lapsed through no
 //!   fault of theirs. For one session timeout after the store answers again
@@ -48,6 +48,19 @@ pub use view::ClusterView;
 
 /// How long `join` retries while the metadata store is unavailable.
 const JOIN_UNAVAILABLE_LIMIT: Duration = Duration::from_secs(60);
+
+/// The longest gap between two lease renewals after which no other
+/// broker's lease can have lapsed for the same reason: a broker that renews
+/// every heartbeat lapses once the store is out of its reach for the
+/// session timeout less a heartbeat, and this broker's own gap exceeds the
+/// outage by up to a heartbeat (and a watch interval). Never under two
+/// heartbeats, so that one slow renewal is no probation.
+fn probation_gap_ms(settings: &ClusterSettings) -> i64 {
+    let heartbeat = settings.heartbeat_interval_ms as i64;
+    let watch = settings.watch_interval_ms as i64;
+    let lapse_possible = settings.session_timeout_ms as i64 - 2 * heartbeat - watch;
+    lapse_possible.max(2 * heartbeat + watch)
+}
 
 /// The cluster settings (see `config::Settings` for each).
 #[derive(Clone, Debug)]
@@ -261,15 +274,14 @@ impl Cluster {
     }
 
     /// Notes a lease renewal (or registration) that the store took. After
-    /// a gap of more than two heartbeats since the previous one, this
+    /// a gap longer than `probation_gap_ms` since the previous one, this
     /// broker goes on probation for a session timeout (see the module
     /// documentation).
     fn renewed(&self) {
         let now_ms = self.clock.now_ms();
         let mut contact = self.contact.lock().expect("contact lock");
         let gap_ms = contact.last_renewed_ms.map_or(0, |last| now_ms - last);
-        let allowed_ms =
-            (2 * self.settings.heartbeat_interval_ms + self.settings.watch_interval_ms) as i64;
+        let allowed_ms = probation_gap_ms(&self.settings);
         contact.last_renewed_ms = Some(now_ms);
         drop(contact);
         if gap_ms > allowed_ms {
