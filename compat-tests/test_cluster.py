@@ -12,6 +12,8 @@ object store (a shared data directory, or s3s-fs), driven by real clients.
   leader (SIGSTOP until its partitions move, then SIGCONT), a fourth broker
   added, and a rolling restart. Every acknowledged record is read back
   exactly once, at its offset, and no produce fails.
+- tools/torture.py's cluster mode: random SIGKILLs, SIGTERMs and zombie
+  stops of random brokers, then the same read-back.
 
 The fixture's lease is 3 s (conftest.py), so each broker death costs the
 tests seconds, not Kafka's default 9 s.
@@ -376,3 +378,25 @@ def test_rolling_restart_under_producers_and_a_group_reaches_no_application_erro
     consumer_thread.join(timeout=30)
     assert acked <= consumed, f"the group missed {len(acked - consumed)} of {report.acked} records"
     assert not group_errors, group_errors[:5]
+
+
+def test_torture_with_kills_graceful_stops_and_zombie_leaders_loses_nothing(broker_factory, tmp_path):
+    """tools/torture.py over three brokers: 8 faults on random brokers at
+    random (seeded) moments — SIGKILL and restart, SIGTERM and restart,
+    SIGSTOP past the lease then SIGCONT (a zombie leader) — under idempotent
+    producers; then every partition is read back and checked."""
+    lease = {"LIGHTSTREAM_BROKER_SESSION_TIMEOUT_MS": "2000", "LIGHTSTREAM_BROKER_HEARTBEAT_INTERVAL_MS": "400"}
+    cluster = Cluster(broker_factory, tmp_path, lease)
+    # Bounds, not expectations: the 8 faults take about 12 s here; a zombie
+    # waits at most 15 s past its lease for its partitions to move.
+    cfg = torture.Config(brokers=3, kills=8, max_seconds=60, producers=2, partitions=PARTITIONS,
+                         rate_per_producer=400, min_up_s=0.5, max_up_s=2.0, max_down_s=0.5,
+                         zombie_max_s=15, seed=5, read_timeout_s=120)
+    report = torture.run_cluster(cluster.add, unique_topic("cluster-torture"), cfg)
+    print(f"cluster torture events: {report.events}")
+    assert not report.violations, "\n".join(report.violations)
+    assert report.failed_deliveries == 0, report.summary()
+    assert report.acked == report.acked_found == sum(report.sent), report.summary()
+    assert report.kills == cfg.kills, report.summary()
+    # Kinds come in shuffled rounds of three, so 8 faults hold each at least twice.
+    assert all(report.faults.get(kind, 0) >= 2 for kind in torture.FAULT_KINDS), report.faults
