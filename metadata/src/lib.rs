@@ -7,6 +7,7 @@
 pub mod contract;
 pub mod counting;
 pub mod model;
+pub mod scylla;
 pub mod sqlite;
 pub mod store;
 
