@@ -168,8 +168,8 @@ statements! {
     // ---- partition leadership: one LWT per claim or release ----
     LEADERS_READ = Read ["topic_id"]
         "SELECT partition, leader_epoch, leader_node, leader_incarnation FROM {ks}.partition_leaders WHERE topic_id = ?";
-    LEADER_CREATE = Conditional ["topic_id", "partition"]
-        "INSERT INTO {ks}.partition_leaders (topic_id, partition, leader_epoch) VALUES (?, ?, 0) IF NOT EXISTS";
+    LEADER_CREATE = Conditional ["topic_id", "partition", "leader_epoch"]
+        "INSERT INTO {ks}.partition_leaders (topic_id, partition, leader_epoch) VALUES (?, ?, ?) IF NOT EXISTS";
     LEADER_CLAIM = Conditional ["leader_epoch", "leader_node", "leader_incarnation", "topic_id", "partition", "expected_leader_epoch"]
         "UPDATE {ks}.partition_leaders SET leader_epoch = ?, leader_node = ?, leader_incarnation = ? WHERE topic_id = ? AND partition = ? IF leader_epoch = ?";
     LEADER_RELEASE = Conditional ["topic_id", "partition", "leader_epoch", "leader_node", "leader_incarnation"]

@@ -10,5 +10,6 @@
 pub mod config;
 pub mod cql;
 pub mod decide;
+pub mod session;
 
 pub use config::ScyllaConfig;

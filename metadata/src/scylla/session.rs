@@ -1,0 +1,165 @@
+//! The driver side of the ScyllaDB backend: a session built from
+//! `ScyllaConfig`, the keyspace and tables created if absent, and every
+//! statement of `cql` prepared once with what its kind implies —
+//! idempotence (the driver retries and speculates only idempotent ones),
+//! and SERIAL consistency for the conditional writes and serial reads.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use scylla::client::execution_profile::ExecutionProfile;
+use scylla::client::session::Session;
+use scylla::client::session_builder::SessionBuilder;
+use scylla::statement::prepared::PreparedStatement;
+use scylla::statement::{Consistency, SerialConsistency};
+
+use super::config::{self, ScyllaConfig};
+use super::cql::{self, Kind, Statement};
+use crate::store::{Error, Result};
+
+/// A connected session with every statement prepared.
+pub struct Cql {
+    session: Session,
+    prepared: HashMap<&'static str, PreparedStatement>,
+}
+
+impl std::fmt::Debug for Cql {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cql")
+            .field("prepared", &self.prepared.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn backend(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Backend(format!("scylla {what}: {e}"))
+}
+
+fn consistency(c: config::Consistency) -> Consistency {
+    match c {
+        config::Consistency::Quorum => Consistency::Quorum,
+        config::Consistency::LocalQuorum => Consistency::LocalQuorum,
+    }
+}
+
+fn serial_consistency(c: config::SerialConsistency) -> SerialConsistency {
+    match c {
+        config::SerialConsistency::Serial => SerialConsistency::Serial,
+        config::SerialConsistency::LocalSerial => SerialConsistency::LocalSerial,
+    }
+}
+
+impl Cql {
+    /// Connects, creates the keyspace and the tables when absent, and
+    /// prepares every statement.
+    pub async fn connect(config: &ScyllaConfig) -> Result<Cql> {
+        let session = open(config, true).await?;
+        create_schema(&session, config, &cql::ALL.iter().collect::<Vec<_>>()).await?;
+        let statements: Vec<&Statement> =
+            cql::ALL.iter().filter(|s| s.kind != Kind::Schema).collect();
+        Cql::prepare_all(session, config, &statements).await
+    }
+
+    /// Prepares `statements` on `session` (every non-schema statement in
+    /// production; tests leave out what their server cannot parse).
+    pub(crate) async fn prepare_all(
+        session: Session,
+        config: &ScyllaConfig,
+        statements: &[&Statement],
+    ) -> Result<Cql> {
+        let serial = serial_consistency(config.serial_consistency);
+        let mut prepared = HashMap::new();
+        for statement in statements {
+            prepared.insert(
+                statement.name,
+                prepare(&session, statement, &config.keyspace, serial).await?,
+            );
+        }
+        Ok(Cql { session, prepared })
+    }
+
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// The prepared form of `statement`.
+    pub fn prepared(&self, statement: &Statement) -> &PreparedStatement {
+        self.prepared
+            .get(statement.name)
+            .expect("every statement is prepared at connect")
+    }
+}
+
+/// A session with our execution profile. `await_schema_agreement` is off
+/// only for servers that do not report schema versions (the in-process
+/// test server).
+pub(crate) async fn open(config: &ScyllaConfig, await_schema_agreement: bool) -> Result<Session> {
+    let profile = ExecutionProfile::builder()
+        .consistency(consistency(config.consistency))
+        .serial_consistency(Some(serial_consistency(config.serial_consistency)))
+        .request_timeout(Some(Duration::from_millis(config.request_timeout_ms)))
+        .build()
+        .into_handle();
+    let mut builder = SessionBuilder::new()
+        .known_nodes(&config.contact_points)
+        .default_execution_profile_handle(profile)
+        .auto_await_schema_agreement(await_schema_agreement);
+    if let Some(user) = &config.username {
+        builder = builder.user(user, config.password.clone().unwrap_or_default());
+    }
+    if config.tls_ca_file.is_some() {
+        return Err(Error::Backend(
+            "scylla: tls_ca_file is not supported yet (issue 12)".to_string(),
+        ));
+    }
+    builder.build().await.map_err(|e| backend("connect", e))
+}
+
+/// Creates the keyspace and, of `statements`, the tables (schema ones).
+pub(crate) async fn create_schema(
+    session: &Session,
+    config: &ScyllaConfig,
+    statements: &[&Statement],
+) -> Result<()> {
+    let keyspace = &config.keyspace;
+    session
+        .query_unpaged(
+            cql::create_keyspace(keyspace, &config.replication.cql()),
+            (),
+        )
+        .await
+        .map_err(|e| backend("create keyspace", e))?;
+    for statement in statements.iter().filter(|s| s.kind == Kind::Schema) {
+        session
+            .query_unpaged(cql::text(statement, keyspace), ())
+            .await
+            .map_err(|e| backend(statement.name, e))?;
+    }
+    Ok(())
+}
+
+/// Prepares one statement with the flags its kind implies.
+pub async fn prepare(
+    session: &Session,
+    statement: &Statement,
+    keyspace: &str,
+    serial: SerialConsistency,
+) -> Result<PreparedStatement> {
+    let mut prepared = session
+        .prepare(cql::text(statement, keyspace))
+        .await
+        .map_err(|e| backend(&format!("prepare {}", statement.name), e))?;
+    prepared.set_is_idempotent(statement.kind.idempotent());
+    if statement.kind == Kind::SerialRead {
+        // A read at SERIAL (or LOCAL_SERIAL) consistency runs Paxos: it
+        // completes a conditional write in flight before answering.
+        prepared.set_consistency(match serial {
+            SerialConsistency::Serial => Consistency::Serial,
+            SerialConsistency::LocalSerial => Consistency::LocalSerial,
+        });
+    }
+    Ok(prepared)
+}
+
+#[cfg(test)]
+mod tests;
