@@ -17,12 +17,11 @@
 //!   hands over those placed elsewhere (`rebalance`).
 //! - **Leaving.** On shutdown the broker hands every partition over and
 //!   closes its session, so the next leaders take over at once.
-//!
 //! - **Probation.** When the store was out of this broker's reach long
-//!   enough for leases to lapse (its lease renewals failed: a network partition, or another
-//!   broker holding the shared SQLite file's write lock), the other brokers'
-//!   renewals most likely failed too, and their leases lapsed through no
-//!   fault of theirs. For one session timeout after the store answers again
+//!   enough for leases to lapse (its lease renewals failed: a network
+//!   partition, or another broker holding the shared SQLite file's write
+//!   lock), the other brokers' renewals most likely failed too, and their
+//!   leases lapsed through no fault of theirs. For one session timeout after the store answers again
 //!   this broker counts every open session as live, so it claims nothing
 //!   from them and fences no one: the first broker back must not take the
 //!   whole cluster. Brokers still silent after that are taken for dead.
