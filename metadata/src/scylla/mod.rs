@@ -1,15 +1,20 @@
-//! The ScyllaDB backend of the metadata seam — its groundwork: the
-//! `metadata_url` (`config`), the schema and every statement (`cql`), and the decisions taken from what a
-//! conditional write or a SERIAL read answered (`decide`), as pure
-//! functions tested alone and under random interleavings.
+//! The ScyllaDB backend of the metadata seam — its groundwork (issue 12):
 //!
-//! The driver side (connecting, preparing, executing, reading back) builds
-//! on these; docs/design/0008-scylla-schema.md is the plan, with the
-//! conditional writes every seam operation costs.
+//! - `config`: the `metadata_url` and its settings;
+//! - `cql`: the schema and every statement, pinned in `statements.cql`;
+//! - `decide`: what to do with an LWT's answer or a SERIAL read-back, as
+//!   pure functions tested alone and under random interleavings;
+//! - `entry`: a journal entry's bytes;
+//! - `session`: the driver session, schema creation and prepared statements.
+//!
+//! The `MetadataStore` implementation on top is still to come;
+//! docs/design/0008-scylla-schema.md is the plan, with the conditional
+//! writes every seam operation costs.
 
 pub mod config;
 pub mod cql;
 pub mod decide;
+pub mod entry;
 pub mod session;
 
 pub use config::ScyllaConfig;

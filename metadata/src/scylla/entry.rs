@@ -1,0 +1,303 @@
+//! A journal entry's bytes (the `entry` blob of `broker_sessions`): one
+//! flush commit without its session, which the row's key already names.
+//! Whoever applies the journal — the writer itself, or a claimer after it
+//! fenced the writer — decodes it back into index entries, leader epochs
+//! and producer states.
+//!
+//! Form 1, big-endian: the form byte; the object key (u32 length + UTF-8)
+//! and size (u64); the entries (u32 count; each: topic id 16 bytes,
+//! partition i32, base and last offset i64, position and length u64, max
+//! timestamp i64, leader epoch i32 — the object key is the commit's); the
+//! producer states (u32 count; each: topic id, partition, producer id i64,
+//! producer epoch i16, last write i64, then `ProducerBatch::encode_batches`
+//! with a u32 length).
+//!
+//! Decoding reads bytes from the store, so it checks every length against
+//! what is left and never panics: bytes it did not write are an error.
+
+use uuid::Uuid;
+
+use crate::model::{
+    BrokerSession, FlushCommit, IndexEntry, ProducerBatch, ProducerState, TopicId, TopicPartition,
+};
+
+const FORM_1: u8 = 1;
+
+pub fn encode(commit: &FlushCommit) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + commit.entries.len() * 72);
+    out.push(FORM_1);
+    put_bytes(&mut out, commit.object_key.as_bytes());
+    out.extend_from_slice(&commit.object_size.to_be_bytes());
+    out.extend_from_slice(&(commit.entries.len() as u32).to_be_bytes());
+    for (entry, epoch) in commit.entries.iter().zip(&commit.leader_epochs) {
+        put_partition(&mut out, entry.topic_partition);
+        out.extend_from_slice(&entry.base_offset.to_be_bytes());
+        out.extend_from_slice(&entry.last_offset.to_be_bytes());
+        out.extend_from_slice(&entry.position.to_be_bytes());
+        out.extend_from_slice(&entry.length.to_be_bytes());
+        out.extend_from_slice(&entry.max_timestamp.to_be_bytes());
+        out.extend_from_slice(&epoch.to_be_bytes());
+    }
+    out.extend_from_slice(&(commit.producers.len() as u32).to_be_bytes());
+    for p in &commit.producers {
+        put_partition(&mut out, p.topic_partition);
+        out.extend_from_slice(&p.producer_id.to_be_bytes());
+        out.extend_from_slice(&p.producer_epoch.to_be_bytes());
+        out.extend_from_slice(&p.last_write_ms.to_be_bytes());
+        put_bytes(&mut out, &ProducerBatch::encode_batches(&p.batches));
+    }
+    out
+}
+
+/// The commit `bytes` hold, under `session`; `Err` names what is wrong.
+pub fn decode(bytes: &[u8], session: BrokerSession) -> Result<FlushCommit, String> {
+    let mut r = Reader { bytes, at: 0 };
+    let form = r.u8()?;
+    if form != FORM_1 {
+        return Err(format!("unknown journal entry form {form}"));
+    }
+    let object_key = String::from_utf8(r.bytes()?.to_vec())
+        .map_err(|_| "object key is not UTF-8".to_string())?;
+    let object_size = r.u64()?;
+    let count = r.count(16 + 4 + 8 * 5 + 4)?;
+    let mut entries = Vec::with_capacity(count);
+    let mut leader_epochs = Vec::with_capacity(count);
+    for _ in 0..count {
+        let topic_partition = r.partition()?;
+        entries.push(IndexEntry {
+            topic_partition,
+            base_offset: r.i64()?,
+            last_offset: r.i64()?,
+            object_key: object_key.clone(),
+            position: r.u64()?,
+            length: r.u64()?,
+            max_timestamp: r.i64()?,
+        });
+        leader_epochs.push(r.i32()?);
+    }
+    let count = r.count(16 + 4 + 8 + 2 + 8 + 4)?;
+    let mut producers = Vec::with_capacity(count);
+    for _ in 0..count {
+        let topic_partition = r.partition()?;
+        let producer_id = r.i64()?;
+        let producer_epoch = r.i16()?;
+        let last_write_ms = r.i64()?;
+        let batches = ProducerBatch::decode_batches(r.bytes()?)
+            .ok_or_else(|| "producer batches malformed".to_string())?;
+        producers.push(ProducerState {
+            topic_partition,
+            producer_id,
+            producer_epoch,
+            last_write_ms,
+            batches,
+        });
+    }
+    if r.at != bytes.len() {
+        return Err(format!("{} bytes after the entry", bytes.len() - r.at));
+    }
+    Ok(FlushCommit {
+        session,
+        object_key,
+        object_size,
+        entries,
+        leader_epochs,
+        producers,
+    })
+}
+
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+    out.extend_from_slice(bytes);
+}
+
+fn put_partition(out: &mut Vec<u8>, tp: TopicPartition) {
+    out.extend_from_slice(tp.topic_id.0.as_bytes());
+    out.extend_from_slice(&tp.partition.to_be_bytes());
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|&end| end <= self.bytes.len())
+            .ok_or_else(|| format!("journal entry cut short at byte {}", self.at))?;
+        let taken = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(taken)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], String> {
+        Ok(self.take(N)?.try_into().expect("take returns N bytes"))
+    }
+
+    fn u8(&mut self) -> Result<u8, String> {
+        Ok(self.array::<1>()?[0])
+    }
+
+    fn i16(&mut self) -> Result<i16, String> {
+        Ok(i16::from_be_bytes(self.array()?))
+    }
+
+    fn i32(&mut self) -> Result<i32, String> {
+        Ok(i32::from_be_bytes(self.array()?))
+    }
+
+    fn i64(&mut self) -> Result<i64, String> {
+        Ok(i64::from_be_bytes(self.array()?))
+    }
+
+    fn u64(&mut self) -> Result<u64, String> {
+        Ok(u64::from_be_bytes(self.array()?))
+    }
+
+    fn bytes(&mut self) -> Result<&'a [u8], String> {
+        let len = u32::from_be_bytes(self.array()?) as usize;
+        self.take(len)
+    }
+
+    /// A count of items of at least `min_len` bytes each, refused when the
+    /// bytes left cannot hold them (so no allocation follows a lie).
+    fn count(&mut self, min_len: usize) -> Result<usize, String> {
+        let count = u32::from_be_bytes(self.array()?) as usize;
+        if count.saturating_mul(min_len) > self.bytes.len() - self.at {
+            return Err(format!("count {count} beyond the entry's bytes"));
+        }
+        Ok(count)
+    }
+
+    fn partition(&mut self) -> Result<TopicPartition, String> {
+        let id = Uuid::from_bytes(self.array()?);
+        Ok(TopicPartition::new(TopicId(id), self.i32()?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const SESSION: BrokerSession = BrokerSession {
+        node_id: 3,
+        incarnation: 9,
+    };
+
+    fn partition() -> impl Strategy<Value = TopicPartition> {
+        (any::<u128>(), 0..64i32)
+            .prop_map(|(id, p)| TopicPartition::new(TopicId(Uuid::from_u128(id)), p))
+    }
+
+    fn commit() -> impl Strategy<Value = FlushCommit> {
+        let entry = (
+            partition(),
+            any::<i64>(),
+            any::<i64>(),
+            any::<u64>(),
+            any::<u64>(),
+            any::<i64>(),
+            any::<i32>(),
+        );
+        let batch = (
+            any::<i32>(),
+            any::<i32>(),
+            any::<i64>(),
+            any::<i64>(),
+            any::<i64>(),
+        )
+            .prop_map(
+                |(first_sequence, last_sequence, base_offset, last_offset, max_timestamp)| {
+                    ProducerBatch {
+                        first_sequence,
+                        last_sequence,
+                        base_offset,
+                        last_offset,
+                        max_timestamp,
+                    }
+                },
+            );
+        let producer = (
+            partition(),
+            any::<i64>(),
+            any::<i16>(),
+            any::<i64>(),
+            prop::collection::vec(batch, 0..6),
+        )
+            .prop_map(
+                |(topic_partition, producer_id, producer_epoch, last_write_ms, batches)| {
+                    ProducerState {
+                        topic_partition,
+                        producer_id,
+                        producer_epoch,
+                        last_write_ms,
+                        batches,
+                    }
+                },
+            );
+        (
+            "[a-z0-9/._-]{1,40}",
+            any::<u64>(),
+            prop::collection::vec(entry, 0..20),
+            prop::collection::vec(producer, 0..8),
+        )
+            .prop_map(
+                |(object_key, object_size, entries, producers)| FlushCommit {
+                    session: SESSION,
+                    leader_epochs: entries.iter().map(|e| e.6).collect(),
+                    entries: entries
+                        .into_iter()
+                        .map(|(tp, base, last, position, length, ts, _)| IndexEntry {
+                            topic_partition: tp,
+                            base_offset: base,
+                            last_offset: last,
+                            object_key: object_key.clone(),
+                            position,
+                            length,
+                            max_timestamp: ts,
+                        })
+                        .collect(),
+                    object_key,
+                    object_size,
+                    producers,
+                },
+            )
+    }
+
+    proptest! {
+        #[test]
+        fn a_commit_reads_back_as_written(commit in commit()) {
+            let bytes = encode(&commit);
+            prop_assert_eq!(decode(&bytes, SESSION), Ok(commit));
+        }
+
+        #[test]
+        fn cut_or_extended_bytes_are_refused_not_panicked_on(commit in commit(), cut in any::<prop::sample::Index>(), junk in any::<u8>()) {
+            let bytes = encode(&commit);
+            let short = &bytes[..cut.index(bytes.len())];
+            prop_assert!(decode(short, SESSION).is_err());
+            let mut long = bytes.clone();
+            long.push(junk);
+            prop_assert!(decode(&long, SESSION).is_err());
+        }
+
+        #[test]
+        fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+            let _ = decode(&bytes, SESSION);
+        }
+    }
+
+    #[test]
+    fn a_count_beyond_the_bytes_is_refused_before_allocating() {
+        let mut bytes = vec![FORM_1];
+        put_bytes(&mut bytes, b"k");
+        bytes.extend_from_slice(&0u64.to_be_bytes());
+        bytes.extend_from_slice(&u32::MAX.to_be_bytes());
+        let e = decode(&bytes, SESSION).expect_err("lying count");
+        assert!(e.contains("beyond"), "{e}");
+    }
+}
