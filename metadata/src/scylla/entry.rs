@@ -14,6 +14,7 @@
 //!
 //! Decoding reads bytes from the store, so it checks every length against
 //! what is left and never panics: bytes it did not write are an error.
+//! Encoding refuses a commit the form cannot carry faithfully.
 
 use uuid::Uuid;
 
@@ -23,7 +24,28 @@ use crate::model::{
 
 const FORM_1: u8 = 1;
 
-pub fn encode(commit: &FlushCommit) -> Vec<u8> {
+/// The entry's bytes. Refused when the form cannot carry the commit as it
+/// is — epochs not one per entry, or an entry in another object than the
+/// commit's (the form keeps one object key) — instead of writing bytes that
+/// would decode into another commit.
+pub fn encode(commit: &FlushCommit) -> Result<Vec<u8>, String> {
+    if commit.entries.len() != commit.leader_epochs.len() {
+        return Err(format!(
+            "{} entries but {} leader epochs",
+            commit.entries.len(),
+            commit.leader_epochs.len()
+        ));
+    }
+    if let Some(e) = commit
+        .entries
+        .iter()
+        .find(|e| e.object_key != commit.object_key)
+    {
+        return Err(format!(
+            "entry of {} in object {}, not {}",
+            e.topic_partition, e.object_key, commit.object_key
+        ));
+    }
     let mut out = Vec::with_capacity(64 + commit.entries.len() * 72);
     out.push(FORM_1);
     put_bytes(&mut out, commit.object_key.as_bytes());
@@ -46,7 +68,7 @@ pub fn encode(commit: &FlushCommit) -> Vec<u8> {
         out.extend_from_slice(&p.last_write_ms.to_be_bytes());
         put_bytes(&mut out, &ProducerBatch::encode_batches(&p.batches));
     }
-    out
+    Ok(out)
 }
 
 /// The commit `bytes` hold, under `session`; `Err` names what is wrong.
@@ -271,13 +293,13 @@ mod tests {
     proptest! {
         #[test]
         fn a_commit_reads_back_as_written(commit in commit()) {
-            let bytes = encode(&commit);
+            let bytes = encode(&commit).expect("encodable");
             prop_assert_eq!(decode(&bytes, SESSION), Ok(commit));
         }
 
         #[test]
         fn cut_or_extended_bytes_are_refused_not_panicked_on(commit in commit(), cut in any::<prop::sample::Index>(), junk in any::<u8>()) {
-            let bytes = encode(&commit);
+            let bytes = encode(&commit).expect("encodable");
             let short = &bytes[..cut.index(bytes.len())];
             prop_assert!(decode(short, SESSION).is_err());
             let mut long = bytes.clone();
@@ -289,6 +311,45 @@ mod tests {
         fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
             let _ = decode(&bytes, SESSION);
         }
+    }
+
+    #[test]
+    fn a_commit_the_form_cannot_carry_is_refused() {
+        let entry = IndexEntry {
+            topic_partition: TopicPartition::new(TopicId(Uuid::from_u128(7)), 0),
+            base_offset: 0,
+            last_offset: 9,
+            object_key: "objects/a".into(),
+            position: 0,
+            length: 100,
+            max_timestamp: 1,
+        };
+        let commit = FlushCommit {
+            session: SESSION,
+            object_key: "objects/a".into(),
+            object_size: 100,
+            entries: vec![entry.clone()],
+            leader_epochs: vec![],
+            producers: vec![],
+        };
+        assert!(
+            encode(&commit)
+                .expect_err("no epoch")
+                .contains("leader epochs")
+        );
+        let elsewhere = FlushCommit {
+            leader_epochs: vec![3],
+            entries: vec![IndexEntry {
+                object_key: "objects/b".into(),
+                ..entry
+            }],
+            ..commit
+        };
+        assert!(
+            encode(&elsewhere)
+                .expect_err("two objects")
+                .contains("objects/b")
+        );
     }
 
     #[test]
