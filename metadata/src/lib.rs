@@ -4,6 +4,7 @@
 //!
 //! This crate does no object I/O and knows nothing of the Kafka wire protocol.
 
+pub mod commit_rules;
 pub mod contract;
 pub mod counting;
 pub mod model;

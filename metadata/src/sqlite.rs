@@ -21,10 +21,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
+use crate::commit_rules::{check_flush_commit, to_i64};
 use crate::model::{
-    BrokerRegistration, BrokerSession, FlushCommit, IndexEntry, IndexSegment,
-    PRODUCER_BATCHES_RETAINED, PartitionClaim, PartitionState, ProducerBatch, ProducerState,
-    RegisteredBroker, Topic, TopicId, TopicPartition, Uuid, index_segment,
+    BrokerRegistration, BrokerSession, FlushCommit, IndexEntry, IndexSegment, PartitionClaim,
+    PartitionState, ProducerBatch, ProducerState, RegisteredBroker, Topic, TopicId, TopicPartition,
+    Uuid, index_segment,
 };
 use crate::store::{ClusterStore, Error, LogStore, Result, TopicStore};
 
@@ -642,7 +643,7 @@ impl TopicStore for SqliteStore {
 impl LogStore for SqliteStore {
     async fn commit_flush(&self, flush: &FlushCommit) -> Result<()> {
         let rows = IndexRow::from_commit(flush)?;
-        let producers = ProducerRow::from_commit(flush)?;
+        let producers = ProducerRow::from_commit(flush);
         let object_key = flush.object_key.clone();
         let object_size = to_i64(flush.object_size, "object_size", &object_key)?;
         let created_at_ms = now_ms();
@@ -877,54 +878,27 @@ struct IndexRow {
 }
 
 impl IndexRow {
-    /// Refuses a malformed commit whole: epochs not one per entry, a partition
-    /// twice, an empty or inverted offset range, a byte range beyond `i64`.
+    /// The commit's entries as SQLite rows; the commit was checked
+    /// (`check_flush_commit`), so the conversions cannot fail.
     fn from_commit(commit: &FlushCommit) -> Result<Vec<IndexRow>> {
+        check_flush_commit(commit)?;
         let key = &commit.object_key;
-        if commit.entries.len() != commit.leader_epochs.len() {
-            return Err(Error::Backend(format!(
-                "invalid flush commit object_key={key} entries={} leader_epochs={}",
-                commit.entries.len(),
-                commit.leader_epochs.len()
-            )));
-        }
-        // A partition may have several entries (a flush sealed in steps),
-        // each starting right after the one before it.
-        let mut last_of = std::collections::HashMap::new();
-        let mut rows = Vec::with_capacity(commit.entries.len());
-        for (entry, &leader_epoch) in commit.entries.iter().zip(&commit.leader_epochs) {
-            let tp = entry.topic_partition;
-            if let Some(previous_last) = last_of.insert(tp, entry.last_offset)
-                && entry.base_offset != previous_last + 1
-            {
-                return Err(Error::Backend(format!(
-                    "invalid flush commit object_key={key} topic_partition={tp} base_offset={} does not follow last_offset={previous_last}",
-                    entry.base_offset
-                )));
-            }
-            if entry.last_offset < entry.base_offset || entry.last_offset == i64::MAX {
-                return Err(Error::Backend(format!(
-                    "invalid flush commit object_key={key} topic_partition={tp} base_offset={} last_offset={}",
-                    entry.base_offset, entry.last_offset
-                )));
-            }
-            if entry.object_key != commit.object_key {
-                return Err(Error::Backend(format!(
-                    "invalid flush commit object_key={key} topic_partition={tp} entry_object_key={}",
-                    entry.object_key
-                )));
-            }
-            rows.push(IndexRow {
-                topic_partition: tp,
-                leader_epoch,
-                base_offset: entry.base_offset,
-                last_offset: entry.last_offset,
-                position: to_i64(entry.position, "position", key)?,
-                length: to_i64(entry.length, "length", key)?,
-                max_timestamp: entry.max_timestamp,
-            });
-        }
-        Ok(rows)
+        commit
+            .entries
+            .iter()
+            .zip(&commit.leader_epochs)
+            .map(|(entry, &leader_epoch)| {
+                Ok(IndexRow {
+                    topic_partition: entry.topic_partition,
+                    leader_epoch,
+                    base_offset: entry.base_offset,
+                    last_offset: entry.last_offset,
+                    position: to_i64(entry.position, "position", key)?,
+                    length: to_i64(entry.length, "length", key)?,
+                    max_timestamp: entry.max_timestamp,
+                })
+            })
+            .collect()
     }
 }
 
@@ -935,37 +909,16 @@ struct ProducerRow {
 }
 
 impl ProducerRow {
-    /// Refuses a malformed commit whole: a state of a partition the commit
-    /// has no entry for, a (partition, producer id) twice, too many batches.
-    fn from_commit(commit: &FlushCommit) -> Result<Vec<ProducerRow>> {
-        let key = &commit.object_key;
-        let mut seen = std::collections::HashSet::new();
-        let mut rows = Vec::with_capacity(commit.producers.len());
-        for state in &commit.producers {
-            let tp = state.topic_partition;
-            let pid = state.producer_id;
-            if !commit.entries.iter().any(|e| e.topic_partition == tp) {
-                return Err(Error::Backend(format!(
-                    "invalid flush commit object_key={key} producer_id={pid} of topic_partition={tp} without an entry"
-                )));
-            }
-            if !seen.insert((tp, pid)) {
-                return Err(Error::Backend(format!(
-                    "invalid flush commit object_key={key} duplicate producer_id={pid} topic_partition={tp}"
-                )));
-            }
-            if state.batches.len() > PRODUCER_BATCHES_RETAINED {
-                return Err(Error::Backend(format!(
-                    "invalid flush commit object_key={key} producer_id={pid} topic_partition={tp} batches={}",
-                    state.batches.len()
-                )));
-            }
-            rows.push(ProducerRow {
+    /// The commit's producer states as SQLite rows (checked by `IndexRow::from_commit`).
+    fn from_commit(commit: &FlushCommit) -> Vec<ProducerRow> {
+        commit
+            .producers
+            .iter()
+            .map(|state| ProducerRow {
                 batches: ProducerBatch::encode_batches(&state.batches),
                 state: state.clone(),
-            });
-        }
-        Ok(rows)
+            })
+            .collect()
     }
 }
 
@@ -1149,14 +1102,6 @@ fn commit(tx: Transaction<'_>) -> Result<()> {
 
 fn id_bytes(topic_id: TopicId) -> [u8; 16] {
     *topic_id.0.as_bytes()
-}
-
-fn to_i64(value: u64, name: &str, object_key: &str) -> Result<i64> {
-    i64::try_from(value).map_err(|_| {
-        Error::Backend(format!(
-            "invalid flush commit object_key={object_key} {name}={value} exceeds i64"
-        ))
-    })
 }
 
 fn read_topic(tx: &Transaction<'_>, topic_id: TopicId) -> Result<Topic> {

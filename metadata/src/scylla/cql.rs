@@ -156,6 +156,8 @@ statements! {
     // ---- topics: one small partition (bucket 0), names unique by LWT ----
     TOPICS_READ = Read ["bucket"]
         "SELECT name, topic_id, partition_count, configs FROM {ks}.topics WHERE bucket = ?";
+    TOPIC_READ_SERIAL = SerialRead ["bucket", "name"]
+        "SELECT name, topic_id, partition_count, configs FROM {ks}.topics WHERE bucket = ? AND name = ?";
     TOPIC_CREATE = Conditional ["bucket", "name", "topic_id", "partition_count", "configs"]
         "INSERT INTO {ks}.topics (bucket, name, topic_id, partition_count, configs) VALUES (?, ?, ?, ?, ?) IF NOT EXISTS";
     TOPIC_SET_CONFIGS = Conditional ["configs", "bucket", "name", "topic_id"]
@@ -168,6 +170,8 @@ statements! {
     // ---- partition leadership: one LWT per claim or release ----
     LEADERS_READ = Read ["topic_id"]
         "SELECT partition, leader_epoch, leader_node, leader_incarnation FROM {ks}.partition_leaders WHERE topic_id = ?";
+    LEADER_READ_SERIAL = SerialRead ["topic_id", "partition"]
+        "SELECT partition, leader_epoch, leader_node, leader_incarnation FROM {ks}.partition_leaders WHERE topic_id = ? AND partition = ?";
     LEADER_CREATE = Conditional ["topic_id", "partition", "leader_epoch"]
         "INSERT INTO {ks}.partition_leaders (topic_id, partition, leader_epoch) VALUES (?, ?, ?) IF NOT EXISTS";
     LEADER_CLAIM = Conditional ["leader_epoch", "leader_node", "leader_incarnation", "topic_id", "partition", "expected_leader_epoch"]
@@ -183,24 +187,36 @@ statements! {
         "SELECT partition, log_start_offset, next_offset FROM {ks}.partition_offsets WHERE topic_id = ?";
     OFFSETS_WRITE = IdempotentWrite ["timestamp", "log_start_offset", "next_offset", "topic_id", "partition"]
         "UPDATE {ks}.partition_offsets USING TIMESTAMP ? SET log_start_offset = ?, next_offset = ? WHERE topic_id = ? AND partition = ?";
+    OFFSETS_DROP = IdempotentWrite ["topic_id"]
+        "DELETE FROM {ks}.partition_offsets WHERE topic_id = ?";
     INDEX_ENTRY_WRITE = IdempotentWrite ["topic_id", "partition", "segment", "base_offset", "last_offset", "object_key", "position", "size", "max_timestamp"]
         "INSERT INTO {ks}.index_entries (topic_id, partition, segment, base_offset, last_offset, object_key, position, size, max_timestamp) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)";
-    INDEX_ENTRIES_READ = Read ["topic_id", "partition", "segment", "from_base_offset"]
-        "SELECT base_offset, last_offset, object_key, position, size, max_timestamp FROM {ks}.index_entries WHERE topic_id = ? AND partition = ? AND segment = ? AND base_offset >= ?";
+    INDEX_ENTRIES_READ = Read ["topic_id", "partition", "segment", "from_base_offset", "limit"]
+        "SELECT base_offset, last_offset, object_key, position, size, max_timestamp FROM {ks}.index_entries WHERE topic_id = ? AND partition = ? AND segment = ? AND base_offset >= ? LIMIT ?";
+    INDEX_ENTRIES_DROP_SEGMENT = IdempotentWrite ["topic_id", "partition", "segment"]
+        "DELETE FROM {ks}.index_entries WHERE topic_id = ? AND partition = ? AND segment = ?";
     INDEX_ENTRY_AT_OR_BEFORE = Read ["topic_id", "partition", "segment", "offset"]
         "SELECT base_offset, last_offset, object_key, position, size, max_timestamp FROM {ks}.index_entries WHERE topic_id = ? AND partition = ? AND segment = ? AND base_offset <= ? ORDER BY base_offset DESC LIMIT 1";
     INDEX_SEGMENT_WRITE = IdempotentWrite ["timestamp", "first_base_offset", "last_offset", "entries", "bytes", "max_timestamp", "topic_id", "partition", "segment"]
         "UPDATE {ks}.index_segments USING TIMESTAMP ? SET first_base_offset = ?, last_offset = ?, entries = ?, bytes = ?, max_timestamp = ? WHERE topic_id = ? AND partition = ? AND segment = ?";
     INDEX_SEGMENTS_READ = Read ["topic_id", "partition"]
         "SELECT segment, first_base_offset, last_offset, entries, bytes, max_timestamp FROM {ks}.index_segments WHERE topic_id = ? AND partition = ?";
+    INDEX_SEGMENTS_DROP = IdempotentWrite ["topic_id", "partition"]
+        "DELETE FROM {ks}.index_segments WHERE topic_id = ? AND partition = ?";
     OBJECT_REFERENCE_WRITE = IdempotentWrite ["object_key", "topic_id", "partition", "base_offset"]
         "INSERT INTO {ks}.object_references (object_key, topic_id, partition, base_offset) VALUES (?, ?, ?, ?)";
     OBJECT_REFERENCES_READ = Read ["object_key"]
-        "SELECT topic_id FROM {ks}.object_references WHERE object_key = ? LIMIT 1";
+        "SELECT topic_id, partition, base_offset FROM {ks}.object_references WHERE object_key = ?";
+    OBJECT_REFERENCES_FORGET = IdempotentWrite ["object_key"]
+        "DELETE FROM {ks}.object_references WHERE object_key = ?";
     PRODUCER_STATE_WRITE = IdempotentWrite ["timestamp", "producer_epoch", "last_write_ms", "batches", "topic_id", "partition", "producer_id"]
         "UPDATE {ks}.producer_states USING TIMESTAMP ? SET producer_epoch = ?, last_write_ms = ?, batches = ? WHERE topic_id = ? AND partition = ? AND producer_id = ?";
     PRODUCER_STATES_READ = Read ["topic_id", "partition"]
-        "SELECT producer_id, producer_epoch, last_write_ms, batches FROM {ks}.producer_states WHERE topic_id = ? AND partition = ?";
+        "SELECT producer_id, producer_epoch, last_write_ms, batches, WRITETIME(last_write_ms) FROM {ks}.producer_states WHERE topic_id = ? AND partition = ?";
+    PRODUCER_STATE_DELETE = IdempotentWrite ["timestamp", "topic_id", "partition", "producer_id"]
+        "DELETE FROM {ks}.producer_states USING TIMESTAMP ? WHERE topic_id = ? AND partition = ? AND producer_id = ?";
+    PRODUCER_STATES_DROP = IdempotentWrite ["topic_id", "partition"]
+        "DELETE FROM {ks}.producer_states WHERE topic_id = ? AND partition = ?";
 
     // ---- objects written, for garbage collection (bucketed by key hash) ----
     OBJECT_WRITTEN = IdempotentWrite ["bucket", "object_key", "written_ms"]
@@ -214,6 +230,8 @@ statements! {
     //      offset commit is one LWT conditioned on the coordinator epoch ----
     GROUP_READ = Read ["group_id"]
         "SELECT coordinator_epoch, coordinator_node, coordinator_incarnation, protocol_type, topic, partition, committed_offset, leader_epoch, metadata, commit_timestamp FROM {ks}.groups WHERE group_id = ?";
+    GROUP_COORDINATOR_READ_SERIAL = SerialRead ["group_id"]
+        "SELECT coordinator_epoch, coordinator_node, coordinator_incarnation FROM {ks}.groups WHERE group_id = ? LIMIT 1";
     GROUP_CLAIM_NEW = Conditional ["group_id", "coordinator_epoch", "coordinator_node", "coordinator_incarnation"]
         "INSERT INTO {ks}.groups (group_id, coordinator_epoch, coordinator_node, coordinator_incarnation) VALUES (?, ?, ?, ?) IF NOT EXISTS";
     GROUP_CLAIM = Conditional ["coordinator_epoch", "coordinator_node", "coordinator_incarnation", "group_id", "expected_coordinator_epoch"]
@@ -222,6 +240,8 @@ statements! {
         "UPDATE {ks}.groups SET coordinator_node = null, coordinator_incarnation = null WHERE group_id = ? IF coordinator_epoch = ? AND coordinator_node = ? AND coordinator_incarnation = ?";
     GROUP_SAVE = Conditional ["protocol_type", "group_id", "coordinator_epoch"]
         "UPDATE {ks}.groups SET protocol_type = ? WHERE group_id = ? IF coordinator_epoch = ? AND coordinator_node != null";
+    GROUP_FORGET = Conditional ["group_id", "coordinator_epoch"]
+        "UPDATE {ks}.groups SET protocol_type = null WHERE group_id = ? IF coordinator_epoch = ? AND coordinator_node != null";
     GROUP_HOLD = Conditional ["coordinator_epoch", "group_id", "expected_coordinator_epoch"]
         "UPDATE {ks}.groups SET coordinator_epoch = ? WHERE group_id = ? IF coordinator_epoch = ? AND coordinator_node != null";
     GROUP_OFFSET_WRITE = InConditionalBatch ["committed_offset", "leader_epoch", "metadata", "commit_timestamp", "group_id", "topic", "partition"]

@@ -1,0 +1,87 @@
+//! The shape every backend requires of a flush commit before it reads its
+//! store (`LogStore::commit_flush`): checked once, here, so that SQLite and
+//! ScyllaDB refuse exactly the same malformed commits.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::model::{FlushCommit, PRODUCER_BATCHES_RETAINED};
+use crate::store::{Error, Result};
+
+/// `Backend` naming the first rule `commit` breaks: epochs not one per
+/// entry; an entry of a partition that does not start right after that
+/// partition's previous entry in the commit; an empty or inverted offset
+/// range (or one ending at `i64::MAX`, whose next offset would overflow); an
+/// entry in another object; a byte count beyond `i64`; a producer state of a
+/// partition with no entry; a (partition, producer id) twice; more than
+/// `PRODUCER_BATCHES_RETAINED` batches in one state.
+pub fn check_flush_commit(commit: &FlushCommit) -> Result<()> {
+    let key = &commit.object_key;
+    let invalid = |what: String| {
+        Err(Error::Backend(format!(
+            "invalid flush commit object_key={key} {what}"
+        )))
+    };
+    if commit.entries.len() != commit.leader_epochs.len() {
+        return invalid(format!(
+            "entries={} leader_epochs={}",
+            commit.entries.len(),
+            commit.leader_epochs.len()
+        ));
+    }
+    to_i64(commit.object_size, "object_size", key)?;
+    let mut last_of = HashMap::new();
+    for entry in &commit.entries {
+        let tp = entry.topic_partition;
+        if let Some(previous_last) = last_of.insert(tp, entry.last_offset)
+            && entry.base_offset != previous_last + 1
+        {
+            return invalid(format!(
+                "topic_partition={tp} base_offset={} does not follow last_offset={previous_last}",
+                entry.base_offset
+            ));
+        }
+        if entry.last_offset < entry.base_offset || entry.last_offset == i64::MAX {
+            return invalid(format!(
+                "topic_partition={tp} base_offset={} last_offset={}",
+                entry.base_offset, entry.last_offset
+            ));
+        }
+        if entry.object_key != commit.object_key {
+            return invalid(format!(
+                "topic_partition={tp} entry_object_key={}",
+                entry.object_key
+            ));
+        }
+        to_i64(entry.position, "position", key)?;
+        to_i64(entry.length, "length", key)?;
+    }
+    let mut seen = HashSet::new();
+    for state in &commit.producers {
+        let tp = state.topic_partition;
+        let pid = state.producer_id;
+        if !last_of.contains_key(&tp) {
+            return invalid(format!(
+                "producer_id={pid} of topic_partition={tp} without an entry"
+            ));
+        }
+        if !seen.insert((tp, pid)) {
+            return invalid(format!("duplicate producer_id={pid} topic_partition={tp}"));
+        }
+        if state.batches.len() > PRODUCER_BATCHES_RETAINED {
+            return invalid(format!(
+                "producer_id={pid} topic_partition={tp} batches={}",
+                state.batches.len()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `value` as the signed 64-bit integer both stores keep, or `Backend`.
+pub fn to_i64(value: u64, name: &str, object_key: &str) -> Result<i64> {
+    i64::try_from(value).map_err(|_| {
+        Error::Backend(format!(
+            "invalid flush commit object_key={object_key} {name}={value} exceeds i64"
+        ))
+    })
+}
