@@ -46,7 +46,11 @@ impl<S: MetadataStore> StoreFixture for S {
 #[macro_export]
 macro_rules! metadata_store_contract_tests {
     ($make_fixture:expr) => {
-        $crate::metadata_store_contract_tests!(@checks $make_fixture;
+        $crate::metadata_store_contract_tests!(unless None::<String>; $make_fixture);
+    };
+    // `$skip`: `Some(why)` skips every check, printing `why` once.
+    (unless $skip:expr; $make_fixture:expr) => {
+        $crate::metadata_store_contract_tests!(@checks $skip; $make_fixture;
             cluster_id_is_stable_and_in_kafka_form,
             created_topic_is_listed_with_partitions_at_epoch_zero,
             topics_are_listed_by_name,
@@ -93,15 +97,29 @@ macro_rules! metadata_store_contract_tests {
             index_segments_summarise_entries_by_the_segment_of_their_base_offset,
         );
     };
-    (@checks $make_fixture:expr; $($check:ident),* $(,)?) => {
+    (@checks $skip:expr; $make_fixture:expr; $($check:ident),* $(,)?) => {
         $(
             #[tokio::test]
             async fn $check() {
+                if let Some(why) = $skip {
+                    $crate::contract::print_skip_once(&why);
+                    return;
+                }
                 let fixture = ($make_fixture)().await;
                 $crate::contract::$check($crate::contract::StoreFixture::store(&fixture)).await;
             }
         )*
     };
+}
+
+/// Prints why a suite is skipped, once per test process, straight to
+/// stderr (the test harness captures `eprintln!` of passing tests).
+pub fn print_skip_once(why: &str) {
+    use std::io::Write;
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = writeln!(std::io::stderr(), "skipped: {why}");
+    });
 }
 
 /// Fails the check unless `$result` is an `Err` matching `$pattern`.

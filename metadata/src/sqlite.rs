@@ -1300,7 +1300,7 @@ fn now_ms() -> i64 {
 /// A new cluster id in Kafka's form: the 16 bytes of a random UUID in URL-safe
 /// base64 without padding (22 characters). Like Kafka's `Uuid.randomUuid`, an
 /// id starting with `-` is drawn again, since tools would read it as a flag.
-fn new_cluster_id() -> String {
+pub(crate) fn new_cluster_id() -> String {
     loop {
         let id = base64url_no_pad(Uuid::new_v4().as_bytes());
         if !id.starts_with('-') {

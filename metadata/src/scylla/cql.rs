@@ -94,8 +94,6 @@ statements! {
         "CREATE TABLE IF NOT EXISTS {ks}.index_segments (topic_id uuid, partition int, segment bigint, first_base_offset bigint, last_offset bigint, entries bigint, bytes bigint, max_timestamp bigint, PRIMARY KEY ((topic_id, partition), segment))";
     CREATE_OBJECT_REFERENCES = Schema []
         "CREATE TABLE IF NOT EXISTS {ks}.object_references (object_key text, topic_id uuid, partition int, base_offset bigint, PRIMARY KEY (object_key, topic_id, partition, base_offset))";
-    CREATE_OBJECTS = Schema []
-        "CREATE TABLE IF NOT EXISTS {ks}.objects (bucket int, object_key text, written_ms bigint, PRIMARY KEY (bucket, object_key))";
     CREATE_PRODUCER_STATES = Schema []
         "CREATE TABLE IF NOT EXISTS {ks}.producer_states (topic_id uuid, partition int, producer_id bigint, producer_epoch smallint, last_write_ms bigint, batches blob, PRIMARY KEY ((topic_id, partition), producer_id))";
     CREATE_GROUPS = Schema []
@@ -185,8 +183,8 @@ statements! {
     //      the value's own position, so the highest one wins ----
     OFFSETS_READ = Read ["topic_id"]
         "SELECT partition, log_start_offset, next_offset FROM {ks}.partition_offsets WHERE topic_id = ?";
-    OFFSETS_WRITE = IdempotentWrite ["timestamp", "log_start_offset", "next_offset", "topic_id", "partition"]
-        "UPDATE {ks}.partition_offsets USING TIMESTAMP ? SET log_start_offset = ?, next_offset = ? WHERE topic_id = ? AND partition = ?";
+    NEXT_OFFSET_WRITE = IdempotentWrite ["timestamp", "next_offset", "topic_id", "partition"]
+        "UPDATE {ks}.partition_offsets USING TIMESTAMP ? SET next_offset = ? WHERE topic_id = ? AND partition = ?";
     OFFSETS_DROP = IdempotentWrite ["topic_id"]
         "DELETE FROM {ks}.partition_offsets WHERE topic_id = ?";
     INDEX_ENTRY_WRITE = IdempotentWrite ["topic_id", "partition", "segment", "base_offset", "last_offset", "object_key", "position", "size", "max_timestamp"]
@@ -217,14 +215,6 @@ statements! {
         "DELETE FROM {ks}.producer_states USING TIMESTAMP ? WHERE topic_id = ? AND partition = ? AND producer_id = ?";
     PRODUCER_STATES_DROP = IdempotentWrite ["topic_id", "partition"]
         "DELETE FROM {ks}.producer_states WHERE topic_id = ? AND partition = ?";
-
-    // ---- objects written, for garbage collection (bucketed by key hash) ----
-    OBJECT_WRITTEN = IdempotentWrite ["bucket", "object_key", "written_ms"]
-        "INSERT INTO {ks}.objects (bucket, object_key, written_ms) VALUES (?, ?, ?)";
-    OBJECTS_READ = Read ["bucket"]
-        "SELECT object_key, written_ms FROM {ks}.objects WHERE bucket = ?";
-    OBJECT_FORGET = IdempotentWrite ["bucket", "object_key"]
-        "DELETE FROM {ks}.objects WHERE bucket = ? AND object_key = ?";
 
     // ---- consumer groups: coordinator and offsets in one partition, so an
     //      offset commit is one LWT conditioned on the coordinator epoch ----

@@ -15,6 +15,12 @@ pub mod config;
 pub mod cql;
 pub mod decide;
 pub mod entry;
+pub mod exec;
+mod groups;
+mod log;
+mod registry;
 pub mod session;
+pub mod store;
+mod topics;
 
 pub use config::ScyllaConfig;

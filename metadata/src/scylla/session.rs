@@ -15,12 +15,15 @@ use scylla::statement::{Consistency, SerialConsistency};
 
 use super::config::{self, ScyllaConfig};
 use super::cql::{self, Kind, Statement};
+use super::exec::StatementStats;
 use crate::store::{Error, Result};
 
 /// A connected session with every statement prepared.
 pub struct Cql {
     session: Session,
     prepared: HashMap<&'static str, PreparedStatement>,
+    serial: SerialConsistency,
+    stats: StatementStats,
 }
 
 impl std::fmt::Debug for Cql {
@@ -75,11 +78,26 @@ impl Cql {
                 prepare(&session, statement, &config.keyspace, serial).await?,
             );
         }
-        Ok(Cql { session, prepared })
+        Ok(Cql {
+            session,
+            prepared,
+            serial,
+            stats: StatementStats::default(),
+        })
     }
 
     pub fn session(&self) -> &Session {
         &self.session
+    }
+
+    /// SERIAL or LOCAL_SERIAL, as configured: what conditional writes use.
+    pub fn serial_consistency(&self) -> SerialConsistency {
+        self.serial
+    }
+
+    /// Statement counts and latencies, by kind.
+    pub fn stats(&self) -> &StatementStats {
+        &self.stats
     }
 
     /// The prepared form of `statement`.
