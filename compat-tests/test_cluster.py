@@ -59,7 +59,12 @@ class Cluster:
         self.factory = broker_factory
         self.shared = tmp_path / "shared"
         self.shared.mkdir(exist_ok=True)
-        self.env = s3_env or {}
+        self.env = dict(s3_env or {})
+        # With a ScyllaDB node named, the cluster's metadata lives there (a
+        # keyspace of its own) instead of the shared file.
+        scylla = os.environ.get("LIGHTSTREAM_TEST_SCYLLA")
+        if scylla:
+            self.env["LIGHTSTREAM_METADATA_URL"] = f"scylla://{scylla}/compat_{uuid.uuid4().hex[:12]}"
         self.brokers: dict[int, object] = {}
 
     def add(self, node_id: int):

@@ -76,9 +76,7 @@ impl Broker {
                 settings.data_dir.display()
             ))
         })?;
-        let metadata = Arc::new(SqliteStore::open(
-            &settings.data_dir.join("metadata.sqlite"),
-        )?);
+        let metadata = open_metadata(&settings).await?;
         let objects = open_objects(&settings).await?;
         Self::with_components(
             settings,
@@ -353,6 +351,34 @@ pub enum AutoCreateError {
     Limit(String),
     #[error(transparent)]
     Failed(#[from] OpenError),
+}
+
+/// The metadata store the settings name: the embedded file under
+/// `data_dir`, or ScyllaDB for a `scylla://` metadata URL.
+async fn open_metadata(settings: &Settings) -> Result<Arc<dyn MetadataStore>, OpenError> {
+    if settings.metadata_url.is_empty() {
+        return Ok(Arc::new(SqliteStore::open(
+            &settings.data_dir.join("metadata.sqlite"),
+        )?));
+    }
+    let backend = |what: String| OpenError::Metadata(metadata::Error::Backend(what));
+    let mut config = metadata::scylla::ScyllaConfig::from_url(&settings.metadata_url)
+        .map_err(|e| backend(format!("metadata_url: {e}")))?;
+    if !settings.metadata_username.is_empty() {
+        config.username = Some(settings.metadata_username.clone());
+    }
+    if !settings.metadata_password.is_empty() {
+        config.password = Some(settings.metadata_password.clone());
+    } else if !settings.metadata_password_file.is_empty() {
+        let file = &settings.metadata_password_file;
+        let password = std::fs::read_to_string(file)
+            .map_err(|e| backend(format!("metadata_password_file {file}: {e}")))?;
+        config.password = Some(password.trim_end_matches(['\n', '\r']).to_string());
+    }
+    tracing::info!(contact_points = ?config.contact_points, keyspace = config.keyspace, "metadata in ScyllaDB");
+    Ok(Arc::new(
+        metadata::scylla::store::ScyllaStore::connect(&config).await?,
+    ))
 }
 
 /// The object store the settings name: `data_dir/objects`, or S3 for an

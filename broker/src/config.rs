@@ -87,6 +87,18 @@ pub struct Settings {
     /// Where the log's objects live: empty for `data_dir/objects`, or
     /// `s3://bucket/prefix` for an S3-compatible object store.
     pub storage_url: String,
+    /// Where the metadata lives: empty for the embedded file
+    /// `data_dir/metadata.sqlite`, or
+    /// `scylla://[user[:password]@]host:port[,host:port…]/keyspace[?options]`
+    /// for ScyllaDB (docs/configuration.md lists the options).
+    pub metadata_url: String,
+    /// ScyllaDB user name; empty: the URL's.
+    pub metadata_username: String,
+    /// ScyllaDB password; empty: `metadata_password_file`'s, or the URL's.
+    pub metadata_password: String,
+    /// A file holding the ScyllaDB password (a mounted Kubernetes secret);
+    /// a trailing newline is ignored.
+    pub metadata_password_file: String,
     /// S3 endpoint URL (`http://127.0.0.1:9000`); empty for AWS's own.
     pub s3_endpoint: String,
     pub s3_region: String,
@@ -203,6 +215,10 @@ impl Default for Settings {
             block_cache_max_bytes: 64 * 1024 * 1024,
             fetch_max_bytes: 55 * 1024 * 1024,
             storage_url: String::new(),
+            metadata_url: String::new(),
+            metadata_username: String::new(),
+            metadata_password: String::new(),
+            metadata_password_file: String::new(),
             s3_endpoint: String::new(),
             s3_region: "us-east-1".to_string(),
             s3_path_style: false,
@@ -338,6 +354,20 @@ impl Settings {
             return invalid(
                 "max_partitions",
                 "topic and partition limits must be at least 1",
+            );
+        }
+        if !self.metadata_url.is_empty()
+            && let Err(e) = metadata::scylla::ScyllaConfig::from_url(&self.metadata_url)
+        {
+            return invalid(
+                "metadata_url",
+                &format!("must be empty (embedded file) or scylla://hosts/keyspace: {e}"),
+            );
+        }
+        if !self.metadata_password.is_empty() && !self.metadata_password_file.is_empty() {
+            return invalid(
+                "metadata_password_file",
+                "set either metadata_password or metadata_password_file, not both",
             );
         }
         if !self.storage_url.is_empty() && !self.storage_url.starts_with("s3://") {
@@ -521,6 +551,35 @@ mod tests {
             ..d()
         };
         assert_eq!(refused(no_flushes), "max_flushes_in_flight");
+    }
+
+    #[test]
+    fn metadata_settings_are_checked_before_anything_connects() {
+        let refused = |s: Settings| match s.validate() {
+            Err(SettingsError::Invalid { name, .. }) => name,
+            other => panic!("accepted: {other:?}"),
+        };
+        let d = Settings::default;
+        for url in ["postgres://db/x", "scylla://", "scylla://h:9042/bad-keyspace"] {
+            let wrong = Settings {
+                metadata_url: url.to_string(),
+                ..d()
+            };
+            assert_eq!(refused(wrong), "metadata_url", "{url}");
+        }
+        let both = Settings {
+            metadata_url: "scylla://127.0.0.1:9042/lightstream".to_string(),
+            metadata_password: "a".to_string(),
+            metadata_password_file: "/run/secrets/scylla".to_string(),
+            ..d()
+        };
+        assert_eq!(refused(both), "metadata_password_file");
+        let fine = Settings {
+            metadata_url: "scylla://u@10.0.0.1:9042,10.0.0.2/lightstream?dc=dc1".to_string(),
+            metadata_password_file: "/run/secrets/scylla".to_string(),
+            ..d()
+        };
+        fine.validate().expect("a ScyllaDB URL with a password file");
     }
 
     #[test]
