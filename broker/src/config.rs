@@ -560,7 +560,11 @@ mod tests {
             other => panic!("accepted: {other:?}"),
         };
         let d = Settings::default;
-        for url in ["postgres://db/x", "scylla://", "scylla://h:9042/bad-keyspace"] {
+        for url in [
+            "postgres://db/x",
+            "scylla://",
+            "scylla://h:9042/bad-keyspace",
+        ] {
             let wrong = Settings {
                 metadata_url: url.to_string(),
                 ..d()
@@ -579,7 +583,8 @@ mod tests {
             metadata_password_file: "/run/secrets/scylla".to_string(),
             ..d()
         };
-        fine.validate().expect("a ScyllaDB URL with a password file");
+        fine.validate()
+            .expect("a ScyllaDB URL with a password file");
     }
 
     #[test]

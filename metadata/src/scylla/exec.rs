@@ -273,7 +273,7 @@ impl Cql {
         R: for<'f> DeserializeRow<'f, 'f>,
     {
         debug_assert!(matches!(statement.kind, Kind::Read | Kind::SerialRead));
-        let prepared = self.prepared(statement);
+        let prepared = self.prepared(statement)?;
         let mut out = Vec::new();
         let mut paging = PagingState::start();
         loop {
@@ -309,7 +309,7 @@ impl Cql {
         let started = Instant::now();
         let answer = self
             .session()
-            .execute_unpaged(self.prepared(statement), &values)
+            .execute_unpaged(self.prepared(statement)?, &values)
             .await;
         self.stats().record(statement.kind, started);
         answer.map(|_| ()).map_err(|e| plain_error(statement, e))
@@ -323,7 +323,7 @@ impl Cql {
             let started = Instant::now();
             let answer = self
                 .session()
-                .execute_unpaged(self.prepared(statement), &values)
+                .execute_unpaged(self.prepared(statement)?, &values)
                 .await;
             self.stats().record(statement.kind, started);
             match self.lwt_answer(statement.name, answer)? {
@@ -354,7 +354,7 @@ impl Cql {
         );
         let mut batch = Batch::new(BatchType::Unlogged);
         for (statement, _) in statements {
-            batch.append_statement(self.prepared(statement).clone());
+            batch.append_statement(self.prepared(statement)?.clone());
         }
         batch.set_is_idempotent(false);
         batch.set_serial_consistency(Some(self.serial_consistency()));

@@ -16,11 +16,14 @@ pub mod cql;
 pub mod decide;
 pub mod entry;
 pub mod exec;
+mod failures;
 mod groups;
 mod log;
 mod registry;
 pub mod session;
 pub mod store;
+#[cfg(test)]
+mod test_server;
 mod topics;
 
 pub use config::ScyllaConfig;

@@ -100,11 +100,16 @@ impl Cql {
         &self.stats
     }
 
-    /// The prepared form of `statement`.
-    pub fn prepared(&self, statement: &Statement) -> &PreparedStatement {
-        self.prepared
-            .get(statement.name)
-            .expect("every statement is prepared at connect")
+    /// The prepared form of `statement`: every statement is prepared at
+    /// connect (a test session on a server that cannot hold the whole
+    /// schema prepares fewer).
+    pub fn prepared(&self, statement: &Statement) -> Result<&PreparedStatement> {
+        self.prepared.get(statement.name).ok_or_else(|| {
+            Error::Backend(format!(
+                "scylla: statement {} is not prepared",
+                statement.name
+            ))
+        })
     }
 }
 

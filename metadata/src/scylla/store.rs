@@ -159,6 +159,19 @@ impl ScyllaStore {
         })
     }
 
+    /// A store on a prepared session, skipping schema and cluster-row set-up
+    /// (tests on servers that cannot hold the whole schema).
+    #[cfg(test)]
+    pub(super) fn on_session(cql: Cql, cluster_id: &str) -> ScyllaStore {
+        ScyllaStore {
+            inner: Arc::new(Inner {
+                cql,
+                cluster_id: cluster_id.to_string(),
+                journals: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
     pub(super) fn cql(&self) -> &Cql {
         &self.inner.cql
     }
