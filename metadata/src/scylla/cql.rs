@@ -148,6 +148,8 @@ statements! {
         "UPDATE {ks}.broker_sessions SET status = ? WHERE node_id = ? IF session_incarnation = ? AND status = ?";
     JOURNAL_READ = Read ["node_id", "entry_incarnation", "after_seq"]
         "SELECT entry_seq, entry, token FROM {ks}.broker_sessions WHERE node_id = ? AND entry_incarnation = ? AND entry_seq > ?";
+    JOURNAL_TAIL_READ = Read ["node_id", "entry_incarnation", "limit"]
+        "SELECT entry_seq, entry, token FROM {ks}.broker_sessions WHERE node_id = ? AND entry_incarnation = ? ORDER BY entry_incarnation DESC, entry_seq DESC LIMIT ?";
     JOURNAL_ENTRY_READ_SERIAL = SerialRead ["node_id", "entry_incarnation", "entry_seq"]
         "SELECT token FROM {ks}.broker_sessions WHERE node_id = ? AND entry_incarnation = ? AND entry_seq = ?";
 

@@ -79,6 +79,12 @@ pub enum AppendOutcome {
     /// The session ended (fenced, closed or replaced) and the append is not
     /// in its journal: drop everything the session led.
     Fenced,
+    /// The session ended, the append is not in its journal, and its answer
+    /// was lost: it may have applied and then been applied and trimmed by
+    /// the broker that fenced the session. Drop everything the session led
+    /// and answer the client with a retriable error (a retry may duplicate,
+    /// never lose).
+    Unknown,
     /// What was read contradicts the protocol (a journal entry of this
     /// session that is not ours, a head behind what we appended). Nothing is
     /// acknowledged; the broker treats it as a store failure.
@@ -95,11 +101,12 @@ pub fn after_append(answer: &LwtAnswer<SessionRow>) -> AppendStep {
 
 /// Decides from the session row and the token of the journal entry at the
 /// append's seq (`None`: no entry there), both read after the append's LWT
-/// was settled.
+/// was settled. `answer_lost`: the LWT's answer never came (`ReadBack`).
 pub fn after_read_back(
     append: &JournalAppend,
     row: Option<&SessionRow>,
     entry_token: Option<&str>,
+    answer_lost: bool,
 ) -> AppendOutcome {
     let ours = entry_token == Some(append.token.as_str());
     if ours {
@@ -107,11 +114,17 @@ pub fn after_read_back(
         // claimer that fenced the session later applies it too.
         return AppendOutcome::Committed;
     }
+    let ended = if answer_lost {
+        AppendOutcome::Unknown
+    } else {
+        // A not-applied answer: this very proposal failed its condition.
+        AppendOutcome::Fenced
+    };
     let Some(row) = row else {
-        return AppendOutcome::Fenced;
+        return ended;
     };
     if row.incarnation != append.session.incarnation || row.status != SessionStatus::Open {
-        return AppendOutcome::Fenced;
+        return ended;
     }
     if let Some(other) = entry_token {
         return AppendOutcome::Inconsistent(format!(

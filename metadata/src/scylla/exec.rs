@@ -11,9 +11,11 @@
 //!   `Error::Unavailable` (nothing applied; retry later);
 //! - anything else, `Error::Backend`.
 //!
-//! A conditional write refused with Unavailable applied nothing (the
-//! coordinator checks replicas before it proposes), so it is retried here a
-//! few times; one that timed out is never retried.
+//! A conditional write refused with Unavailable is retried here a few
+//! times (the coordinator checks replicas before it proposes, so usually
+//! nothing applied); a retry answered "not applied" is reported uncertain,
+//! since the first try may have been accepted before the refusal. One that
+//! timed out is never retried.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -229,6 +231,18 @@ fn plain_error(statement: &Statement, e: ExecutionError) -> Error {
 /// Unavailable answers to a conditional write retried, at most.
 const LWT_UNAVAILABLE_RETRIES: u32 = 3;
 
+/// A conditional write's answer after `tries` retries. Unavailable can come
+/// after a proposal was accepted (in Paxos's commit phase), so a retry that
+/// is not applied may have failed on our own first try's write: uncertain,
+/// for the caller to read back.
+fn after_retries(lwt: Lwt, tries: u32) -> Lwt {
+    if tries > 0 && lwt == Lwt::NotApplied {
+        Lwt::Uncertain
+    } else {
+        lwt
+    }
+}
+
 /// Rows of `result` as `R` (owned types: `String`, `Vec<u8>`, numbers, options).
 fn rows_of<R>(statement: &Statement, result: QueryResult) -> Result<Vec<R>>
 where
@@ -327,7 +341,7 @@ impl Cql {
                 .await;
             self.stats().record(statement.kind, started);
             match self.lwt_answer(statement.name, answer)? {
-                Some(lwt) => return Ok(lwt),
+                Some(lwt) => return Ok(after_retries(lwt, tries)),
                 None if tries < LWT_UNAVAILABLE_RETRIES => {
                     tries += 1;
                     tokio::time::sleep(Duration::from_millis(50 << tries)).await;
@@ -366,7 +380,7 @@ impl Cql {
             self.stats().record(Kind::Conditional, started);
             self.stats().batches.fetch_add(1, Ordering::Relaxed);
             match self.lwt_answer(first.name, answer)? {
-                Some(lwt) => return Ok(lwt),
+                Some(lwt) => return Ok(after_retries(lwt, tries)),
                 None if tries < LWT_UNAVAILABLE_RETRIES => {
                     tries += 1;
                     tokio::time::sleep(Duration::from_millis(50 << tries)).await;

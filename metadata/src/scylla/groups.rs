@@ -124,12 +124,24 @@ impl ScyllaStore {
                 Lwt::Applied => return Ok(()),
                 Lwt::NotApplied | Lwt::Uncertain => self.coordinator_serial(group_id).await?,
             };
-            if answer == Lwt::NotApplied || current != Some(epoch) || coordinator.is_none() {
+            if current != Some(epoch) || coordinator.is_none() {
+                if answer == Lwt::Uncertain {
+                    // It may have applied before the group moved on.
+                    return Err(Error::Timeout);
+                }
                 return Err(Error::GroupFenced {
                     group_id: group_id.to_string(),
                     expected: epoch,
                     current: current.unwrap_or(0),
                 });
+            }
+            if answer == Lwt::NotApplied {
+                // Refused although the epoch holds now: it moved and came
+                // back? Epochs never go back, so this is a store we do not
+                // understand.
+                return Err(Error::Backend(format!(
+                    "group_id={group_id}: write under epoch {epoch} refused while it holds"
+                )));
             }
         }
         Err(Error::Timeout)
@@ -226,22 +238,18 @@ impl GroupStore for ScyllaStore {
         self.check_open(session).await?;
         let mut holders = Holders::default();
         let mut answers = Vec::with_capacity(group_ids.len());
-        let mut changed = false;
         for group_id in group_ids {
-            let answer = self
-                .claim_group(session, group_id, now_ms, &mut holders)
-                .await?;
-            changed |= answer.is_ok();
-            answers.push(answer);
+            answers.push(
+                self.claim_group(session, group_id, now_ms, &mut holders)
+                    .await?,
+            );
         }
-        if changed {
-            self.bump_cluster_version().await;
-        }
+        // Group claims do not move the cluster version (as in the SQLite
+        // backend): brokers find coordinators by placement, not by reading.
         Ok(answers)
     }
 
     async fn release_groups(&self, session: BrokerSession, groups: &[(String, i32)]) -> Result<()> {
-        let mut changed = false;
         let mut failure = None;
         for (group_id, epoch) in groups {
             let answer = self
@@ -257,14 +265,10 @@ impl GroupStore for ScyllaStore {
                 )
                 .await;
             match answer {
-                Ok(Lwt::Applied) => changed = true,
-                Ok(Lwt::NotApplied) => {}
+                Ok(Lwt::Applied | Lwt::NotApplied) => {}
                 Ok(Lwt::Uncertain) => failure = Some(Error::Timeout),
                 Err(e) => failure = Some(e),
             }
-        }
-        if changed {
-            self.bump_cluster_version().await;
         }
         failure.map_or(Ok(()), Err)
     }

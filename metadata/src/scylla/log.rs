@@ -32,6 +32,10 @@ use crate::store::{Error, LogStore, Result};
 /// Plain statements of one apply (or one read fan-out) in flight at once.
 const CONCURRENCY: usize = 32;
 
+/// Retries of a committed entry's apply before the commit is reported
+/// uncertain.
+const APPLY_RETRIES: u32 = 3;
+
 type EntryColumns = (i64, i64, String, i64, i64, i64);
 type SegmentColumns = (
     i64,
@@ -395,7 +399,10 @@ impl ScyllaStore {
         };
         let outcome = match decide::after_append(&answer) {
             AppendStep::Committed => AppendOutcome::Committed,
-            AppendStep::ReadEntry | AppendStep::ReadBack => match self.read_back(&append).await {
+            AppendStep::ReadEntry | AppendStep::ReadBack => match self
+                .read_back(&append, answer == LwtAnswer::Uncertain)
+                .await
+            {
                 Ok(outcome) => outcome,
                 Err(e) => {
                     journal.head = None;
@@ -408,19 +415,30 @@ impl ScyllaStore {
             AppendOutcome::Committed => {
                 journal.head = Some(append.seq);
                 journal.untrimmed.clear();
-                match self.apply_commit(&commit, Some(&mut journal.led)).await {
-                    Ok(()) => {
-                        journal.applied = append.seq;
-                        journal.untrimmed.push(append.seq);
-                    }
-                    // Committed all the same: the journal holds it, and the
-                    // session's next commit or claim (or whoever fences the
-                    // session) applies it.
-                    Err(e) => {
-                        tracing::warn!(session = %session, seq = append.seq, error = %e, "a committed journal entry is not applied yet")
+                let mut tries = 0;
+                loop {
+                    match self.apply_commit(&commit, Some(&mut journal.led)).await {
+                        Ok(()) => {
+                            journal.applied = append.seq;
+                            journal.untrimmed.push(append.seq);
+                            return Ok(());
+                        }
+                        Err(e) if tries < APPLY_RETRIES => {
+                            tries += 1;
+                            tracing::warn!(session = %session, seq = append.seq, error = %e, "applying a committed journal entry failed; retrying");
+                            tokio::time::sleep(std::time::Duration::from_millis(100 << tries))
+                                .await;
+                        }
+                        // Committed, but not visible yet: uncertain for the
+                        // caller, which claims its partitions again; the
+                        // claim (or whoever fences the session) applies it
+                        // from the journal before reading any offset.
+                        Err(e) => {
+                            tracing::warn!(session = %session, seq = append.seq, error = %e, "a committed journal entry is not applied yet");
+                            return Err(Error::Timeout);
+                        }
                     }
                 }
-                Ok(())
             }
             AppendOutcome::NotApplied => Err(Error::Unavailable(format!(
                 "journal append seq={} of {session} did not apply; retry",
@@ -431,6 +449,11 @@ impl ScyllaStore {
                 self.forget_journal(session);
                 Err(Error::SessionFenced(session))
             }
+            AppendOutcome::Unknown => {
+                drop(journal);
+                self.forget_journal(session);
+                Err(Error::Timeout)
+            }
             AppendOutcome::Inconsistent(why) => {
                 journal.head = None;
                 Err(Error::Backend(why))
@@ -440,7 +463,7 @@ impl ScyllaStore {
 
     /// SERIAL reads of the session row and of the journal entry at the
     /// append's seq, then `decide::after_read_back`.
-    async fn read_back(&self, append: &JournalAppend) -> Result<AppendOutcome> {
+    async fn read_back(&self, append: &JournalAppend, answer_lost: bool) -> Result<AppendOutcome> {
         let session = append.session;
         let row = self.session_row(session.node_id, true).await?;
         let token: Option<(Option<String>,)> = self
@@ -455,6 +478,7 @@ impl ScyllaStore {
             append,
             row.map(|info| info.row).as_ref(),
             token.as_deref(),
+            answer_lost,
         ))
     }
 

@@ -27,7 +27,7 @@ use crate::store::{ClusterStore, Error, Result};
 
 /// Rounds of read-decide-write a claim or registration makes before it
 /// gives up on a row that keeps changing.
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 4;
 
 /// What one claim call learned of holders' sessions, so each is read once.
 #[derive(Default)]
@@ -66,10 +66,14 @@ impl ScyllaStore {
                     return Ok(None);
                 }
                 ClaimStep::FenceHolder => {
-                    let lease = row.map_or(0, |i| i.row.lease_expires_ms);
+                    let lease = row.as_ref().map_or(0, |i| i.row.lease_expires_ms);
                     if self.fence(h, lease, claimer).await? {
                         self.apply_ended_journal(h).await?;
                         holders.applied.insert(h);
+                        // Its other partitions in this call: ended, applied.
+                        if let Some(Some(info)) = holders.rows.get_mut(&h.node_id) {
+                            info.row.status = SessionStatus::Fenced;
+                        }
                         return Ok(None);
                     }
                     // Renewed (or changed) meanwhile: read it again.
@@ -410,9 +414,21 @@ impl ClusterStore for ScyllaStore {
         let mut answers = Vec::with_capacity(partitions.len());
         let mut changed = false;
         for &tp in partitions {
-            let answer = self
+            // Unknown until the claim answers: a claim whose answer is lost
+            // must not leave the old epoch here for commits to pass under.
+            journal.led.remove(&tp);
+            let answer = match self
                 .claim_one(session, tp, now_ms, &topics, &mut holders)
-                .await?;
+                .await
+            {
+                Ok(answer) => answer,
+                Err(e) => {
+                    if changed {
+                        self.bump_cluster_version().await;
+                    }
+                    return Err(e);
+                }
+            };
             if let Ok(claim) = &answer {
                 changed = true;
                 journal.led.insert(
@@ -439,6 +455,13 @@ impl ClusterStore for ScyllaStore {
     ) -> Result<()> {
         let journal = self.journal(session);
         let mut journal = journal.lock().await;
+        // Whatever it committed is applied before another broker can claim
+        // the partitions: a claimer of a released partition does not look
+        // at this (live) session's journal.
+        match self.settle(&mut journal, session).await {
+            Ok(()) | Err(Error::SessionFenced(_)) => {}
+            Err(e) => return Err(e),
+        }
         let mut changed = false;
         let mut failure = None;
         for &(tp, epoch) in partitions {

@@ -39,6 +39,9 @@ const META_CLUSTER: &str = "cluster";
 pub(super) const META_PRODUCER_IDS: &str = "producer_ids";
 pub(super) const CLUSTER_VERSION_KEY: &str = "cluster";
 
+/// Journal entries an ended session's tail read takes; more means a full read.
+const JOURNAL_TAIL: i32 = 64;
+
 /// The one bucket of `broker_ids` and `topics` (both bounded lists).
 pub(super) const BUCKET: i32 = 0;
 /// Buckets of `group_ids`, by a hash of the id.
@@ -291,13 +294,26 @@ impl ScyllaStore {
     /// deletes them, conditioned on the node id's row as read so that the
     /// delete never races a live append.
     pub(super) async fn apply_ended_journal(&self, ended: BrokerSession) -> Result<()> {
-        let rows: Vec<(i64, Option<Vec<u8>>, Option<String>)> = self
+        // Newest first, a few: applied entries were trimmed one per append,
+        // and their tombstones lie before the live tail.
+        let mut rows: Vec<(i64, Option<Vec<u8>>, Option<String>)> = self
             .cql()
             .read(
-                &cql::JOURNAL_READ,
-                binds![ended.node_id, ended.incarnation, 0_i64],
+                &cql::JOURNAL_TAIL_READ,
+                binds![ended.node_id, ended.incarnation, JOURNAL_TAIL],
             )
             .await?;
+        if rows.len() >= JOURNAL_TAIL as usize {
+            rows = self
+                .cql()
+                .read(
+                    &cql::JOURNAL_READ,
+                    binds![ended.node_id, ended.incarnation, 0_i64],
+                )
+                .await?;
+        } else {
+            rows.reverse();
+        }
         if rows.is_empty() {
             return Ok(());
         }
@@ -329,9 +345,11 @@ impl ScyllaStore {
                 binds![ended.node_id, ended.incarnation, seq],
             ));
         }
-        // Not applied or unknown: the entries stay, applied; the next
-        // claimer applies and trims them again.
-        self.cql().lwt_batch(&batch).await?;
+        // Not applied, unknown or failed: the entries stay, applied; the
+        // next claimer applies and trims them again.
+        if let Err(e) = self.cql().lwt_batch(&batch).await {
+            tracing::warn!(session = %ended, error = %e, "could not trim an ended session's journal");
+        }
         Ok(())
     }
 

@@ -39,7 +39,7 @@ fn an_entry_holding_our_token_is_committed_whatever_the_row_says_now() {
     };
     for row in [Some(open_row(4)), Some(open_row(9)), Some(fenced), None] {
         assert_eq!(
-            after_read_back(&a, row.as_ref(), Some("obj-4")),
+            after_read_back(&a, row.as_ref(), Some("obj-4"), false),
             AppendOutcome::Committed
         );
     }
@@ -49,7 +49,7 @@ fn an_entry_holding_our_token_is_committed_whatever_the_row_says_now() {
 fn no_entry_and_an_ended_session_is_fenced_and_an_open_one_at_our_head_is_not_applied() {
     let a = append(4, "obj-4");
     assert_eq!(
-        after_read_back(&a, Some(&open_row(3)), None),
+        after_read_back(&a, Some(&open_row(3)), None, false),
         AppendOutcome::NotApplied
     );
     for status in [SessionStatus::Closed, SessionStatus::Fenced] {
@@ -57,28 +57,39 @@ fn no_entry_and_an_ended_session_is_fenced_and_an_open_one_at_our_head_is_not_ap
             status,
             ..open_row(3)
         };
-        assert_eq!(after_read_back(&a, Some(&row), None), AppendOutcome::Fenced);
+        assert_eq!(
+            after_read_back(&a, Some(&row), None, false),
+            AppendOutcome::Fenced
+        );
+        // Its answer lost, it may have applied and been trimmed since.
+        assert_eq!(
+            after_read_back(&a, Some(&row), None, true),
+            AppendOutcome::Unknown
+        );
     }
     let replaced = SessionRow {
         incarnation: A.incarnation + 1,
         ..open_row(0)
     };
     assert_eq!(
-        after_read_back(&a, Some(&replaced), None),
+        after_read_back(&a, Some(&replaced), None, false),
         AppendOutcome::Fenced
     );
-    assert_eq!(after_read_back(&a, None, None), AppendOutcome::Fenced);
+    assert_eq!(
+        after_read_back(&a, None, None, false),
+        AppendOutcome::Fenced
+    );
 }
 
 #[test]
 fn another_token_at_our_seq_or_a_head_past_a_missing_entry_is_inconsistent() {
     let a = append(4, "obj-4");
     assert!(matches!(
-        after_read_back(&a, Some(&open_row(4)), Some("obj-x")),
+        after_read_back(&a, Some(&open_row(4)), Some("obj-x"), false),
         AppendOutcome::Inconsistent(_)
     ));
     assert!(matches!(
-        after_read_back(&a, Some(&open_row(5)), None),
+        after_read_back(&a, Some(&open_row(5)), None, true),
         AppendOutcome::Inconsistent(_)
     ));
 }
@@ -307,7 +318,7 @@ proptest! {
                         // The not-applied LWT was a Paxos round: settled.
                         prop_assert!(p.pending.is_none());
                         let entry = p.journal.get(&a.seq).cloned();
-                        after_read_back(&a, row.as_ref(), entry.as_deref())
+                        after_read_back(&a, row.as_ref(), entry.as_deref(), false)
                     }
                     AppendStep::ReadBack => {
                         let (_, complete) = fates.next().expect("cycle");
@@ -317,7 +328,7 @@ proptest! {
                             b_fenced = true;
                         }
                         let (row, entry) = p.serial_read(a.seq, complete);
-                        after_read_back(&a, Some(&row), entry.as_deref())
+                        after_read_back(&a, Some(&row), entry.as_deref(), true)
                     }
                 };
                 match outcome {
@@ -327,7 +338,7 @@ proptest! {
                         continue 'flushes;
                     }
                     AppendOutcome::NotApplied => continue,
-                    AppendOutcome::Fenced => break 'flushes,
+                    AppendOutcome::Fenced | AppendOutcome::Unknown => break 'flushes,
                     AppendOutcome::Inconsistent(why) => {
                         prop_assert!(false, "inconsistent: {why}");
                     }
