@@ -376,9 +376,11 @@ async fn open_metadata(settings: &Settings) -> Result<Arc<dyn MetadataStore>, Op
         config.password = Some(password.trim_end_matches(['\n', '\r']).to_string());
     }
     tracing::info!(contact_points = ?config.contact_points, keyspace = config.keyspace, "metadata in ScyllaDB");
-    Ok(Arc::new(
-        metadata::scylla::store::ScyllaStore::connect(&config).await?,
-    ))
+    let store = Arc::new(metadata::scylla::store::ScyllaStore::connect(&config).await?);
+    log_stats_every(settings, Arc::downgrade(&store), "scylla stats", |s| {
+        s.statement_stats().to_string()
+    });
+    Ok(store)
 }
 
 /// The object store the settings name: `data_dir/objects`, or S3 for an
@@ -409,20 +411,31 @@ async fn open_objects(settings: &Settings) -> Result<Arc<dyn ObjectStore>, OpenE
     tracing::info!(bucket = config.bucket, prefix = config.prefix, endpoint = ?config.endpoint, "objects in S3");
     let store = Arc::new(S3Store::open(config).await?);
     spawn_stale_upload_sweep(Arc::downgrade(&store), settings);
-    // Both loops hold the store weakly: they end when the broker (or a
-    // failed open) drops it.
-    let weak = Arc::downgrade(&store);
+    log_stats_every(settings, Arc::downgrade(&store), "s3 stats", |s| {
+        s.stats().to_string()
+    });
+    Ok(store)
+}
+
+/// Logs a store's request counters every `s3_stats_interval_ms`. The loop
+/// holds the store weakly: it ends when the broker (or a failed open)
+/// drops it.
+fn log_stats_every<T: Send + Sync + 'static>(
+    settings: &Settings,
+    store: std::sync::Weak<T>,
+    message: &'static str,
+    stats: fn(&T) -> String,
+) {
     let interval = std::time::Duration::from_millis(settings.s3_stats_interval_ms.max(100));
     tokio::spawn(async move {
         let mut every = tokio::time::interval(interval);
         every.tick().await;
         loop {
             every.tick().await;
-            let Some(store) = weak.upgrade() else { return };
-            tracing::info!(stats = %store.stats(), "s3 stats");
+            let Some(store) = store.upgrade() else { return };
+            tracing::info!(stats = %stats(&store), "{message}");
         }
     });
-    Ok(store)
 }
 
 /// Aborts multipart uploads a crash left behind: at start-up, then every

@@ -155,6 +155,22 @@ pub struct StatsSnapshot {
     pub conditional_batches: u64,
 }
 
+impl std::fmt::Display for StatsSnapshot {
+    /// `read=12/3.4ms conditional=5/20.1ms … lwt_not_applied=0 lwt_uncertain=0`:
+    /// statements run and their mean latency, by kind.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (kind, count, micros) in self.by_kind.iter().filter(|(_, c, _)| *c > 0) {
+            let mean_ms = *micros as f64 / *count as f64 / 1e3;
+            write!(f, "{kind}={count}/{mean_ms:.1}ms ")?;
+        }
+        write!(
+            f,
+            "conditional_batches={} lwt_not_applied={} lwt_uncertain={}",
+            self.conditional_batches, self.lwt_not_applied, self.lwt_uncertain
+        )
+    }
+}
+
 impl StatementStats {
     fn record(&self, kind: Kind, started: Instant) {
         let i = kind_index(kind);
