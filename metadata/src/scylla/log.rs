@@ -16,16 +16,16 @@ use async_trait::async_trait;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{StreamExt, TryStreamExt, stream};
 
+use super::apply::{self, ApplyPlan};
 use super::cql::{self, Statement};
 use super::decide::{self, AppendOutcome, AppendStep, JournalAppend, LwtAnswer};
 use super::entry;
 use super::exec::{Lwt, Values, binds};
-use super::store::{Journal, Led, META_PRODUCER_IDS, OPEN, ScyllaStore, partition_exists};
+use super::store::{Journal, Led, META_PRODUCER_IDS, ScyllaStore, partition_exists};
 use super::topics::leader_of;
-use crate::commit_rules::{check_flush_commit, to_i64};
+use crate::commit_rules::check_flush_commit;
 use crate::model::{
     FlushCommit, IndexEntry, IndexSegment, ProducerBatch, ProducerState, TopicPartition, Uuid,
-    index_segment,
 };
 use crate::store::{Error, LogStore, Result};
 
@@ -126,31 +126,23 @@ impl ScyllaStore {
         rows.into_iter().map(|row| entry_of(tp, row)).collect()
     }
 
-    /// Applies one committed journal entry with plain writes: index entries,
-    /// object references, segment summaries, next offsets and producer
-    /// states. Each is a max-register or an upsert of the same values, so
-    /// applying an entry twice, or late, changes nothing. `led` (the
-    /// writer's own cache) is used for the segment summaries and updated
-    /// once every write succeeded.
+    /// Applies one committed journal entry with plain writes
+    /// (`apply::plan_apply`). Each is a max-register or an upsert of the
+    /// same values, so applying an entry twice, or late, changes nothing.
+    /// `led` (the writer's own cache) gives the segment summaries when it
+    /// has them, and is updated once every write succeeded.
     pub(super) async fn apply_commit(
         &self,
         commit: &FlushCommit,
         led: Option<&mut HashMap<TopicPartition, Led>>,
     ) -> Result<()> {
-        let mut partitions: Vec<TopicPartition> = Vec::new();
-        for e in &commit.entries {
-            if !partitions.contains(&e.topic_partition) {
-                partitions.push(e.topic_partition);
-            }
-        }
-        let mut writes: Vec<(&'static Statement, Values)> = Vec::new();
-        let mut updates: Vec<(TopicPartition, i64, Option<IndexSegment>)> = Vec::new();
-        for &tp in &partitions {
+        let mut summaries: HashMap<TopicPartition, BTreeMap<i64, IndexSegment>> = HashMap::new();
+        for tp in apply::partitions_in_order(commit) {
             let cached = led
                 .as_deref()
                 .and_then(|l| l.get(&tp))
                 .and_then(|l| l.last_segment);
-            let mut summaries: BTreeMap<i64, IndexSegment> = match cached {
+            let known = match cached {
                 Some(s) => [(s.segment, s)].into(),
                 None => self
                     .segments(tp)
@@ -159,88 +151,9 @@ impl ScyllaStore {
                     .map(|s| (s.segment, s))
                     .collect(),
             };
-            let mut last = -1;
-            for e in commit.entries.iter().filter(|e| e.topic_partition == tp) {
-                let id = tp.topic_id;
-                let segment = index_segment(e.base_offset);
-                let length = to_i64(e.length, "length", &commit.object_key)?;
-                writes.push((
-                    &cql::INDEX_ENTRY_WRITE,
-                    binds![
-                        id,
-                        tp.partition,
-                        segment,
-                        e.base_offset,
-                        e.last_offset,
-                        e.object_key.as_str(),
-                        to_i64(e.position, "position", &commit.object_key)?,
-                        length,
-                        e.max_timestamp
-                    ],
-                ));
-                writes.push((
-                    &cql::OBJECT_REFERENCE_WRITE,
-                    binds![e.object_key.as_str(), id, tp.partition, e.base_offset],
-                ));
-                let summary = match summaries.get(&segment) {
-                    // Already holds this entry (a second apply).
-                    Some(s) if s.last_offset >= e.last_offset => None,
-                    Some(s) => Some(IndexSegment {
-                        last_offset: e.last_offset,
-                        entries: s.entries + 1,
-                        bytes: s.bytes + length,
-                        max_timestamp: s.max_timestamp.max(e.max_timestamp),
-                        ..*s
-                    }),
-                    None => Some(IndexSegment {
-                        topic_partition: tp,
-                        segment,
-                        base_offset: e.base_offset,
-                        last_offset: e.last_offset,
-                        entries: 1,
-                        bytes: length,
-                        max_timestamp: e.max_timestamp,
-                    }),
-                };
-                if let Some(s) = summary {
-                    writes.push((
-                        &cql::INDEX_SEGMENT_WRITE,
-                        binds![
-                            e.last_offset,
-                            s.base_offset,
-                            s.last_offset,
-                            s.entries,
-                            s.bytes,
-                            s.max_timestamp,
-                            id,
-                            tp.partition,
-                            segment
-                        ],
-                    ));
-                    summaries.insert(segment, s);
-                }
-                last = e.last_offset;
-            }
-            writes.push((
-                &cql::NEXT_OFFSET_WRITE,
-                binds![last + 1, last + 1, tp.topic_id, tp.partition],
-            ));
-            for p in commit.producers.iter().filter(|p| p.topic_partition == tp) {
-                writes.push((
-                    &cql::PRODUCER_STATE_WRITE,
-                    binds![
-                        last,
-                        p.producer_epoch,
-                        p.last_write_ms,
-                        ProducerBatch::encode_batches(&p.batches),
-                        tp.topic_id,
-                        tp.partition,
-                        p.producer_id
-                    ],
-                ));
-            }
-            updates.push((tp, last + 1, summaries.values().next_back().copied()));
+            summaries.insert(tp, known);
         }
+        let ApplyPlan { writes, updates } = apply::plan_apply(commit, &mut summaries)?;
         run_writes(self, writes).await?;
         if let Some(led) = led {
             for (tp, next_offset, last_segment) in updates {
@@ -370,28 +283,7 @@ impl ScyllaStore {
             seq: head + 1,
             token: commit.object_key.clone(),
         };
-        let mut batch = vec![
-            (
-                &cql::JOURNAL_ADVANCE,
-                binds![append.seq, session.node_id, session.incarnation, OPEN, head],
-            ),
-            (
-                &cql::JOURNAL_APPEND,
-                binds![
-                    session.node_id,
-                    session.incarnation,
-                    append.seq,
-                    bytes,
-                    append.token.as_str()
-                ],
-            ),
-        ];
-        for &seq in &journal.untrimmed {
-            batch.push((
-                &cql::JOURNAL_TRIM,
-                binds![session.node_id, session.incarnation, seq],
-            ));
-        }
+        let batch = apply::journal_batch(&append, head, bytes, &journal.untrimmed);
         let answer = match self.cql().lwt_batch(&batch).await? {
             Lwt::Applied => LwtAnswer::Applied,
             Lwt::NotApplied => LwtAnswer::NotApplied(None),

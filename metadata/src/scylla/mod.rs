@@ -11,6 +11,7 @@
 //! docs/design/0008-scylla-schema.md is the plan, with the conditional
 //! writes every seam operation costs.
 
+pub mod apply;
 pub mod config;
 pub mod cql;
 pub mod decide;
