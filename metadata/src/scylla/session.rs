@@ -130,12 +130,38 @@ pub(crate) async fn open(config: &ScyllaConfig, await_schema_agreement: bool) ->
     if let Some(user) = &config.username {
         builder = builder.user(user, config.password.clone().unwrap_or_default());
     }
-    if config.tls_ca_file.is_some() {
-        return Err(Error::Backend(
-            "scylla: tls_ca_file is not supported yet (issue 12)".to_string(),
-        ));
+    if let Some(ca_file) = &config.tls_ca_file {
+        builder = builder.tls_context(Some(tls_config(ca_file)?));
     }
     builder.build().await.map_err(|e| backend("connect", e))
+}
+
+/// TLS to ScyllaDB with rustls, trusting only the CA certificates in
+/// `ca_file` (PEM). The node's certificate must name the address the
+/// broker connects to (a DNS name or an IP address SAN).
+pub(crate) fn tls_config(ca_file: &str) -> Result<std::sync::Arc<rustls::ClientConfig>> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let tls = |what: String| Error::Backend(format!("scylla tls_ca_file {ca_file}: {what}"));
+    let mut roots = rustls::RootCertStore::empty();
+    let certificates =
+        CertificateDer::pem_file_iter(ca_file).map_err(|e| tls(format!("cannot read it: {e}")))?;
+    for certificate in certificates {
+        let certificate = certificate.map_err(|e| tls(format!("not PEM: {e}")))?;
+        roots
+            .add(certificate)
+            .map_err(|e| tls(format!("not a CA certificate: {e}")))?;
+    }
+    if roots.is_empty() {
+        return Err(tls("holds no certificate".into()));
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(std::sync::Arc::new(config))
 }
 
 /// Creates the keyspace and, of `statements`, the tables (schema ones).

@@ -147,3 +147,24 @@ async fn the_driver_creates_the_schema_prepares_every_statement_and_reads_what_i
         [(0, 0, None, None), (1, 0, None, None), (2, 0, None, None)]
     );
 }
+
+#[test]
+fn tls_trusts_the_ca_file_and_refuses_one_it_cannot_use() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // A self-signed CA made for this test (its key was not kept).
+    let ca = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/src/scylla/session/test-ca.pem"
+    );
+    tls_config(ca).expect("a PEM CA certificate");
+    let missing = dir.path().join("missing.pem");
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "no certificate here\n").expect("write");
+    for (file, why) in [(&missing, "cannot read"), (&empty, "holds no certificate")] {
+        let refused = tls_config(file.to_str().expect("utf-8"));
+        assert!(
+            matches!(&refused, Err(Error::Backend(e)) if e.contains(why)),
+            "{file:?}: {refused:?}"
+        );
+    }
+}
