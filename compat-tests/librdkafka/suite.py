@@ -66,9 +66,7 @@ TEST_TIMEOUT_S = 420.0
 # start first, and their timeout is twice this when that exceeds the default.
 EXPECTED_SECONDS = {
     "0113": 600,  # cooperative rebalancing, 30-odd sub-tests of rebalances
-    "0150": 165,
     "0089": 105,
-    "0139": 90,
     "0076": 80,
     "0033": 70,
     "0091": 70,
@@ -86,6 +84,14 @@ BROKER_READY_TIMEOUT_S = 30.0
 # trivup has not set them up, so none is listed here.)
 NEEDS_KAFKA_CLI = "needs Kafka's command-line tools (KAFKA_PATH)"
 NEEDS_TRANSACTIONS = "needs transactions (not built yet: InitProducerId with a transactional id, AddPartitionsToTxn, EndTxn)"
+
+# Test numbers that talk only to librdkafka's built-in mock cluster
+# (`test_mock_cluster_new`), never to the broker under test, although
+# test.c does not flag them TEST_F_LOCAL. Like the local tests they are
+# not run here: they test the client alone, and 0150 asserts request
+# spacing to the millisecond, which a shared 2-core machine running eight
+# tests at once missed once (500 ms where under 500 was required).
+MOCK_CLUSTER_ONLY = {"0139", "0150"}
 
 # Keyed by test number, or "number/scenario" for one scenario's tests only.
 SKIP: dict[str, str] = {
@@ -128,6 +134,8 @@ class SuiteTest:
 
     @property
     def needs_broker(self) -> bool:
+        if self.number in MOCK_CLUSTER_ONLY:
+            return False
         return "TEST_F_LOCAL" not in self.flags and "TEST_F_MANUAL" not in self.flags
 
 
