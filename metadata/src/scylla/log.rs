@@ -215,7 +215,7 @@ impl ScyllaStore {
     /// its topic still there.
     async fn check_against_store(&self, commit: &FlushCommit, journal: &mut Journal) -> Result<()> {
         let session = commit.session;
-        let topics = self.topic_map().await?;
+        let topics = self.topic_map_cached().await?;
         let mut expected_next: HashMap<TopicPartition, i64> = HashMap::new();
         for (e, &epoch) in commit.entries.iter().zip(&commit.leader_epochs) {
             let tp = e.topic_partition;

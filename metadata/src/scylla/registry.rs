@@ -15,9 +15,7 @@ use async_trait::async_trait;
 use super::cql;
 use super::decide::{self, ClaimStep, RegisterStep};
 use super::exec::{Lwt, binds};
-use super::store::{
-    BUCKET, CLOSED, CLUSTER_VERSION_KEY, Led, OPEN, ScyllaStore, SessionInfo, partition_exists,
-};
+use super::store::{BUCKET, CLOSED, Led, OPEN, ScyllaStore, SessionInfo, partition_exists};
 use super::topics::{LeaderColumns, leader_of};
 use crate::model::{
     BrokerRegistration, BrokerSession, PartitionClaim, PartitionState, RegisteredBroker,
@@ -178,11 +176,7 @@ impl ClusterStore for ScyllaStore {
     }
 
     async fn cluster_version(&self) -> Result<i64> {
-        let row: Option<(Option<scylla::value::Counter>,)> = self
-            .cql()
-            .read_one(&cql::CLUSTER_VERSION_READ, binds![CLUSTER_VERSION_KEY])
-            .await?;
-        Ok(row.and_then(|(v,)| v).map_or(0, |c| c.0))
+        self.cluster_version_now().await
     }
 
     async fn register_broker(

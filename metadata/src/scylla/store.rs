@@ -131,7 +131,13 @@ pub(super) struct Inner {
     pub cql: Cql,
     pub cluster_id: String,
     journals: Mutex<HashMap<BrokerSession, Arc<tokio::sync::Mutex<Journal>>>>,
+    /// The topic list as of a cluster version (every topic change moves
+    /// it), so a commit checks its topics with one counter read.
+    topics: Mutex<Option<(i64, Arc<TopicMap>)>>,
 }
+
+/// Topic id → (name, partition count).
+pub(super) type TopicMap = HashMap<TopicId, (String, i32)>;
 
 /// The ScyllaDB backend. Cheap to clone (one shared session).
 #[derive(Clone)]
@@ -158,6 +164,7 @@ impl ScyllaStore {
                 cql,
                 cluster_id,
                 journals: Mutex::new(HashMap::new()),
+                topics: Mutex::new(None),
             }),
         })
     }
@@ -171,6 +178,7 @@ impl ScyllaStore {
                 cql,
                 cluster_id: cluster_id.to_string(),
                 journals: Mutex::new(HashMap::new()),
+                topics: Mutex::new(None),
             }),
         }
     }
@@ -354,13 +362,46 @@ impl ScyllaStore {
     }
 
     /// Every topic: id → (name, partition count).
-    pub(super) async fn topic_map(&self) -> Result<HashMap<TopicId, (String, i32)>> {
+    pub(super) async fn topic_map(&self) -> Result<TopicMap> {
         Ok(self
             .read_topics()
             .await?
             .into_iter()
             .map(|t| (t.topic_id, (t.name, t.partition_count)))
             .collect())
+    }
+
+    /// `topic_map`, read again only when the cluster version moved since
+    /// the last read (one small counter read otherwise).
+    pub(super) async fn topic_map_cached(&self) -> Result<Arc<TopicMap>> {
+        let version = self.cluster_version_now().await?;
+        let cached = self
+            .inner
+            .topics
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some((at, topics)) = cached
+            && at == version
+        {
+            return Ok(topics);
+        }
+        let topics = Arc::new(self.topic_map().await?);
+        *self
+            .inner
+            .topics
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some((version, topics.clone()));
+        Ok(topics)
+    }
+
+    /// The cluster version counter (0 before anything moved it).
+    pub(super) async fn cluster_version_now(&self) -> Result<i64> {
+        let row: Option<(Option<scylla::value::Counter>,)> = self
+            .cql()
+            .read_one(&cql::CLUSTER_VERSION_READ, binds![CLUSTER_VERSION_KEY])
+            .await?;
+        Ok(row.and_then(|(v,)| v).map_or(0, |c| c.0))
     }
 }
 
