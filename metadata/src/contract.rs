@@ -1279,6 +1279,64 @@ fn commit_by(
     }
 }
 
+/// Two stores on one backend (two broker processes) claim one partition
+/// at the same moment, `rounds` times: exactly one wins each time, the
+/// loser's commit under the winner's epoch is fenced, the winner's lands.
+/// Not in the single-store suite: each backend's own test file runs it with
+/// two stores sharing one file or keyspace.
+pub async fn two_stores_racing_for_a_partition_one_wins(
+    stores: [&dyn MetadataStore; 2],
+    rounds: i32,
+) {
+    let topic_id = unled_topic(stores[0], 1).await;
+    let tp = TopicPartition::new(topic_id, 0);
+    let mut sessions = Vec::new();
+    for (i, store) in stores.iter().enumerate() {
+        sessions.push(register(*store, i as i32 + 1, T0).await);
+    }
+    let wanted = [tp];
+    for round in 0..rounds {
+        let (a, b) = tokio::join!(
+            stores[0].claim_partitions(sessions[0], &wanted, T0),
+            stores[1].claim_partitions(sessions[1], &wanted, T0),
+        );
+        let (mut a, mut b) = (a.expect("claim a"), b.expect("claim b"));
+        let (winner, epoch) = match (a.remove(0), b.remove(0)) {
+            (Ok(c), Err(Error::NotClaimable { .. })) => (0, c.state.leader_epoch),
+            (Err(Error::NotClaimable { .. }), Ok(c)) => (1, c.state.leader_epoch),
+            other => panic!("round {round}: expected one winner, got {other:?}"),
+        };
+        let base = i64::from(round) * 10;
+        let loser = 1 - winner;
+        let lost = stores[loser]
+            .commit_flush(&commit_by(
+                sessions[loser],
+                epoch,
+                &format!("l{round}"),
+                tp,
+                base,
+                base + 9,
+            ))
+            .await;
+        assert!(matches!(lost, Err(Error::Fenced { .. })), "got {lost:?}");
+        stores[winner]
+            .commit_flush(&commit_by(
+                sessions[winner],
+                epoch,
+                &format!("w{round}"),
+                tp,
+                base,
+                base + 9,
+            ))
+            .await
+            .expect("winner commits");
+        stores[winner]
+            .release_partitions(sessions[winner], &[(tp, epoch)])
+            .await
+            .expect("release");
+    }
+}
+
 /// A topic with no leader yet (created without `create`'s claim).
 async fn unled_topic(store: &dyn MetadataStore, partition_count: i32) -> TopicId {
     let topic_id = TopicId::new_random();

@@ -7,14 +7,10 @@
 //! ScyllaDB"); without it every test prints one skip line and passes.
 //! Each test works in a keyspace of its own, dropped afterwards.
 
-use std::collections::BTreeMap;
-
 use metadata::contract::StoreFixture;
 use metadata::scylla::ScyllaConfig;
 use metadata::scylla::store::ScyllaStore;
-use metadata::{
-    BrokerRegistration, ClusterStore, Error, MetadataStore, TopicId, TopicPartition, TopicStore,
-};
+use metadata::{ClusterStore, Error, MetadataStore};
 
 const VARIABLE: &str = "LIGHTSTREAM_TEST_SCYLLA";
 
@@ -147,43 +143,6 @@ async fn two_brokers_racing_for_a_partition_see_one_winner() {
     let other = ScyllaStore::connect(&fixture.config)
         .await
         .expect("second broker");
-    let stores = [&fixture.store, &other];
-    let topic_id = TopicId::new_random();
-    stores[0]
-        .create_topic("orders", topic_id, 1, BTreeMap::new())
-        .await
-        .expect("create_topic");
-    let tp = TopicPartition::new(topic_id, 0);
-    let mut sessions = Vec::new();
-    for (i, store) in stores.iter().enumerate() {
-        let registration = BrokerRegistration {
-            node_id: i as i32 + 1,
-            host: "localhost".into(),
-            port: 9092 + i as i32,
-            rack: None,
-        };
-        sessions.push(
-            store
-                .register_broker(&registration, 0, 1 << 40)
-                .await
-                .expect("register"),
-        );
-    }
-    let wanted = [tp];
-    for round in 0..10 {
-        let (a, b) = tokio::join!(
-            stores[0].claim_partitions(sessions[0], &wanted, 1),
-            stores[1].claim_partitions(sessions[1], &wanted, 1),
-        );
-        let (mut a, mut b) = (a.expect("claim a"), b.expect("claim b"));
-        let (winner, epoch) = match (a.remove(0), b.remove(0)) {
-            (Ok(c), Err(Error::NotClaimable { .. })) => (0, c.state.leader_epoch),
-            (Err(Error::NotClaimable { .. }), Ok(c)) => (1, c.state.leader_epoch),
-            other => panic!("round {round}: expected one winner, got {other:?}"),
-        };
-        stores[winner]
-            .release_partitions(sessions[winner], &[(tp, epoch)])
-            .await
-            .expect("release");
-    }
+    metadata::contract::two_stores_racing_for_a_partition_one_wins([&fixture.store, &other], 10)
+        .await;
 }

@@ -261,67 +261,8 @@ async fn stores_sharing_a_file_see_and_fence_each_other() {
 async fn stores_sharing_a_file_racing_for_a_partition_one_wins() {
     let dir = tempfile::tempdir().expect("create temp dir");
     let path = dir.path().join("metadata.db");
-    let stores = [open(&path), open(&path)];
-    let topic_id = TopicId::new_random();
-    stores[0]
-        .create_topic("orders", topic_id, 1, BTreeMap::new())
-        .await
-        .expect("create_topic");
-    let tp = TopicPartition::new(topic_id, 0);
-    let mut sessions = Vec::new();
-    for (i, store) in stores.iter().enumerate() {
-        let registration = BrokerRegistration {
-            node_id: i as i32 + 1,
-            host: "localhost".into(),
-            port: 9092 + i as i32,
-            rack: None,
-        };
-        sessions.push(
-            store
-                .register_broker(&registration, 0, LONG_LEASE_MS)
-                .await
-                .expect("register"),
-        );
-    }
-    for round in 0..20 {
-        let wanted = [tp];
-        let (ra, rb) = tokio::join!(
-            stores[0].claim_partitions(sessions[0], &wanted, 1),
-            stores[1].claim_partitions(sessions[1], &wanted, 1),
-        );
-        let (mut ra, mut rb) = (ra.expect("claim a"), rb.expect("claim b"));
-        let (winner, epoch) = match (ra.remove(0), rb.remove(0)) {
-            (Ok(c), Err(Error::NotClaimable { .. })) => (0, c.state.leader_epoch),
-            (Err(Error::NotClaimable { .. }), Ok(c)) => (1, c.state.leader_epoch),
-            other => panic!("round {round}: expected one winner, got {other:?}"),
-        };
-        let base = i64::from(round) * 10;
-        let loser = 1 - winner;
-        let lost = stores[loser]
-            .commit_flush(&one_entry_commit(
-                (sessions[loser], epoch),
-                &format!("l{round}"),
-                tp,
-                base,
-                base + 9,
-            ))
-            .await;
-        assert!(matches!(lost, Err(Error::Fenced { .. })), "got {lost:?}");
-        stores[winner]
-            .commit_flush(&one_entry_commit(
-                (sessions[winner], epoch),
-                &format!("w{round}"),
-                tp,
-                base,
-                base + 9,
-            ))
-            .await
-            .expect("winner commits");
-        stores[winner]
-            .release_partitions(sessions[winner], &[(tp, epoch)])
-            .await
-            .expect("release");
-    }
+    let (a, b) = (open(&path), open(&path));
+    metadata::contract::two_stores_racing_for_a_partition_one_wins([&a, &b], 20).await;
 }
 
 #[tokio::test]

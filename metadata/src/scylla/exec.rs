@@ -348,28 +348,11 @@ impl Cql {
     /// One conditional write.
     pub async fn lwt(&self, statement: &Statement, values: Values) -> Result<Lwt> {
         debug_assert_eq!(statement.kind, Kind::Conditional);
-        let mut tries = 0;
-        loop {
-            let started = Instant::now();
-            let answer = self
-                .session()
-                .execute_unpaged(self.prepared(statement)?, &values)
-                .await;
-            self.stats().record(statement.kind, started);
-            match self.lwt_answer(statement.name, answer)? {
-                Some(lwt) => return Ok(after_retries(lwt, tries)),
-                None if tries < LWT_UNAVAILABLE_RETRIES => {
-                    tries += 1;
-                    tokio::time::sleep(Duration::from_millis(50 << tries)).await;
-                }
-                None => {
-                    return Err(Error::Unavailable(format!(
-                        "scylla {}: too few replicas",
-                        statement.name
-                    )));
-                }
-            }
-        }
+        let prepared = self.prepared(statement)?;
+        self.conditional(statement.name, || {
+            self.session().execute_unpaged(prepared, &values)
+        })
+        .await
     }
 
     /// A conditional batch: `statements[0]` carries the condition, the rest
@@ -389,13 +372,27 @@ impl Cql {
         batch.set_is_idempotent(false);
         batch.set_serial_consistency(Some(self.serial_consistency()));
         let values: Vec<&Values> = statements.iter().map(|(_, v)| v).collect();
+        self.conditional(first.name, || {
+            self.stats().batches.fetch_add(1, Ordering::Relaxed);
+            self.session().batch(&batch, &values)
+        })
+        .await
+    }
+
+    /// Sends a conditional write (`send` makes one try) until it is
+    /// answered or refused with something other than Unavailable, at most
+    /// `LWT_UNAVAILABLE_RETRIES` more times.
+    async fn conditional<F, Fut>(&self, what: &str, send: F) -> Result<Lwt>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<QueryResult, ExecutionError>>,
+    {
         let mut tries = 0;
         loop {
             let started = Instant::now();
-            let answer = self.session().batch(&batch, &values).await;
+            let answer = send().await;
             self.stats().record(Kind::Conditional, started);
-            self.stats().batches.fetch_add(1, Ordering::Relaxed);
-            match self.lwt_answer(first.name, answer)? {
+            match self.lwt_answer(what, answer)? {
                 Some(lwt) => return Ok(after_retries(lwt, tries)),
                 None if tries < LWT_UNAVAILABLE_RETRIES => {
                     tries += 1;
@@ -403,8 +400,7 @@ impl Cql {
                 }
                 None => {
                     return Err(Error::Unavailable(format!(
-                        "scylla batch {}: too few replicas",
-                        first.name
+                        "scylla {what}: too few replicas"
                     )));
                 }
             }
