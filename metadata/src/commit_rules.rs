@@ -77,6 +77,17 @@ pub fn check_flush_commit(commit: &FlushCommit) -> Result<()> {
     Ok(())
 }
 
+/// `InvalidPartitions` for a topic created with fewer than one partition,
+/// the same from every backend.
+pub fn check_partition_count(name: &str, partition_count: i32) -> Result<()> {
+    if partition_count < 1 {
+        return Err(Error::InvalidPartitions(format!(
+            "partition_count={partition_count} must be at least 1 name={name}"
+        )));
+    }
+    Ok(())
+}
+
 /// `value` as the signed 64-bit integer both stores keep, or `Backend`.
 pub fn to_i64(value: u64, name: &str, object_key: &str) -> Result<i64> {
     i64::try_from(value).map_err(|_| {

@@ -445,11 +445,7 @@ impl TopicStore for SqliteStore {
         partition_count: i32,
         configs: BTreeMap<String, String>,
     ) -> Result<Topic> {
-        if partition_count < 1 {
-            return Err(Error::InvalidPartitions(format!(
-                "partition_count={partition_count} must be at least 1 name={name}"
-            )));
-        }
+        crate::commit_rules::check_partition_count(name, partition_count)?;
         let topic = Topic {
             name: name.to_owned(),
             topic_id,

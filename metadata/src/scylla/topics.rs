@@ -134,11 +134,7 @@ impl TopicStore for ScyllaStore {
         partition_count: i32,
         configs: BTreeMap<String, String>,
     ) -> Result<Topic> {
-        if partition_count < 1 {
-            return Err(Error::InvalidPartitions(format!(
-                "partition_count={partition_count} must be at least 1 name={name}"
-            )));
-        }
+        crate::commit_rules::check_partition_count(name, partition_count)?;
         let answer = self
             .cql()
             .lwt(
