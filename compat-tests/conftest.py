@@ -70,6 +70,7 @@ class Broker:
                  data_dir: Path | None = None):
         self.binary = binary
         self.port = free_port()
+        self.admin_port = free_port()
         # Brokers of one cluster on one machine share a data dir: the
         # metadata file and the objects directory.
         self.data_dir = data_dir or workdir / "data"
@@ -77,6 +78,9 @@ class Broker:
         workdir.mkdir(parents=True, exist_ok=True)
         self.log_path = workdir / "lightstream.log"
         self.extra_args = list(extra_args)
+        # When set, the broker runs with `--config settings_file` alone; the
+        # file must then name this object's port, admin port and data dir.
+        self.settings_file: Path | None = None
         self.env = dict(os.environ)
         self.env.setdefault("LIGHTSTREAM_LOG", "info")
         self.env.setdefault("NO_COLOR", "1")  # plain text in the log file
@@ -95,11 +99,21 @@ class Broker:
         return f"127.0.0.1:{self.port}"
 
     @property
+    def admin_url(self) -> str:
+        """The admin HTTP listener: /metrics, /healthz, /readyz."""
+        return f"http://127.0.0.1:{self.admin_port}"
+
+    @property
     def argv(self) -> list[str]:
+        if self.settings_file is not None:
+            # Everything from the file (test_chart.py): no flag overrides it.
+            return [str(self.binary), "--config", str(self.settings_file)]
         return [
             str(self.binary),
             "--listen",
             self.bootstrap,
+            "--admin-listen",
+            f"127.0.0.1:{self.admin_port}",
             "--data-dir",
             str(self.data_dir),
             *self.extra_args,
@@ -242,9 +256,10 @@ class S3Server:
     """An s3s-fs process (a real S3 server: SigV4, checksums, conditional
     writes) over a directory, on a free loopback port, stopped by PID."""
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, env: dict[str, str] | None = None):
         self.dir = workdir / "s3"
         (self.dir / S3_BUCKET).mkdir(parents=True)  # s3s-fs: a bucket is a directory
+        self.env = {**os.environ, **(env or {})}
         self.port = free_port()
         self.log_path = workdir / "s3s-fs.log"
         self.start()
@@ -255,7 +270,7 @@ class S3Server:
             self.proc = subprocess.Popen(
                 ["s3s-fs", "--host", "127.0.0.1", "--port", str(self.port),
                  "--access-key", S3_ACCESS_KEY, "--secret-key", S3_SECRET_KEY, str(self.dir)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=self.env,
                 start_new_session=True, preexec_fn=die_with_parent,
             )
         deadline = time.monotonic() + READY_TIMEOUT_S

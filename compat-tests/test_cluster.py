@@ -202,7 +202,7 @@ def test_a_second_broker_with_a_live_node_id_refuses_to_start(cluster, lightstre
     port = free_port()
     twin = subprocess.run(
         [str(lightstream_bin), "--node-id", "1", "--listen", f"127.0.0.1:{port}",
-         "--data-dir", str(cluster.shared)],
+         "--admin-listen", "127.0.0.1:0", "--data-dir", str(cluster.shared)],
         capture_output=True, timeout=60, env={**first.env},
     )
     assert twin.returncode != 0

@@ -54,6 +54,22 @@ pub struct Broker {
     pub groups: Arc<GroupCoordinator>,
     /// Validates produce batches, large ones off the async workers.
     pub record_checks: crate::record_checks::RecordCheckPool,
+    /// Counters and histograms of the request path (`/metrics`).
+    pub metrics: crate::metrics::Metrics,
+    /// Liveness and readiness (`/healthz`, `/readyz`).
+    pub health: crate::admin::Health,
+    /// What garbage collection has done (`/metrics`).
+    pub gc_stats: Arc<storage::GcStats>,
+    /// The stores' own request counters, when they keep any (`/metrics`).
+    pub store_stats: StoreStats,
+}
+
+/// Request counters of the object store and the metadata store: S3 and
+/// ScyllaDB keep them; the local directory and the embedded file do not.
+#[derive(Default)]
+pub struct StoreStats {
+    pub s3: Option<Arc<storage::S3Stats>>,
+    pub scylla: Option<std::sync::Weak<metadata::scylla::store::ScyllaStore>>,
 }
 
 /// What stopped the broker from opening.
@@ -70,22 +86,20 @@ pub enum OpenError {
 impl Broker {
     /// Opens the embedded components under `settings.data_dir`.
     pub async fn open(settings: Settings, bound_port: u16) -> Result<Broker, OpenError> {
-        std::fs::create_dir_all(&settings.data_dir).map_err(|e| {
-            storage::Error::Io(format!(
-                "create data dir path={}: {e}",
-                settings.data_dir.display()
-            ))
-        })?;
-        let metadata = open_metadata(&settings).await?;
-        let objects = open_objects(&settings).await?;
-        Self::with_components(
+        check_writable(&settings.data_dir)?;
+        let mut store_stats = StoreStats::default();
+        let metadata = open_metadata(&settings, &mut store_stats).await?;
+        let objects = open_objects(&settings, &mut store_stats).await?;
+        let mut broker = Self::with_components(
             settings,
             bound_port,
             metadata,
             objects,
             Arc::new(SystemClock),
         )
-        .await
+        .await?;
+        broker.store_stats = store_stats;
+        Ok(broker)
     }
 
     pub async fn with_components(
@@ -141,6 +155,7 @@ impl Broker {
         )
         .await?;
         let settings_queued_max_request_bytes = settings.queued_max_request_bytes;
+        let settings_metrics_max_topics = settings.metrics_max_topics;
         let settings_fetch_response_buffer_max_bytes = settings.fetch_response_buffer_max_bytes;
         let defaults = broker_defaults(&settings, &advertised_host, advertised_port);
         defaults.validate()?;
@@ -182,6 +197,10 @@ impl Broker {
             producer_ids: ProducerIds::default(),
             groups,
             record_checks: crate::record_checks::RecordCheckPool::per_core(),
+            metrics: crate::metrics::Metrics::new(settings_metrics_max_topics),
+            health: crate::admin::Health::default(),
+            gc_stats: Arc::default(),
+            store_stats: StoreStats::default(),
         };
         broker.refresh_topics().await?;
         broker
@@ -245,7 +264,8 @@ impl Broker {
                 i64::try_from(self.settings.object_gc_grace_ms).unwrap_or(i64::MAX),
             )
             .keeping(self.log.unsettled_objects())
-            .only_when(collecting),
+            .only_when(collecting)
+            .counting(self.gc_stats.clone()),
         )
         .spawn(
             std::time::Duration::from_millis(self.settings.object_gc_interval_ms.max(1_000)),
@@ -355,7 +375,10 @@ pub enum AutoCreateError {
 
 /// The metadata store the settings name: the embedded file under
 /// `data_dir`, or ScyllaDB for a `scylla://` metadata URL.
-async fn open_metadata(settings: &Settings) -> Result<Arc<dyn MetadataStore>, OpenError> {
+async fn open_metadata(
+    settings: &Settings,
+    stats: &mut StoreStats,
+) -> Result<Arc<dyn MetadataStore>, OpenError> {
     if settings.metadata_url.is_empty() {
         return Ok(Arc::new(SqliteStore::open(
             &settings.data_dir.join("metadata.sqlite"),
@@ -377,6 +400,7 @@ async fn open_metadata(settings: &Settings) -> Result<Arc<dyn MetadataStore>, Op
     }
     tracing::info!(contact_points = ?config.contact_points, keyspace = config.keyspace, "metadata in ScyllaDB");
     let store = Arc::new(metadata::scylla::store::ScyllaStore::connect(&config).await?);
+    stats.scylla = Some(Arc::downgrade(&store));
     log_stats_every(settings, Arc::downgrade(&store), "scylla stats", |s| {
         s.statement_stats().to_string()
     });
@@ -386,11 +410,15 @@ async fn open_metadata(settings: &Settings) -> Result<Arc<dyn MetadataStore>, Op
 /// The object store the settings name: `data_dir/objects`, or S3 for an
 /// `s3://` storage URL (whose request counts are then logged every
 /// `s3_stats_interval_ms`).
-async fn open_objects(settings: &Settings) -> Result<Arc<dyn ObjectStore>, OpenError> {
+async fn open_objects(
+    settings: &Settings,
+    stats: &mut StoreStats,
+) -> Result<Arc<dyn ObjectStore>, OpenError> {
     if settings.storage_url.is_empty() {
-        return Ok(Arc::new(LocalDirStore::open(
-            settings.data_dir.join("objects"),
-        )?));
+        let dir = settings.data_dir.join("objects");
+        let store = LocalDirStore::open(dir.clone())?;
+        check_writable(&dir)?;
+        return Ok(Arc::new(store));
     }
     let non_empty = |s: &String| Some(s.clone()).filter(|s| !s.is_empty());
     let config = S3Config {
@@ -410,11 +438,29 @@ async fn open_objects(settings: &Settings) -> Result<Arc<dyn ObjectStore>, OpenE
     .with_url(&settings.storage_url)?;
     tracing::info!(bucket = config.bucket, prefix = config.prefix, endpoint = ?config.endpoint, "objects in S3");
     let store = Arc::new(S3Store::open(config).await?);
+    stats.s3 = Some(store.stats());
     spawn_stale_upload_sweep(Arc::downgrade(&store), settings);
     log_stats_every(settings, Arc::downgrade(&store), "s3 stats", |s| {
         s.stats().to_string()
     });
     Ok(store)
+}
+
+/// Refuses a directory the broker cannot write, at start rather than at
+/// the first produce: creates and removes a probe file in it.
+fn check_writable(dir: &std::path::Path) -> Result<(), OpenError> {
+    let shown = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let refuse = |what: &str, e: std::io::Error| {
+        OpenError::Storage(storage::Error::Io(format!(
+            "{what} {}: {e} (the broker must be able to write there)",
+            shown.display()
+        )))
+    };
+    std::fs::create_dir_all(dir).map_err(|e| refuse("cannot create directory", e))?;
+    let probe = dir.join(".lightstream-write-check");
+    std::fs::write(&probe, b"ok").map_err(|e| refuse("cannot write in directory", e))?;
+    std::fs::remove_file(&probe).map_err(|e| refuse("cannot remove a file in directory", e))?;
+    Ok(())
 }
 
 /// Logs a store's request counters every `s3_stats_interval_ms`. The loop

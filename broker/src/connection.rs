@@ -43,6 +43,8 @@ enum Outgoing {
         /// Room the answer holds until it is written (a Fetch answer's
         /// share of `fetch_response_buffer_max_bytes`).
         holding: Option<OwnedSemaphorePermit>,
+        /// When the request was read, for its latency.
+        received: std::time::Instant,
     },
 }
 
@@ -72,6 +74,7 @@ pub async fn serve(
     let connection_ended = shutdown.child_token();
     let writer_stopped = connection_ended.clone();
     let write_timeout = std::time::Duration::from_millis(broker.settings.response_write_timeout_ms);
+    let metrics = broker.metrics.clone();
     let write_loop = async move {
         // `_room` is the request's share of `queued_max_request_bytes`,
         // given back once its answer is written.
@@ -85,6 +88,7 @@ pub async fn serve(
                     correlation_id,
                     reply,
                     holding,
+                    received,
                 } => {
                     _holding = holding;
                     let body = match reply {
@@ -97,6 +101,7 @@ pub async fn serve(
                             }
                         },
                     };
+                    metrics.answered(api_key, api_version, received.elapsed(), body.as_ref());
                     let Some(body) = body else {
                         written_tx.send_modify(|n| *n += 1);
                         continue;
@@ -157,6 +162,7 @@ pub async fn serve(
                     {
                         return; // the writer stopped: the client is gone
                     }
+                    let received = std::time::Instant::now();
                     let api_key = request.api_key;
                     let api_version = request.api_version();
                     let correlation_id = request.header.correlation_id;
@@ -180,6 +186,7 @@ pub async fn serve(
                         correlation_id,
                         reply,
                         holding,
+                        received,
                     }
                 }
                 Ok(Decoded::UnsupportedApiVersions { correlation_id }) => {

@@ -3,6 +3,7 @@
 //! error codes (`errors`). The `lightstream` binary (`main.rs`) wires these
 //! together; tests drive them directly.
 
+pub mod admin;
 pub mod authorized_operations;
 pub mod broker;
 pub mod cluster;
@@ -12,6 +13,7 @@ pub mod connection;
 pub mod errors;
 pub mod groups;
 pub mod handlers;
+pub mod metrics;
 pub mod producer_ids;
 pub mod record_checks;
 pub mod server;

@@ -91,13 +91,17 @@ pub async fn run(broker: Arc<Broker>, listener: TcpListener, shutdown: Cancellat
         let Some(per_ip) = PerIp::admit(&per_ip, peer.ip(), broker.settings.max_connections_per_ip)
         else {
             tracing::info!(%peer, limit = broker.settings.max_connections_per_ip, "max_connections_per_ip reached; closing the new connection");
+            broker.metrics.connections_refused.inc();
             drop(stream);
             continue;
         };
         let broker = broker.clone();
         let shutdown = shutdown.clone();
+        broker.metrics.connections_accepted.inc();
+        broker.metrics.connections_open.inc();
         tracker.spawn(async move {
-            connection::serve(broker, stream, peer, shutdown).await;
+            connection::serve(broker.clone(), stream, peer, shutdown).await;
+            broker.metrics.connections_open.dec();
             drop(per_ip);
             drop(permit);
         });

@@ -71,7 +71,7 @@ PY
 start_broker() {
     PORT=$(free_port)
     rm -rf "$WORK/data"
-    "$BIN/lightstream" --listen "127.0.0.1:$PORT" --data-dir "$WORK/data" --log "${BROKER_LOG:-warn}" 2>"$WORK/broker.log" &
+    "$BIN/lightstream" --listen "127.0.0.1:$PORT" --admin-listen 127.0.0.1:0 --data-dir "$WORK/data" --log "${BROKER_LOG:-warn}" 2>"$WORK/broker.log" &
     BROKER_PID=$!
     for _ in $(seq 100); do
         (echo >/dev/tcp/127.0.0.1/"$PORT") 2>/dev/null && return 0

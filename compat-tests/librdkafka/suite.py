@@ -205,6 +205,8 @@ class Broker:
             str(binary),
             "--listen",
             f"127.0.0.1:{self.port}",
+            "--admin-listen",
+            "127.0.0.1:0",
             "--data-dir",
             str(workdir / "data"),
             "--num-partitions",

@@ -11,6 +11,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -33,6 +34,8 @@ struct State {
 pub struct BlockCache {
     max_bytes: usize,
     state: Mutex<State>,
+    hits: AtomicU64,
+    misses: AtomicU64,
 }
 
 /// Counters of a block cache, for tests and stats lines.
@@ -40,6 +43,10 @@ pub struct BlockCache {
 pub struct BlockCacheStats {
     pub blocks: usize,
     pub bytes: usize,
+    /// Reads answered from memory (a concurrent reader's fetch included).
+    pub hits: u64,
+    /// Reads that went to the object store.
+    pub misses: u64,
 }
 
 impl BlockCache {
@@ -47,6 +54,8 @@ impl BlockCache {
         BlockCache {
             max_bytes,
             state: Mutex::new(State::default()),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
         }
     }
 
@@ -55,6 +64,8 @@ impl BlockCache {
         BlockCacheStats {
             blocks: s.blocks.len(),
             bytes: s.bytes,
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
         }
     }
 
@@ -72,14 +83,17 @@ impl BlockCache {
         let slot = {
             let mut s = self.state.lock().expect("block cache lock");
             if let Some(bytes) = s.touch(&k) {
+                self.hits.fetch_add(1, Ordering::Relaxed);
                 return Ok(bytes);
             }
             s.in_flight.entry(k.clone()).or_default().clone()
         };
         let mut fetched = slot.lock().await;
         if let Some(bytes) = fetched.as_ref() {
+            self.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(bytes.clone()); // another reader fetched it meanwhile
         }
+        self.misses.fetch_add(1, Ordering::Relaxed);
         let result = store
             .get_range(key, range)
             .await
@@ -226,13 +240,9 @@ mod tests {
             .get_range(&store, "o", 8..10, |_| Ok(()))
             .await
             .unwrap(); // C evicts B
-        assert_eq!(
-            cache.stats(),
-            BlockCacheStats {
-                blocks: 2,
-                bytes: 6
-            }
-        );
+        let stats = cache.stats();
+        assert_eq!((stats.blocks, stats.bytes), (2, 6));
+        assert_eq!((stats.hits, stats.misses), (1, 3), "A twice, then B and C");
         let before = store.reads.load(Ordering::SeqCst);
         cache
             .get_range(&store, "o", 0..4, |_| Ok(()))
@@ -251,7 +261,8 @@ mod tests {
         // A block larger than the whole cache is served but not kept.
         let big = BlockCache::new(3);
         big.get_range(&store, "o", 0..4, |_| Ok(())).await.unwrap();
-        assert_eq!(big.stats(), BlockCacheStats::default());
+        let stats = big.stats();
+        assert_eq!((stats.blocks, stats.bytes, stats.misses), (0, 0, 1));
     }
 
     #[tokio::test]
@@ -289,6 +300,7 @@ mod tests {
             cache.get_range(&store, "o", 0..4, refuse).await,
             Err(crate::Error::CorruptObject(_))
         ));
-        assert_eq!(cache.stats(), BlockCacheStats::default());
+        let stats = cache.stats();
+        assert_eq!((stats.blocks, stats.bytes), (0, 0));
     }
 }

@@ -20,10 +20,10 @@ mod tail_cache;
 pub mod testing;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use gc::{GcPass, ObjectCollector};
+pub use gc::{GcPass, GcStats, ObjectCollector};
 pub use log::{
-    AppendOptions, AppendResult, Log, LogConfig, OffsetSpec, PendingAppend, ReadResult,
-    TimestampOffset, UnsettledObjects,
+    AppendOptions, AppendResult, Log, LogConfig, LogStatsSnapshot, OffsetSpec, PendingAppend,
+    ReadResult, TimestampOffset, UnsettledObjects,
 };
 pub use object_store::{LocalDirStore, MemoryStore, ObjectStore, PartReceiver};
 pub use s3::{MIN_PART_SIZE, RequestStats, S3Config, S3Stats, S3Store};

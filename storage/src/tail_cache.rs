@@ -51,7 +51,6 @@ impl TailCache {
             .then(|| object.slice(start as usize..end as usize))
     }
 
-    #[cfg(test)]
     pub(crate) fn used_bytes(&self) -> usize {
         self.used_bytes
     }

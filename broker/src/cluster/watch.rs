@@ -29,6 +29,7 @@ pub async fn run(broker: Weak<Broker>, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => return,
         }
         let Some(b) = broker.upgrade() else { return };
+        b.health.loop_turned();
         let beat = last_heartbeat.elapsed() >= heartbeat;
         if beat {
             last_heartbeat = Instant::now();
@@ -56,6 +57,7 @@ pub async fn run(broker: Weak<Broker>, shutdown: CancellationToken) {
         last_live = live;
         if moved || live_changed || beat {
             b.cluster.rebalance(&b.log).await;
+            b.health.partitions_loaded();
         }
     }
 }

@@ -92,6 +92,7 @@ pub async fn handle(
             if read.bytes < share {
                 drop(room.split(share - read.bytes.max(1)));
             }
+            count_fetched(broker, &read.responses);
             return (
                 FetchResponse::default()
                     .with_responses(read.responses)
@@ -109,6 +110,32 @@ pub async fn handle(
             _ = changed => {}
             _ = tokio::time::sleep_until(deadline) => {}
             _ = broker.shutdown.cancelled() => {}
+        }
+    }
+}
+
+/// Adds the records of the answer about to go out to `/metrics`.
+fn count_fetched(broker: &Broker, responses: &[FetchableTopicResponse]) {
+    for topic in responses {
+        let with_records = || {
+            topic
+                .partitions
+                .iter()
+                .filter_map(|p| p.records.as_ref().filter(|r| !r.is_empty()))
+        };
+        if with_records().next().is_none() {
+            continue;
+        }
+        // v13+ answers name topics by id only.
+        let by_id;
+        let name = if topic.topic.is_empty() {
+            by_id = broker.topics.by_id(TopicId(topic.topic_id));
+            by_id.as_ref().map_or("", |v| v.topic.name.as_str())
+        } else {
+            topic.topic.as_str()
+        };
+        for records in with_records() {
+            broker.metrics.fetched(name, records);
         }
     }
 }

@@ -44,12 +44,21 @@ enum Outcome {
     /// INVALID_RECORD, and the answer names each bad record's index so that
     /// clients fail those records and may retry the others.
     RecordErrors(ResponseError, Vec<(i32, String)>),
-    Queued(PendingAppend),
+    /// In the log, waiting for its flush; counted in `/metrics` once durable.
+    Queued(PendingAppend, Accepted),
+}
+
+/// What a queued batch adds to the produced-records metrics.
+struct Accepted {
+    records: u64,
+    bytes: u64,
 }
 
 struct TopicOutcomes {
     name: TopicName,
     topic_id: Uuid,
+    /// The topic's name whichever way the request named it (v13+ by id).
+    known_as: String,
     partitions: Vec<(i32, Outcome)>,
 }
 
@@ -80,6 +89,7 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, request: ProduceRequest)
         topics.push(TopicOutcomes {
             name: topic.name,
             topic_id: topic.topic_id,
+            known_as: view.map(|v| v.topic.name.clone()).unwrap_or_default(),
             partitions,
         });
     }
@@ -90,9 +100,10 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, request: ProduceRequest)
         let refused = topics
             .iter()
             .flat_map(|t| t.partitions.iter())
-            .any(|(_, outcome)| !matches!(outcome, Outcome::Queued(_)));
+            .any(|(_, outcome)| !matches!(outcome, Outcome::Queued(..)));
+        let broker = broker.clone();
         tokio::spawn(async move {
-            let _ = respond(topics).await;
+            let _ = respond(&broker, topics).await;
         });
         return if refused {
             Reply::Close
@@ -102,7 +113,7 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, request: ProduceRequest)
     }
     let broker = broker.clone();
     Reply::Later(tokio::spawn(async move {
-        let response = respond(topics).await;
+        let response = respond(&broker, topics).await;
         Some(ResponseKind::Produce(with_new_leaders(&broker, response)))
     }))
 }
@@ -174,8 +185,12 @@ async fn append(
     let options = AppendOptions {
         log_append_time: !create_time,
     };
+    let accepted = Accepted {
+        records: header.records_count.max(0) as u64,
+        bytes: records.len() as u64,
+    };
     match broker.log.enqueue(tp, records, options).await {
-        Ok(pending) => Outcome::Queued(pending),
+        Ok(pending) => Outcome::Queued(pending, accepted),
         Err(e) => Outcome::Failed(errors::storage_error(&e), None),
     }
 }
@@ -309,8 +324,10 @@ fn with_new_leaders(broker: &Broker, mut response: ProduceResponse) -> ProduceRe
 }
 
 /// Waits for every queued append and builds the answer.
-async fn respond(topics: Vec<TopicOutcomes>) -> ProduceResponse {
+async fn respond(broker: &Broker, topics: Vec<TopicOutcomes>) -> ProduceResponse {
+    let metrics = &broker.metrics;
     let responses = join_all(topics.into_iter().map(|topic| async move {
+        let known_as = &topic.known_as;
         let partitions = join_all(topic.partitions.into_iter().map(
             |(index, outcome)| async move {
                 let base = PartitionProduceResponse::default()
@@ -323,11 +340,13 @@ async fn respond(topics: Vec<TopicOutcomes>) -> ProduceResponse {
                         .with_error_code(code.code())
                         .with_error_message(message.map(StrBytes::from_string)),
                     Outcome::RecordErrors(code, errors) => refused_records(base, code, errors),
-                    Outcome::Queued(pending) => match pending.wait().await {
-                        Ok(result) => base
-                            .with_base_offset(result.base_offset)
-                            .with_log_append_time_ms(result.log_append_time_ms)
-                            .with_log_start_offset(result.log_start_offset),
+                    Outcome::Queued(pending, accepted) => match pending.wait().await {
+                        Ok(result) => {
+                            metrics.produced(known_as, accepted.records, accepted.bytes);
+                            base.with_base_offset(result.base_offset)
+                                .with_log_append_time_ms(result.log_append_time_ms)
+                                .with_log_start_offset(result.log_start_offset)
+                        }
                         Err(e) => base
                             .with_error_code(errors::storage_error(&e).code())
                             .with_error_message(errors::message(&e)),

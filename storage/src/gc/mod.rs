@@ -28,6 +28,7 @@
 //! the grace period, which must exceed the broker session timeout.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -60,7 +61,19 @@ pub struct GcPass {
     pub failed: usize,
 }
 
+/// What the collector has done since it started, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct GcStats {
+    /// Passes run (by this broker; one broker of a cluster collects).
+    pub passes: AtomicU64,
+    /// Unreferenced objects deleted.
+    pub deleted_objects: AtomicU64,
+    /// Deletes that failed (retried next pass).
+    pub failed_deletes: AtomicU64,
+}
+
 pub struct ObjectCollector {
+    stats: Arc<GcStats>,
     store: Arc<dyn ObjectStore>,
     metadata: Arc<dyn MetadataStore>,
     clock: Arc<dyn Clock>,
@@ -80,6 +93,7 @@ impl ObjectCollector {
         grace_ms: i64,
     ) -> ObjectCollector {
         ObjectCollector {
+            stats: Arc::default(),
             store,
             metadata,
             clock,
@@ -88,6 +102,12 @@ impl ObjectCollector {
             only_when: None,
             unreferenced_since: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Counts its work in `stats` (the broker's, read by `/metrics`).
+    pub fn counting(mut self, stats: Arc<GcStats>) -> ObjectCollector {
+        self.stats = stats;
+        self
     }
 
     /// Also leaves alone the objects `unsettled` names (the log's).
@@ -153,6 +173,10 @@ impl ObjectCollector {
             }
         }
         pass.deleted = deleted.len();
+        let count = |c: &AtomicU64, n: usize| c.fetch_add(n as u64, Ordering::Relaxed);
+        count(&self.stats.passes, 1);
+        count(&self.stats.deleted_objects, pass.deleted);
+        count(&self.stats.failed_deletes, pass.failed);
         if !deleted.is_empty() {
             self.metadata.forget_objects(&deleted).await?;
             let mut since = self.unreferenced_since.lock().expect("gc lock");

@@ -29,9 +29,9 @@ use std::time::{Duration, Instant};
 use metadata::{FlushCommit, ProducerState};
 use tokio::sync::mpsc;
 
-use super::Inner;
 use super::producers::FlushOutcome;
 use super::seal::{OpenFlush, PlacedRun, SealedFlush, seal_step};
+use super::{Inner, stats};
 use crate::{Error, Result};
 
 /// Runs the flusher and the committer until shutdown has drained everything.
@@ -163,8 +163,10 @@ async fn commit(inner: &Inner, flush: SealedFlush) {
         Ok(result) => result,
         Err(e) => Err(Error::Unavailable(format!("object write task failed: {e}"))),
     };
-    let write_ms = sealed_at.elapsed().as_secs_f64() * 1e3;
+    let write_took = sealed_at.elapsed();
+    let write_ms = write_took.as_secs_f64() * 1e3;
     if let Err(e) = written {
+        stats::bump(&inner.stats.write_failures, 1);
         tracing::warn!(object_key, error = %e, "object write failed; failing the flush");
         let why = format!("object write failed: {e}");
         let kind = match e {
@@ -176,6 +178,7 @@ async fn commit(inner: &Inner, flush: SealedFlush) {
     if generation != inner.generation.load(Ordering::Acquire) {
         // Sealed before an earlier flush failed: its offsets follow a hole.
         // The failure already reset the reservations; only answer.
+        stats::bump(&inner.stats.stale_flushes, 1);
         let why = "an earlier flush failed; retry".to_string();
         return answer_failed(inner, &object_key, runs, &outcome, why, true).await;
     }
@@ -191,11 +194,29 @@ async fn commit(inner: &Inner, flush: SealedFlush) {
                 ) => FailureKind::RefusedReclaim,
                 _ => FailureKind::Uncertain,
             };
+            stats::bump(
+                match kind {
+                    FailureKind::SessionFenced => &inner.stats.commit_fenced,
+                    FailureKind::RefusedReclaim => &inner.stats.commit_not_applied,
+                    _ => &inner.stats.commit_uncertain,
+                },
+                1,
+            );
             let why = format!("index commit failed: {e}");
             return fail(inner, &object_key, runs, &outcome, why, kind).await;
         }
     };
     crate::failpoint::crash_point("flush.after_commit");
+    stats::bump(&inner.stats.flushes, 1);
+    stats::bump(&inner.stats.flushed_bytes, object.len() as u64);
+    stats::bump(
+        &inner.stats.flush_micros,
+        sealed_at.elapsed().as_micros() as u64,
+    );
+    stats::bump(
+        &inner.stats.object_write_micros,
+        write_took.as_micros() as u64,
+    );
     tracing::debug!(
         object_key,
         object_bytes = object.len(),

@@ -22,6 +22,7 @@ mod leadership;
 mod producers;
 mod read;
 mod seal;
+mod stats;
 mod unsettled;
 
 use std::collections::{HashMap, VecDeque};
@@ -34,6 +35,7 @@ use metadata::{BrokerSession, IndexEntry, MetadataStore, PartitionState, TopicPa
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
+pub use self::stats::LogStatsSnapshot;
 use crate::tail_cache::TailCache;
 use crate::{Clock, Error, ObjectStore, Result};
 
@@ -194,6 +196,7 @@ pub(crate) struct Inner {
     pub(crate) seal_lock: Mutex<()>,
     /// Objects garbage collection must leave alone.
     pub(crate) unsettled: Arc<UnsettledObjects>,
+    pub(crate) stats: stats::LogStats,
 }
 
 impl Inner {
@@ -239,6 +242,7 @@ impl Log {
             generation: AtomicU64::new(0),
             seal_lock: Mutex::new(()),
             unsettled: Arc::new(UnsettledObjects::default()),
+            stats: stats::LogStats::default(),
         });
         let log = Log {
             flusher: Mutex::new(Some(tokio::spawn(flush::run(inner.clone())))),
@@ -246,6 +250,27 @@ impl Log {
         };
         tokio::spawn(expire_producers(log.inner.clone()));
         Ok(log)
+    }
+
+    /// What the log has done and holds, for `/metrics`.
+    pub fn stats(&self) -> LogStatsSnapshot {
+        let inner = &self.inner;
+        let block_cache = inner.block_cache.stats();
+        let max = inner.config.flush_buffer_max_bytes as u64;
+        LogStatsSnapshot {
+            block_cache_hits: block_cache.hits,
+            block_cache_misses: block_cache.misses,
+            block_cache_bytes: block_cache.bytes as u64,
+            buffer_bytes: max.saturating_sub(inner.buffer_room.available_permits() as u64),
+            buffer_max_bytes: max,
+            tail_cache_bytes: inner
+                .tail_cache
+                .lock()
+                .expect("tail cache lock")
+                .used_bytes() as u64,
+            partitions_led: inner.partitions.read().expect("partitions lock").len() as u64,
+            ..inner.stats.snapshot()
+        }
     }
 
     /// The objects of flushes not yet settled, for garbage collection.
@@ -290,13 +315,19 @@ impl Log {
         let room = batch
             .len()
             .clamp(1, self.inner.config.flush_buffer_max_bytes) as u32;
-        let permit = self
-            .inner
-            .buffer_room
-            .clone()
-            .acquire_many_owned(room)
-            .await
-            .map_err(|_| Error::ShuttingDown)?;
+        let permit = match self.inner.buffer_room.clone().try_acquire_many_owned(room) {
+            Ok(permit) => permit,
+            Err(_) => {
+                // The flush buffer is full: back-pressure on the producer.
+                stats::bump(&self.inner.stats.backpressure_waits, 1);
+                self.inner
+                    .buffer_room
+                    .clone()
+                    .acquire_many_owned(room)
+                    .await
+                    .map_err(|_| Error::ShuttingDown)?
+            }
+        };
         let (reply, answer) = oneshot::channel();
         {
             let mut pending = self.inner.pending.lock().expect("pending lock");

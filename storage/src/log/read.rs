@@ -10,7 +10,7 @@ use metadata::{IndexEntry, TopicPartition};
 use protocol::batch::{self, BatchHeader};
 use protocol::kafka_protocol::records::RecordBatchDecoder;
 
-use super::Log;
+use super::{Log, stats};
 use crate::{Error, Result};
 
 /// Records read from one partition.
@@ -313,8 +313,12 @@ impl Log {
             .expect("tail cache lock")
             .get_range(&entry.object_key, entry.position, end);
         match cached {
-            Some(bytes) => Ok(bytes),
+            Some(bytes) => {
+                stats::bump(&self.inner.stats.tail_cache_hits, 1);
+                Ok(bytes)
+            }
             None => {
+                stats::bump(&self.inner.stats.block_reads, 1);
                 self.inner
                     .block_cache
                     .get_range(

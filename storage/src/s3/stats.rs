@@ -46,7 +46,7 @@ pub struct S3Stats {
 
 impl S3Stats {
     /// Every kind with the name it is logged under.
-    fn kinds(&self) -> [(&'static str, &RequestStats); 9] {
+    pub fn kinds(&self) -> [(&'static str, &RequestStats); 9] {
         [
             ("put", &self.put),
             ("create_multipart", &self.create_multipart),
