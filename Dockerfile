@@ -5,7 +5,7 @@
 # Build stage: the pinned toolchain (keep the tag equal to the channel in
 # rust-toolchain.toml; charts/test.sh checks it). Run stage: distroless
 # glibc, no shell, user 65532 — the binary, its default settings file and
-# an empty data dir, nothing else. See docs/operations-deploy.md.
+# an empty data dir, nothing else. See docs/operations.md.
 
 ARG RUST_VERSION=1.95.0
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 import urllib.error
 import urllib.request
 
@@ -20,7 +21,9 @@ import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from conftest import S3Server
-from tools.clients import create_topic, produce_all, producer, read_partitions, unique_topic
+from confluent_kafka import TopicPartition
+
+from tools.clients import consumer, create_topic, produce_all, producer, read_partitions, unique_topic
 
 WAIT_S = 30.0
 
@@ -42,6 +45,21 @@ def scrape(broker) -> dict[tuple[str, tuple], float]:
         for s in family.samples:
             samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
     return samples
+
+
+OPERATIONS_DOC = Path(__file__).resolve().parent.parent / "docs" / "operations.md"
+
+
+def assert_documented(broker) -> None:
+    """Every metric family /metrics declares has its row in docs/operations.md."""
+    _, text = get(f"{broker.admin_url}/metrics")
+    doc = OPERATIONS_DOC.read_text()
+    names = set()
+    for family in text_string_to_metric_families(text):
+        suffix = {"counter": "_total", "histogram": ""}.get(family.type, "")
+        names.add(family.name + suffix)
+    undocumented = sorted(n for n in names if f"| `{n}` |" not in doc)
+    assert not undocumented, f"metrics without a row in docs/operations.md: {undocumented}"
 
 
 def value(samples, name: str, **labels) -> float:
@@ -87,10 +105,25 @@ def test_produced_and_fetched_records_are_counted_exactly(broker):
     )
     assert value(scrape(broker), "lightstream_fetched_records_total", topic=topic) == n
 
+    # Consumer lag: a group commits where it is, then falls 10 behind.
+    group = f"lag-{topic}"
+    c = consumer(broker.bootstrap, **{"group.id": group})
+    try:
+        c.commit(offsets=[TopicPartition(topic, 0, n // 2), TopicPartition(topic, 1, n // 2)],
+                 asynchronous=False)
+    finally:
+        c.close()
+    produce_all(p, topic, [{"value": b"more", "partition": 0} for _ in range(10)])
+    samples = scrape(broker)
+    lag = {part: value(samples, "lightstream_consumer_group_lag", group=group, topic=topic, partition=str(part))
+           for part in (0, 1)}
+    assert lag == {0: 10, 1: 0}, lag
+
     status, body = get(f"{broker.admin_url}/healthz")
     assert (status, body.strip()) == (200, "ok")
     wait_until("/readyz 200", lambda: get(f"{broker.admin_url}/readyz")[0] == 200)
     assert value(scrape(broker), "lightstream_ready") == 1
+    assert_documented(broker)
 
 
 # s3s-fs operation names, as its router logs them, and the broker's kinds.
@@ -152,6 +185,7 @@ def test_object_store_counters_match_the_s3_servers_own_count(broker_factory, co
     samples = scrape(b)
     cost = value(samples, "lightstream_object_store_estimated_cost_total", topic=topic)
     assert cost > 0, "the topic's estimated request cost"
+    assert_documented(b)
 
 
 def test_readyz_follows_the_object_store_and_healthz_does_not(broker_factory, counted_s3):

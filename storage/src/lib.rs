@@ -11,6 +11,7 @@ pub mod clock;
 pub mod contract;
 pub mod failpoint;
 pub mod gc;
+pub mod latency;
 pub mod log;
 pub mod object_format;
 pub mod object_key;
@@ -21,6 +22,7 @@ pub mod testing;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use gc::{GcPass, GcStats, ObjectCollector};
+pub use latency::{Latencies, LatencySnapshot};
 pub use log::{
     AppendOptions, AppendResult, Log, LogConfig, LogStatsSnapshot, OffsetSpec, PendingAppend,
     ReadResult, TimestampOffset, UnsettledObjects,

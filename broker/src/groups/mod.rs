@@ -684,6 +684,25 @@ impl GroupCoordinator {
         out
     }
 
+    /// (group id, topic, partition, committed offset) of the groups placed
+    /// here, at most `limit` of them, ordered by group and partition: for
+    /// the consumer-lag metrics.
+    pub fn committed_offsets(&self, limit: usize) -> Vec<(String, String, i32, i64)> {
+        let mut entries = self.entries();
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut out = Vec::new();
+        for (id, entry) in entries {
+            let group = entry.group.lock().expect("group lock");
+            for ((topic, partition), committed) in &group.offsets {
+                if out.len() >= limit {
+                    return out;
+                }
+                out.push((id.clone(), topic.clone(), *partition, committed.offset));
+            }
+        }
+        out
+    }
+
     /// DeleteGroups of one group: only an Empty group goes, with its offsets.
     pub async fn delete_group(&self, group_id: &str) -> Result<(), GroupError> {
         self.check_placed(group_id)?;

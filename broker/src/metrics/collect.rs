@@ -8,11 +8,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Unit;
+
+use storage::LatencySnapshot;
 
 use crate::broker::Broker;
 
@@ -41,24 +43,26 @@ fn family<L: EncodeLabelSet, M: EncodeMetric>(
     Ok(())
 }
 
-type NoLabels = [(&'static str, &'static str); 0];
+/// One sample without labels (no `{}` after the name).
+fn single(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<Unit>,
+    value: impl EncodeMetric,
+) -> Result<(), std::fmt::Error> {
+    let metric = encoder.encode_descriptor(name, help, unit.as_ref(), value.metric_type())?;
+    value.encode(metric)
+}
 
 fn counter(
     encoder: &mut DescriptorEncoder,
     name: &str,
     help: &str,
     unit: Option<Unit>,
-    value: f64,
+    value: u64,
 ) -> Result<(), std::fmt::Error> {
-    let no_labels: NoLabels = [];
-    family(
-        encoder,
-        name,
-        help,
-        unit,
-        MetricType::Counter,
-        [(no_labels, ConstCounter::new(value))],
-    )
+    single(encoder, name, help, unit, ConstCounter::new(value))
 }
 
 fn gauge(
@@ -68,16 +72,57 @@ fn gauge(
     unit: Option<Unit>,
     value: i64,
 ) -> Result<(), std::fmt::Error> {
-    let no_labels: NoLabels = [];
-    family(
-        encoder,
-        name,
-        help,
-        unit,
-        MetricType::Gauge,
-        [(no_labels, ConstGauge::new(value))],
-    )
+    single(encoder, name, help, unit, ConstGauge::new(value))
 }
+
+/// Writes one histogram family of latencies, in seconds; samples with
+/// `None` for labels have none.
+fn histograms<'a, L: EncodeLabelSet>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    samples: impl IntoIterator<Item = (Option<L>, &'a LatencySnapshot)>,
+) -> Result<(), std::fmt::Error> {
+    let mut metric =
+        encoder.encode_descriptor(name, help, Some(&Unit::Seconds), MetricType::Histogram)?;
+    for (labels, h) in samples {
+        // The encoder adds the counts up itself and spells +Inf as f64::MAX.
+        let mut below = 0;
+        let buckets: Vec<(f64, u64)> = h
+            .buckets
+            .iter()
+            .map(|&(bound, cumulative)| {
+                let in_bucket = cumulative - below;
+                below = cumulative;
+                let bound = if bound.is_finite() { bound } else { f64::MAX };
+                (bound, in_bucket)
+            })
+            .collect();
+        match labels {
+            None => {
+                metric.encode_histogram::<NoLabelSet>(h.sum_seconds, h.count, &buckets, None)?
+            }
+            Some(labels) => metric
+                .encode_family(&labels)?
+                .encode_histogram::<NoLabelSet>(h.sum_seconds, h.count, &buckets, None)?,
+        }
+    }
+    Ok(())
+}
+
+/// A histogram without labels.
+fn histogram(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    h: &LatencySnapshot,
+) -> Result<(), std::fmt::Error> {
+    histograms::<[(&str, &str); 0]>(encoder, name, help, [(None, h)])
+}
+
+/// Most consumer-lag series one scrape returns (groups × partitions can
+/// be large; the first ones by group id are kept).
+const MAX_LAG_SERIES: usize = 1_000;
 
 /// Object-store request kinds billed at the PUT price (S3's "PUT, COPY,
 /// POST, LIST"); the others (GET, and DELETE, which S3 does not bill) at
@@ -123,34 +168,66 @@ impl Collector for BrokerState {
                 .map(|(state, n)| ([("state", state)], ConstGauge::new(n))),
         )?;
 
+        // Consumer lag: the high watermark minus the committed offset, for
+        // the groups coordinated here and the partitions led here (a
+        // broker knows the high watermark of those alone; the leaders of
+        // the others are other brokers). Bounded to MAX_LAG_SERIES series.
+        let mut lag = Vec::new();
+        for (group, topic, partition, offset) in broker.groups.committed_offsets(MAX_LAG_SERIES) {
+            let Some(view) = broker.topics.by_name(&topic) else {
+                continue;
+            };
+            let tp = metadata::TopicPartition::new(view.topic.topic_id, partition);
+            if let Some((_, high_watermark, _)) = broker.log.offsets(&tp) {
+                let labels = [
+                    ("group", group),
+                    ("topic", topic),
+                    ("partition", partition.to_string()),
+                ];
+                lag.push((labels, ConstGauge::new((high_watermark - offset).max(0))));
+            }
+        }
+        family(
+            e,
+            "consumer_group_lag",
+            "Records between a group's committed offset and the high watermark, by group and partition (groups coordinated and partitions led by this broker)",
+            None,
+            MetricType::Gauge,
+            lag,
+        )?;
+
         // The log.
         counter(
             e,
             "flushes",
             "Flushes committed (one object each)",
             None,
-            log.flushes as f64,
+            log.flushes,
         )?;
         counter(
             e,
             "flushed",
             "Bytes of the objects flushes wrote",
             Some(Unit::Bytes),
-            log.flushed_bytes as f64,
+            log.flushed_bytes,
         )?;
-        counter(
+        histogram(
             e,
             "flush_duration",
-            "Seconds from sealing a flush to its commit, summed",
-            Some(Unit::Seconds),
-            log.flush_seconds,
+            "Time from sealing a flush to its commit, of committed flushes",
+            &log.flush_latency,
         )?;
-        counter(
+        histogram(
             e,
             "object_write_duration",
-            "Seconds spent writing flushed objects, summed",
-            Some(Unit::Seconds),
-            log.object_write_seconds,
+            "Time to write a flush's object to the object store",
+            &log.object_write_latency,
+        )?;
+        histogram(
+            e,
+            "commit_duration",
+            "Time to commit a flush's index entries to the metadata store (the conditional write, and its read-back when the answer was lost)",
+            &log.commit_latency,
         )?;
         family(
             e,
@@ -186,7 +263,7 @@ impl Collector for BrokerState {
             "backpressure_waits",
             "Produced batches that waited for room in the flush buffer",
             None,
-            log.backpressure_waits as f64,
+            log.backpressure_waits,
         )?;
         family(
             e,
@@ -221,21 +298,21 @@ impl Collector for BrokerState {
             "gc_passes",
             "Garbage collection passes run by this broker",
             None,
-            gc.passes.load(Ordering::Relaxed) as f64,
+            gc.passes.load(Ordering::Relaxed),
         )?;
         counter(
             e,
             "gc_deleted_objects",
             "Unreferenced objects garbage collection deleted",
             None,
-            gc.deleted_objects.load(Ordering::Relaxed) as f64,
+            gc.deleted_objects.load(Ordering::Relaxed),
         )?;
         counter(
             e,
             "gc_failed_deletes",
             "Deletes of unreferenced objects that failed (retried next pass)",
             None,
-            gc.failed_deletes.load(Ordering::Relaxed) as f64,
+            gc.failed_deletes.load(Ordering::Relaxed),
         )?;
 
         // The object store (S3 only; a local directory makes no requests).
@@ -268,18 +345,15 @@ impl Collector for BrokerState {
                 MetricType::Counter,
                 load(|s| s.bytes.load(Ordering::Relaxed)),
             )?;
-            family(
+            let latencies: Vec<_> = kinds
+                .iter()
+                .map(|(kind, s)| ([("kind", *kind)], s.latency.snapshot()))
+                .collect();
+            histograms(
                 e,
                 "object_store_request_duration",
-                "Seconds spent in object-store requests, summed, by kind (divide by the requests for the mean)",
-                Some(Unit::Seconds),
-                MetricType::Counter,
-                kinds.map(|(kind, s)| {
-                    (
-                        [("kind", kind)],
-                        ConstCounter::new(s.micros.load(Ordering::Relaxed) as f64 / 1e6),
-                    )
-                }),
+                "Object-store request latency (retries included), by kind",
+                latencies.iter().map(|(labels, h)| (Some(*labels), h)),
             )?;
             let (mut puts, mut gets) = (0u64, 0u64);
             for (kind, s) in kinds {

@@ -183,7 +183,10 @@ async fn commit(inner: &Inner, flush: SealedFlush) {
         return answer_failed(inner, &object_key, runs, &outcome, why, true).await;
     }
     crate::failpoint::crash_point("flush.before_commit");
-    let (runs, gone) = match commit_runs(inner, &object_key, object.len(), runs).await {
+    let committing = Instant::now();
+    let committed = commit_runs(inner, &object_key, object.len(), runs).await;
+    inner.stats.commit_latency.observe(committing.elapsed());
+    let (runs, gone) = match committed {
         Ok(split) => split,
         Err((e, runs)) => {
             tracing::warn!(object_key, error = %e, "index commit failed; failing the flush");
@@ -209,14 +212,8 @@ async fn commit(inner: &Inner, flush: SealedFlush) {
     crate::failpoint::crash_point("flush.after_commit");
     stats::bump(&inner.stats.flushes, 1);
     stats::bump(&inner.stats.flushed_bytes, object.len() as u64);
-    stats::bump(
-        &inner.stats.flush_micros,
-        sealed_at.elapsed().as_micros() as u64,
-    );
-    stats::bump(
-        &inner.stats.object_write_micros,
-        write_took.as_micros() as u64,
-    );
+    inner.stats.flush_latency.observe(sealed_at.elapsed());
+    inner.stats.object_write_latency.observe(write_took);
     tracing::debug!(
         object_key,
         object_bytes = object.len(),

@@ -9,8 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub(crate) struct LogStats {
     pub(crate) flushes: AtomicU64,
     pub(crate) flushed_bytes: AtomicU64,
-    pub(crate) flush_micros: AtomicU64,
-    pub(crate) object_write_micros: AtomicU64,
+    pub(crate) flush_latency: crate::Latencies,
+    pub(crate) object_write_latency: crate::Latencies,
+    pub(crate) commit_latency: crate::Latencies,
     pub(crate) write_failures: AtomicU64,
     pub(crate) commit_not_applied: AtomicU64,
     pub(crate) commit_fenced: AtomicU64,
@@ -32,10 +33,12 @@ pub struct LogStatsSnapshot {
     pub flushes: u64,
     /// Bytes of the objects those flushes wrote.
     pub flushed_bytes: u64,
-    /// Seconds from sealing to committed, summed over committed flushes.
-    pub flush_seconds: f64,
-    /// Seconds spent writing their objects (part of `flush_seconds`).
-    pub object_write_seconds: f64,
+    /// From sealing to committed, of committed flushes.
+    pub flush_latency: crate::LatencySnapshot,
+    /// Writing their objects (part of `flush_latency`).
+    pub object_write_latency: crate::LatencySnapshot,
+    /// Committing their index entries to the metadata store.
+    pub commit_latency: crate::LatencySnapshot,
     /// Flushes failed because their object could not be written.
     pub write_failures: u64,
     /// Commits the metadata store refused (offsets moved, topic deleted).
@@ -70,8 +73,9 @@ impl LogStats {
         LogStatsSnapshot {
             flushes: load(&self.flushes),
             flushed_bytes: load(&self.flushed_bytes),
-            flush_seconds: load(&self.flush_micros) as f64 / 1e6,
-            object_write_seconds: load(&self.object_write_micros) as f64 / 1e6,
+            flush_latency: self.flush_latency.snapshot(),
+            object_write_latency: self.object_write_latency.snapshot(),
+            commit_latency: self.commit_latency.snapshot(),
             write_failures: load(&self.write_failures),
             commit_not_applied: load(&self.commit_not_applied),
             commit_fenced: load(&self.commit_fenced),

@@ -11,7 +11,7 @@ pub struct RequestStats {
     pub requests: AtomicU64,
     pub errors: AtomicU64,
     pub bytes: AtomicU64,
-    pub micros: AtomicU64,
+    pub latency: crate::Latencies,
 }
 
 impl RequestStats {
@@ -23,8 +23,7 @@ impl RequestStats {
         if ok {
             self.bytes.fetch_add(bytes, Ordering::Relaxed);
         }
-        self.micros
-            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        self.latency.observe(started.elapsed());
     }
 }
 
@@ -68,7 +67,7 @@ impl fmt::Display for S3Stats {
             let mean_ms = if requests == 0 {
                 0.0
             } else {
-                s.micros.load(Ordering::Relaxed) as f64 / requests as f64 / 1e3
+                s.latency.micros() as f64 / requests as f64 / 1e3
             };
             if i > 0 {
                 f.write_str(" ")?;
