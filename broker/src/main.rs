@@ -128,7 +128,8 @@ async fn run(loaded: Loaded) -> anyhow::Result<()> {
     tokio::spawn(stopping);
     server::run(broker, listener, shutdown).await;
     admin_stop.cancel();
-    let _ = admin.await;
+    // A scraper's open connection must not hold the exit up.
+    let _ = tokio::time::timeout(Duration::from_secs(1), admin).await;
     Ok(())
 }
 
