@@ -93,6 +93,19 @@ NEEDS_TRANSACTIONS = "needs transactions (not built yet: InitProducerId with a t
 # tests at once missed once (500 ms where under 500 was required).
 MOCK_CLUSTER_ONLY = {"0139", "0150"}
 
+# Tests whose assertions race between their own consumers, so that a
+# starved client thread on this shared machine fails them although the
+# broker answered as Kafka does. A failure of one of these runs it once more,
+# alone, after the pool; the table notes the first failure either way.
+RETRY_ONCE_ALONE: dict[str, str] = {
+    # b_subscribe_with_cb_test counts rebalance callbacks: when the second
+    # consumer's gen-2 SyncGroup arrives after the first consumer has
+    # already rejoined, it is answered REBALANCE_IN_PROGRESS (as Kafka's
+    # GroupCoordinator does) and that consumer never sees its empty gen-2
+    # assignment, so the count loop waits until the test's 100 s timeout.
+    "0113": "b_subscribe_with_cb_test races its consumers' SyncGroups against a rejoin",
+}
+
 # Keyed by test number, or "number/scenario" for one scenario's tests only.
 SKIP: dict[str, str] = {
     "0045/noautocreate": NEEDS_KAFKA_CLI + ": kafka-topics.sh deletes and grows its topics",
@@ -373,6 +386,22 @@ def run_passes(passes: list[str], units: list[Unit], args: argparse.Namespace) -
                 print(f"  [{name}] {r.test:<40} {r.state:<8} {r.seconds:7.1f}s  {r.reason}".rstrip(), flush=True)
             if any(r.state == "FAILED" for r in rows):
                 failed_logs.append((name, unit, workroot / name / f"{unit.number}-{unit.scenario}"))
+    for name, unit, workdir in list(failed_logs):
+        if unit.number not in RETRY_ONCE_ALONE:
+            continue
+        first = [r for r in results[name] if r.state == "FAILED" and r.test.startswith(unit.number)]
+        why = "; ".join(r.reason for r in first)[:200]
+        print(f"  [{name}] {unit.label} failed ({why}); known race ({RETRY_ONCE_ALONE[unit.number]}): "
+              "running it once more, alone", flush=True)
+        rows = run_unit(unit, args, name == "idempotent", workroot / name / "again")
+        if all(r.state != "FAILED" for r in rows):
+            failed_logs.remove((name, unit, workdir))
+            for r in rows:
+                r.reason = f"passed when run again alone; the first run failed: {why}"
+        results[name] = [r for r in results[name] if not (r.test.startswith(unit.number) and r.scenario == unit.scenario)]
+        results[name].extend(rows)
+        for r in rows:
+            print(f"  [{name}] {r.test:<40} {r.state:<8} {r.seconds:7.1f}s  {r.reason}".rstrip(), flush=True)
     for name, unit, workdir in failed_logs:
         print(f"\n--- [{name}] {unit.label} failed: last lines of {workdir}/test-runner.log")
         lines = (workdir / "test-runner.log").read_text(errors="replace").splitlines()
@@ -409,7 +438,8 @@ def write_doc(doc: Path, results: dict[str, list[Outcome]], args: argparse.Names
         for p in passes:
             o = next((o for o in results[p] if (o.test, o.scenario) == key), None)
             cells.append(o.state.lower() if o else "—")
-            if o and o.state != "PASSED" and o.reason and o.reason not in notes:
+            noted = o and o.reason and (o.state != "PASSED" or o.reason.startswith("passed when run again"))
+            if noted and o.reason not in notes:
                 notes.append(o.reason)
         lines.append(f"| {key[0]} | {key[1]} | " + " | ".join(cells) + " | " + "; ".join(notes).replace("|", "/") + " |")
     lines.append(end)
