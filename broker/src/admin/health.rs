@@ -125,26 +125,27 @@ async fn probe_stores(broker: &Broker) -> Result<(), String> {
     let metadata = tokio::time::timeout(PROBE_TIMEOUT, broker.metadata.cluster_version());
     let objects = tokio::time::timeout(PROBE_TIMEOUT, broker.log_objects.list(PROBE_PREFIX));
     let (metadata, objects) = tokio::join!(metadata, objects);
-    let mut problems = Vec::new();
-    match metadata {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => problems.push(format!("metadata store unreachable: {e}")),
-        Err(_) => problems.push(format!(
-            "metadata store unreachable: no answer within {} ms",
-            PROBE_TIMEOUT.as_millis()
-        )),
-    }
-    match objects {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => problems.push(format!("object store unreachable: {e}")),
-        Err(_) => problems.push(format!(
-            "object store unreachable: no answer within {} ms",
-            PROBE_TIMEOUT.as_millis()
-        )),
-    }
+    let problems: Vec<String> = [
+        ("metadata store", problem(metadata)),
+        ("object store", problem(objects)),
+    ]
+    .into_iter()
+    .filter_map(|(store, why)| Some(format!("{store} unreachable: {}", why?)))
+    .collect();
     if problems.is_empty() {
         Ok(())
     } else {
         Err(problems.join("; "))
+    }
+}
+
+/// Why a probe failed, if it did.
+fn problem<T, E: std::fmt::Display>(
+    answer: Result<Result<T, E>, tokio::time::error::Elapsed>,
+) -> Option<String> {
+    match answer {
+        Ok(Ok(_)) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(_) => Some(format!("no answer within {} ms", PROBE_TIMEOUT.as_millis())),
     }
 }
