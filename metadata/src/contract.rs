@@ -95,6 +95,9 @@ macro_rules! metadata_store_contract_tests {
             a_live_coordinator_keeps_its_group_until_its_lease_lapses,
             a_deleted_group_keeps_its_coordinator_epoch,
             index_segments_summarise_entries_by_the_segment_of_their_base_offset,
+            advance_log_start_drops_entries_wholly_below_and_keeps_the_one_it_cuts,
+            advance_log_start_drops_whole_segments_below_the_first_kept_entry,
+            advance_log_start_is_fenced_like_a_commit,
         );
     };
     (@checks $skip:expr; $make_fixture:expr; $($check:ident),* $(,)?) => {
@@ -1907,3 +1910,6 @@ pub async fn index_segments_summarise_entries_by_the_segment_of_their_base_offse
         .expect("delete_topic");
     assert!(store.index_segments(tp).await.expect("segments").is_empty());
 }
+
+mod log_start;
+pub use log_start::*;

@@ -219,6 +219,21 @@ impl<S: MetadataStore> LogStore for CountingStore<S> {
         }
         r
     }
+    async fn advance_log_start(
+        &self,
+        session: BrokerSession,
+        topic_partition: TopicPartition,
+        leader_epoch: i32,
+        offset: i64,
+    ) -> Result<i64> {
+        let r = self
+            .inner
+            .advance_log_start(session, topic_partition, leader_epoch, offset)
+            .await;
+        self.count("advance_log_start", 0, &r);
+        r
+    }
+
     async fn referenced_objects(&self, object_keys: &[String]) -> Result<Vec<String>> {
         let r = self.inner.referenced_objects(object_keys).await;
         self.count("referenced_objects", 0, &r);

@@ -663,6 +663,23 @@ impl LogStore for SqliteStore {
         .await
     }
 
+    async fn advance_log_start(
+        &self,
+        session: BrokerSession,
+        topic_partition: TopicPartition,
+        leader_epoch: i32,
+        offset: i64,
+    ) -> Result<i64> {
+        self.with_conn(move |conn| {
+            let tx = begin_write(conn)?;
+            let log_start =
+                log_start::advance(&tx, session, topic_partition, leader_epoch, offset)?;
+            commit(tx)?;
+            Ok(log_start)
+        })
+        .await
+    }
+
     async fn producer_states(&self) -> Result<Vec<ProducerState>> {
         self.with_conn(|conn| read_producer_states(conn, None))
             .await
@@ -1325,6 +1342,7 @@ fn base64url_no_pad(bytes: &[u8]) -> String {
 
 mod groups;
 mod leadership;
+mod log_start;
 
 #[cfg(test)]
 mod tests;

@@ -56,6 +56,15 @@ pub enum Error {
         base_offset: i64,
         next_offset: i64,
     },
+    /// A log start offset beyond the partition's committed next offset.
+    #[error(
+        "log start beyond the log end topic_partition={topic_partition} offset={offset} next_offset={next_offset}"
+    )]
+    LogStartBeyondEnd {
+        topic_partition: TopicPartition,
+        offset: i64,
+        next_offset: i64,
+    },
     /// The backend did not answer in time; the change may or may not have applied.
     #[error("metadata store timed out")]
     Timeout,
@@ -130,6 +139,7 @@ impl Error {
                 ErrorKind::Fenced
             }
             Error::OffsetMismatch { .. }
+            | Error::LogStartBeyondEnd { .. }
             | Error::NotClaimable { .. }
             | Error::GroupNotClaimable { .. }
             | Error::TopicAlreadyExists(_)
@@ -274,6 +284,26 @@ pub trait LogStore: Send + Sync + 'static {
     /// entry, a (partition, producer id) twice, or more than
     /// `PRODUCER_BATCHES_RETAINED` batches in one state.
     async fn commit_flush(&self, commit: &FlushCommit) -> Result<()>;
+
+    /// Moves a partition's log start offset forward to `offset` (retention,
+    /// DeleteRecords), led by `session` at `leader_epoch` (`SessionFenced`,
+    /// `Fenced` otherwise, as for `commit_flush`), and removes the index
+    /// entries wholly below it with their segments' summaries (the summary
+    /// of a segment it cuts into counts only the entries kept). Returns the
+    /// log start after the call: `offset`, or the stored one when that is
+    /// already at or past it (nothing changes then). `LogStartBeyondEnd`
+    /// when `offset` is beyond the committed `next_offset`; `UnknownTopic`
+    /// when the partition does not exist.
+    ///
+    /// Reads from the log start on see no entry that ended below it;
+    /// `referenced_objects` stops naming objects only removed entries named.
+    async fn advance_log_start(
+        &self,
+        session: BrokerSession,
+        topic_partition: TopicPartition,
+        leader_epoch: i32,
+        offset: i64,
+    ) -> Result<i64>;
 
     /// Index entries of a partition whose `last_offset >= from_offset`, in offset
     /// order, at most `max_entries`: the first is the entry holding `from_offset`

@@ -25,7 +25,7 @@ pub use gc::{GcPass, GcStats, ObjectCollector};
 pub use latency::{Latencies, LatencySnapshot};
 pub use log::{
     AppendOptions, AppendResult, Log, LogConfig, LogStatsSnapshot, OffsetSpec, PendingAppend,
-    ReadResult, TimestampOffset, UnsettledObjects,
+    ReadResult, RetentionLimits, TimestampOffset, UnsettledObjects,
 };
 pub use object_store::{LocalDirStore, MemoryStore, ObjectStore, PartReceiver};
 pub use s3::{MIN_PART_SIZE, RequestStats, S3Config, S3Stats, S3Store};

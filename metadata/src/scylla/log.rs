@@ -449,6 +449,22 @@ impl LogStore for ScyllaStore {
             .map_err(|e| Error::Backend(format!("commit task failed: {e}")))?
     }
 
+    /// Not on ScyllaDB yet: a log start must be fenced like a flush, which
+    /// means a new journal record form (docs/design/0009, §1) that has not
+    /// been built. Refused, so that retention and DeleteRecords fail loudly
+    /// instead of moving a log start another leader would not see.
+    async fn advance_log_start(
+        &self,
+        _session: crate::model::BrokerSession,
+        tp: TopicPartition,
+        _leader_epoch: i32,
+        _offset: i64,
+    ) -> Result<i64> {
+        Err(Error::Backend(format!(
+            "moving the log start of {tp} is not supported on ScyllaDB yet (docs/design/0009)"
+        )))
+    }
+
     async fn index_entries(
         &self,
         tp: TopicPartition,

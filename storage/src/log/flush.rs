@@ -521,7 +521,7 @@ async fn commit_or_read_back(inner: &Inner, commit: &FlushCommit) -> Result<()> 
 
 /// A metadata call bounded by `metadata_timeout_ms`; past it, `Timeout`
 /// (the call may still apply: the caller reads back before deciding).
-async fn metadata_call<T>(
+pub(crate) async fn metadata_call<T>(
     inner: &Inner,
     call: impl std::future::Future<Output = metadata::Result<T>>,
 ) -> metadata::Result<T> {

@@ -21,6 +21,7 @@ mod flush;
 mod leadership;
 mod producers;
 mod read;
+mod retention;
 mod seal;
 mod stats;
 mod unsettled;
@@ -40,6 +41,7 @@ use crate::tail_cache::TailCache;
 use crate::{Clock, Error, ObjectStore, Result};
 
 pub use read::{OffsetSpec, ReadResult, TimestampOffset};
+pub use retention::RetentionLimits;
 pub use unsettled::UnsettledObjects;
 
 /// Settings of the log. Plain data; the components are wired in `Log::open`.

@@ -275,7 +275,13 @@ impl Log {
                     batch::batches(&bytes)
                         .find(|(_, h)| h.max_timestamp == max_timestamp)
                         .and_then(|(start, h)| {
-                            first_record_at_or_after(&bytes, start, &h, h.max_timestamp)
+                            first_record_at_or_after(
+                                &bytes,
+                                start,
+                                &h,
+                                h.max_timestamp,
+                                log_start_offset,
+                            )
                         })
                 })
                 .await
@@ -294,7 +300,7 @@ impl Log {
                             h.max_timestamp >= timestamp && h.last_offset() >= log_start_offset
                         })
                         .find_map(|(start, h)| {
-                            first_record_at_or_after(&bytes, start, &h, timestamp)
+                            first_record_at_or_after(&bytes, start, &h, timestamp, log_start_offset)
                         })
                 })
                 .await
@@ -380,15 +386,19 @@ pub(crate) fn verify_run(entry: &IndexEntry, bytes: &Bytes) -> Result<()> {
 
 /// The first record of the batch at `start` whose timestamp is ≥ `timestamp`.
 /// LogAppendTime batches carry one time for all records: the batch's.
+/// The first record of the batch at `start` at or after `timestamp` and at
+/// or after `log_start_offset` (DeleteRecords may cut into a batch; the
+/// records before the cut are gone for ListOffsets as for Fetch).
 fn first_record_at_or_after(
     bytes: &Bytes,
     start: usize,
     header: &BatchHeader,
     timestamp: i64,
+    log_start_offset: i64,
 ) -> Option<TimestampOffset> {
     if header.is_log_append_time() {
         return Some(TimestampOffset {
-            offset: header.base_offset,
+            offset: header.base_offset.max(log_start_offset),
             timestamp: header.max_timestamp,
         });
     }
@@ -397,7 +407,7 @@ fn first_record_at_or_after(
         Ok(set) => set
             .records
             .iter()
-            .find(|r| r.timestamp >= timestamp)
+            .find(|r| r.timestamp >= timestamp && r.offset >= log_start_offset)
             .map(|r| TimestampOffset {
                 offset: r.offset,
                 timestamp: r.timestamp,

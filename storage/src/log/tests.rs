@@ -13,6 +13,7 @@ use super::*;
 mod damage;
 mod idempotence;
 mod leadership;
+mod retention;
 mod streaming;
 use crate::{Clock, MemoryStore, OffsetSpec};
 

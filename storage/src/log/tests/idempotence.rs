@@ -426,6 +426,18 @@ impl TopicStore for FaultyMetadata {
 
 #[async_trait]
 impl LogStore for FaultyMetadata {
+    async fn advance_log_start(
+        &self,
+        session: metadata::BrokerSession,
+        topic_partition: TopicPartition,
+        leader_epoch: i32,
+        offset: i64,
+    ) -> metadata::Result<i64> {
+        self.inner
+            .advance_log_start(session, topic_partition, leader_epoch, offset)
+            .await
+    }
+
     async fn commit_flush(&self, commit: &FlushCommit) -> metadata::Result<()> {
         let fault = self.next_fault.lock().unwrap().take();
         match fault {
