@@ -60,6 +60,8 @@ pub struct Broker {
     pub health: crate::admin::Health,
     /// What garbage collection has done (`/metrics`).
     pub gc_stats: Arc<storage::GcStats>,
+    /// What retention has done (`/metrics`).
+    pub retention_stats: crate::retention::RetentionStats,
     /// The stores' own request counters, when they keep any (`/metrics`).
     pub store_stats: StoreStats,
 }
@@ -200,6 +202,7 @@ impl Broker {
             metrics: crate::metrics::Metrics::new(settings_metrics_max_topics),
             health: crate::admin::Health::default(),
             gc_stats: Arc::default(),
+            retention_stats: Default::default(),
             store_stats: StoreStats::default(),
         };
         broker.refresh_topics().await?;
@@ -239,9 +242,9 @@ impl Broker {
     }
 
     /// Starts the background tasks: the cluster loop (lease renewal,
-    /// watching the cluster version, rebalancing) and object garbage
-    /// collection, which runs on the controller only. Both hold the broker
-    /// weakly and end with `shutdown`.
+    /// watching the cluster version, rebalancing), object garbage
+    /// collection, which runs on the controller only, and retention. All
+    /// hold the broker weakly and end with `shutdown`.
     pub fn spawn_cluster_loop(self: &Arc<Self>) {
         tokio::spawn(crate::cluster::run(
             Arc::downgrade(self),
@@ -269,6 +272,11 @@ impl Broker {
         )
         .spawn(
             std::time::Duration::from_millis(self.settings.object_gc_interval_ms.max(1_000)),
+            self.shutdown.clone(),
+        );
+        crate::retention::spawn(
+            Arc::downgrade(self),
+            std::time::Duration::from_millis(self.settings.log_retention_check_interval_ms.max(1)),
             self.shutdown.clone(),
         );
     }
@@ -523,6 +531,8 @@ fn broker_defaults(
         num_partitions: settings.num_partitions,
         auto_create_topics_enable: settings.auto_create_topics,
         message_max_bytes: settings.message_max_bytes,
+        log_retention_ms: settings.log_retention_effective_ms(),
+        log_retention_bytes: settings.log_retention_bytes,
         socket_request_max_bytes: i32::try_from(settings.socket_request_max_bytes)
             .unwrap_or(i32::MAX),
         listeners: format!("PLAINTEXT://{}", settings.listen),

@@ -43,6 +43,7 @@ pub fn metadata_error(e: &metadata::Error) -> ResponseError {
         E::TopicAlreadyExists(_) => ResponseError::TopicAlreadyExists,
         E::UnknownTopic(_) => ResponseError::UnknownTopicOrPartition,
         E::InvalidPartitions(_) => ResponseError::InvalidPartitions,
+        E::LogStartBeyondEnd { .. } => ResponseError::OffsetOutOfRange,
         E::Fenced { .. }
         | E::OffsetMismatch { .. }
         | E::SessionFenced(_)

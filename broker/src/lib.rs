@@ -16,5 +16,6 @@ pub mod handlers;
 pub mod metrics;
 pub mod producer_ids;
 pub mod record_checks;
+pub mod retention;
 pub mod server;
 pub mod topics;

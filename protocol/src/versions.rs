@@ -50,6 +50,8 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::ListGroups, 0, 5),
     api(ApiKey::DeleteGroups, 0, 2),
     api(ApiKey::OffsetDelete, 0, 0),
+    api(ApiKey::DeleteRecords, 0, 2),
+    api(ApiKey::DescribeLogDirs, 1, 4),
 ];
 
 /// The supported range of `api_key`, if the broker answers it at all.

@@ -180,6 +180,19 @@ pub struct Settings {
     pub offsets_retention_check_interval_ms: i64,
     /// Kafka `offset.metadata.max.bytes`.
     pub offset_metadata_max_bytes: usize,
+    /// Kafka `log.retention.hours`: the default of `retention.ms` when
+    /// neither `log_retention_minutes` nor `log_retention_ms` is set.
+    pub log_retention_hours: i64,
+    /// Kafka `log.retention.minutes`: before `log_retention_hours`.
+    pub log_retention_minutes: Option<i64>,
+    /// Kafka `log.retention.ms`: before the other two; -1 keeps everything.
+    pub log_retention_ms: Option<i64>,
+    /// Kafka `log.retention.bytes`: the default of `retention.bytes`; -1
+    /// means no size limit.
+    pub log_retention_bytes: i64,
+    /// Kafka `log.retention.check.interval.ms`: how often each broker cuts
+    /// the partitions it leads to their retention limits.
+    pub log_retention_check_interval_ms: u64,
     /// The whole shutdown's budget, from SIGTERM to exit: readiness turns
     /// false, partitions and groups are handed over, in-flight requests are
     /// answered and buffered produces flushed. Keep it below Kubernetes'
@@ -205,6 +218,21 @@ pub struct Settings {
     pub log: String,
     /// `plain` or `json`.
     pub log_format: String,
+}
+
+impl Settings {
+    /// The broker's default `retention.ms`, from the first of
+    /// `log_retention_ms`, `log_retention_minutes`, `log_retention_hours`
+    /// that is set (Kafka's order); a negative value means no limit (-1).
+    pub fn log_retention_effective_ms(&self) -> i64 {
+        let ms = self.log_retention_ms.unwrap_or_else(|| {
+            self.log_retention_minutes.map_or_else(
+                || self.log_retention_hours.saturating_mul(3_600_000),
+                |minutes| minutes.saturating_mul(60_000),
+            )
+        });
+        if ms < 0 { -1 } else { ms }
+    }
 }
 
 impl Default for Settings {
@@ -270,6 +298,11 @@ impl Default for Settings {
             offsets_retention_minutes: 10_080,
             offsets_retention_check_interval_ms: 600_000,
             offset_metadata_max_bytes: 4_096,
+            log_retention_hours: 168,
+            log_retention_minutes: None,
+            log_retention_ms: None,
+            log_retention_bytes: -1,
+            log_retention_check_interval_ms: 300_000,
             shutdown_timeout_ms: 30_000,
             broker_rack: None,
             broker_session_timeout_ms: 9_000,

@@ -37,6 +37,19 @@ impl Settings {
                 return invalid(name, "must be a price of zero or more");
             }
         }
+        for (name, value) in [
+            ("log_retention_hours", Some(self.log_retention_hours)),
+            ("log_retention_minutes", self.log_retention_minutes),
+            ("log_retention_ms", self.log_retention_ms),
+            ("log_retention_bytes", Some(self.log_retention_bytes)),
+        ] {
+            if value.is_some_and(|v| v < -1) {
+                return invalid(name, "must be -1 (no limit) or more");
+            }
+        }
+        if self.log_retention_check_interval_ms == 0 {
+            return invalid("log_retention_check_interval_ms", "must be at least 1");
+        }
         if self.shutdown_timeout_ms == 0 {
             return invalid("shutdown_timeout_ms", "must be at least 1");
         }

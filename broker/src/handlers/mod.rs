@@ -10,10 +10,12 @@ mod api_versions;
 mod create_partitions;
 mod create_topics;
 mod delete_groups;
+mod delete_records;
 mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
+mod describe_log_dirs;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
@@ -75,6 +77,8 @@ pub async fn dispatch(broker: &Arc<Broker>, request: Request, peer: std::net::So
             Reply::Holding(body.into(), room)
         }
         RequestKind::ListOffsets(r) => now(list_offsets::handle(broker, version, r).await),
+        RequestKind::DeleteRecords(r) => now(delete_records::handle(broker, r).await),
+        RequestKind::DescribeLogDirs(r) => now(describe_log_dirs::handle(broker, r).await),
         RequestKind::CreateTopics(r) => now(create_topics::handle(broker, version, r).await),
         RequestKind::DeleteTopics(r) => now(delete_topics::handle(broker, version, r).await),
         RequestKind::CreatePartitions(r) => now(create_partitions::handle(broker, r).await),

@@ -314,6 +314,31 @@ impl Collector for BrokerState {
             None,
             gc.failed_deletes.load(Ordering::Relaxed),
         )?;
+        let retention = &broker.retention_stats;
+        for (name, help, value) in [
+            (
+                "retention_passes",
+                "Retention passes over the partitions this broker leads",
+                &retention.passes,
+            ),
+            (
+                "retention_log_start_moves",
+                "Log starts retention moved forward",
+                &retention.log_start_moves,
+            ),
+            (
+                "retention_removed_offsets",
+                "Offsets retention moved log starts past",
+                &retention.offsets_removed,
+            ),
+            (
+                "retention_failures",
+                "Partitions retention could not cut (tried again next pass)",
+                &retention.failures,
+            ),
+        ] {
+            counter(e, name, help, None, value.load(Ordering::Relaxed))?;
+        }
 
         // The object store (S3 only; a local directory makes no requests).
         if let Some(s3) = &broker.store_stats.s3 {
