@@ -24,6 +24,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 mod broker;
 mod describe;
+mod enforcement;
 mod settings;
 mod topic;
 mod value;

@@ -114,7 +114,7 @@ SKIP: dict[str, str] = {
     "0061": NEEDS_TRANSACTIONS + ": its 'consumer lag with transactions' sub-test",
     "0077": NEEDS_KAFKA_CLI + ", and log compaction (not built yet): kafka-topics.sh creates a compacted topic",
     "0081": "needs features not built yet, each used by some of its sub-tests: ACLs (CreateAcls, "
-    "DescribeAcls, DeleteAcls, and ACL-restricted authorized operations), DeleteRecords (issue 14), "
+    "DescribeAcls, DeleteAcls, and ACL-restricted authorized operations), "
     "dynamic broker configs (AlterConfigs of a BROKER resource), group configs (DescribeConfigs of a GROUP)",
     "0098": NEEDS_TRANSACTIONS + ": a consumer of transactional messages",
     "0103": NEEDS_TRANSACTIONS,

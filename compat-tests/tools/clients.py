@@ -187,10 +187,12 @@ def read_partitions(
     `until` defaults to each partition's high watermark at call time. Fails the
     test if the reads do not get there within `timeout_s`.
     """
+    # A partition whose log start is already at `until` has nothing to read.
+    watermarks = high_watermarks(bootstrap, topic, partitions)
     if until is None:
-        until = {p: hw for p, (_, hw) in high_watermarks(bootstrap, topic, partitions).items()}
+        until = {p: hw for p, (_, hw) in watermarks.items()}
     out: dict[int, list[Consumed]] = {p: [] for p in partitions}
-    todo = {p for p in partitions if until[p] > 0}
+    todo = {p for p in partitions if until[p] > watermarks[p][0]}
     if not todo:
         return out
     c = consumer(bootstrap)

@@ -18,6 +18,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::broker::{
     BrokerConfigDef, BrokerDefaults, broker_config, broker_configs, broker_synonyms,
 };
+use super::enforcement::enforcement;
 use super::topic::{TopicConfigDef, topic_configs};
 use super::{ConfigSource, ConfigType};
 
@@ -35,7 +36,8 @@ use super::{ConfigSource, ConfigType};
 /// DEFAULT_CONFIG; `read_only` and `is_sensitive` are false; `synonyms` (only
 /// when `include_synonyms`) are the override first, then the broker
 /// synonyms, set ones before defaults; `documentation` only when
-/// `include_documentation`.
+/// `include_documentation`, Kafka's line followed by what Lightstream does
+/// not enforce of the config (`enforcement.rs`).
 pub fn describe_topic<K: Deref<Target = str>>(
     configs: &BTreeMap<String, String>,
     broker: &BrokerDefaults,
@@ -241,5 +243,13 @@ fn entry(
         .with_is_sensitive(false)
         .with_synonyms(synonyms)
         .with_config_type(config_type.id())
-        .with_documentation(include_documentation.then(|| StrBytes::from_static_str(doc)))
+        .with_documentation(include_documentation.then(|| documentation(name, doc)))
+}
+
+/// Kafka's one-line doc, and what Lightstream does not enforce of it.
+fn documentation(name: &str, doc: &'static str) -> StrBytes {
+    match enforcement(name).note() {
+        Some(note) => StrBytes::from_string(format!("{doc} {note}")),
+        None => StrBytes::from_static_str(doc),
+    }
 }

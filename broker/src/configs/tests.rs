@@ -508,11 +508,11 @@ fn describe_with_keys_returns_only_known_requested_configs() {
 #[test]
 fn documentation_only_when_asked() {
     let entries = describe_topic(&BTreeMap::new(), &broker(), ALL, false, true);
-    let doc = find(&entries, "segment.bytes")
+    let doc = find(&entries, "retention.ms")
         .documentation
         .as_ref()
         .map(StrBytes::as_str);
-    assert_eq!(doc, Some(topic_config("segment.bytes").unwrap().doc));
+    assert_eq!(doc, Some(topic_config("retention.ms").unwrap().doc));
 }
 
 #[test]
