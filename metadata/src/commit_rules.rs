@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::model::{FlushCommit, PRODUCER_BATCHES_RETAINED};
+use crate::model::{FlushCommit, IndexEntry, IndexSwap, PRODUCER_BATCHES_RETAINED, index_segment};
 use crate::store::{Error, Result};
 
 /// `Backend` naming the first rule `commit` breaks: epochs not one per
@@ -95,4 +95,58 @@ pub fn to_i64(value: u64, name: &str, object_key: &str) -> Result<i64> {
             "invalid flush commit object_key={object_key} {name}={value} exceeds i64"
         ))
     })
+}
+
+/// `Backend` naming the first rule an index swap breaks: `old` or `new`
+/// empty or not contiguous (each entry starts right after the previous one)
+/// or not of the swap's partition; `old` spanning two index segments; `new`
+/// not covering exactly `old`'s offsets, or with other total bytes or
+/// another largest timestamp; a `new` entry in another object than
+/// `object_key`, or one that does not start where an `old` entry starts
+/// (batches are never split). `old` is compared with the store by the backend.
+pub fn check_index_swap(swap: &IndexSwap) -> Result<()> {
+    let tp = swap.topic_partition;
+    let invalid = |what: &str| {
+        Err(Error::Backend(format!(
+            "invalid index swap topic_partition={tp} object_key={} {what}",
+            swap.object_key
+        )))
+    };
+    let contiguous = |entries: &[IndexEntry]| {
+        !entries.is_empty()
+            && entries
+                .iter()
+                .all(|e| e.topic_partition == tp && e.last_offset >= e.base_offset)
+            && entries
+                .windows(2)
+                .all(|w| w[1].base_offset == w[0].last_offset + 1)
+    };
+    if !contiguous(&swap.old) || !contiguous(&swap.new) {
+        return invalid("entries empty, of another partition, or not contiguous");
+    }
+    let (old_first, old_last) = (&swap.old[0], &swap.old[swap.old.len() - 1]);
+    let (new_first, new_last) = (&swap.new[0], &swap.new[swap.new.len() - 1]);
+    if index_segment(old_first.base_offset) != index_segment(old_last.base_offset) {
+        return invalid("old entries span two index segments");
+    }
+    if new_first.base_offset != old_first.base_offset
+        || new_last.last_offset != old_last.last_offset
+    {
+        return invalid("new entries cover other offsets than old");
+    }
+    let bytes = |entries: &[IndexEntry]| entries.iter().map(|e| e.length as u128).sum::<u128>();
+    let max_ts = |entries: &[IndexEntry]| entries.iter().map(|e| e.max_timestamp).max();
+    if bytes(&swap.old) != bytes(&swap.new) || max_ts(&swap.old) != max_ts(&swap.new) {
+        return invalid("new entries hold other bytes or another largest timestamp than old");
+    }
+    let old_bases: HashSet<i64> = swap.old.iter().map(|e| e.base_offset).collect();
+    if swap
+        .new
+        .iter()
+        .any(|e| e.object_key != swap.object_key || !old_bases.contains(&e.base_offset))
+    {
+        return invalid("a new entry is in another object or starts inside an old entry");
+    }
+    to_i64(swap.object_size, "object_size", &swap.object_key)?;
+    Ok(())
 }

@@ -98,6 +98,8 @@ macro_rules! metadata_store_contract_tests {
             advance_log_start_drops_entries_wholly_below_and_keeps_the_one_it_cuts,
             advance_log_start_drops_whole_segments_below_the_first_kept_entry,
             advance_log_start_is_fenced_like_a_commit,
+            an_index_swap_replaces_the_run_and_only_once,
+            an_index_swap_loses_to_a_retention_cut_and_to_a_new_leader,
         );
     };
     (@checks $skip:expr; $make_fixture:expr; $($check:ident),* $(,)?) => {
@@ -1913,3 +1915,5 @@ pub async fn index_segments_summarise_entries_by_the_segment_of_their_base_offse
 
 mod log_start;
 pub use log_start::*;
+mod swap;
+pub use swap::*;

@@ -26,8 +26,8 @@ use async_trait::async_trait;
 
 use crate::model::{
     BrokerRegistration, BrokerSession, CommittedOffset, FlushCommit, GroupClaim, IndexEntry,
-    IndexSegment, PartitionClaim, PartitionState, ProducerState, RegisteredBroker, StoredGroup,
-    Topic, TopicId, TopicPartition,
+    IndexSegment, IndexSwap, PartitionClaim, PartitionState, ProducerState, RegisteredBroker,
+    StoredGroup, Topic, TopicId, TopicPartition,
 };
 use crate::store::{
     ClusterStore, ErrorKind, GroupStore, LogStore, MetadataStore, Result, TopicStore,
@@ -231,6 +231,13 @@ impl<S: MetadataStore> LogStore for CountingStore<S> {
             .advance_log_start(session, topic_partition, leader_epoch, offset)
             .await;
         self.count("advance_log_start", 0, &r);
+        r
+    }
+
+    async fn swap_index_entries(&self, swap: &IndexSwap) -> Result<()> {
+        let r = self.inner.swap_index_entries(swap).await;
+        // One conditional write, like a flush's commit.
+        self.count("swap_index_entries", 1, &r);
         r
     }
 

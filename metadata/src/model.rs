@@ -144,6 +144,27 @@ pub struct FlushCommit {
     pub producers: Vec<ProducerState>,
 }
 
+/// An object compaction's commit: a partition's index entries `old` (a
+/// contiguous run, in offset order) replaced by `new`, which hold the same
+/// batches, byte for byte, in one newly written object. Refused whole
+/// (`SwapRefused`) when the stored entries are no longer `old` (another
+/// swap, a retention cut, a leadership change won the race).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexSwap {
+    /// The session that leads the partition (`SessionFenced` otherwise).
+    pub session: BrokerSession,
+    pub topic_partition: TopicPartition,
+    /// The leader epoch the compactor read `old` under (`Fenced` otherwise).
+    pub leader_epoch: i32,
+    /// The entries read, as stored: contiguous, all in one index segment.
+    pub old: Vec<IndexEntry>,
+    /// Their replacement: contiguous, covering exactly `old`'s offsets and
+    /// bytes with the same largest timestamp, all in `object_key`.
+    pub new: Vec<IndexEntry>,
+    pub object_key: String,
+    pub object_size: u64,
+}
+
 /// What a broker announces about itself in the registry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BrokerRegistration {

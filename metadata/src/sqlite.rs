@@ -21,11 +21,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
-use crate::commit_rules::{check_flush_commit, to_i64};
+use crate::commit_rules::{check_flush_commit, check_index_swap, to_i64};
 use crate::model::{
-    BrokerRegistration, BrokerSession, FlushCommit, IndexEntry, IndexSegment, PartitionClaim,
-    PartitionState, ProducerBatch, ProducerState, RegisteredBroker, Topic, TopicId, TopicPartition,
-    Uuid, index_segment,
+    BrokerRegistration, BrokerSession, FlushCommit, IndexEntry, IndexSegment, IndexSwap,
+    PartitionClaim, PartitionState, ProducerBatch, ProducerState, RegisteredBroker, Topic, TopicId,
+    TopicPartition, Uuid, index_segment,
 };
 use crate::store::{ClusterStore, Error, LogStore, Result, TopicStore};
 
@@ -676,6 +676,18 @@ impl LogStore for SqliteStore {
                 log_start::advance(&tx, session, topic_partition, leader_epoch, offset)?;
             commit(tx)?;
             Ok(log_start)
+        })
+        .await
+    }
+
+    async fn swap_index_entries(&self, swap: &IndexSwap) -> Result<()> {
+        check_index_swap(swap)?;
+        let swap = swap.clone();
+        let created_at_ms = now_ms();
+        self.with_conn(move |conn| {
+            let tx = begin_write(conn)?;
+            swap::swap(&tx, &swap, created_at_ms)?;
+            commit(tx)
         })
         .await
     }
@@ -1343,6 +1355,7 @@ fn base64url_no_pad(bytes: &[u8]) -> String {
 mod groups;
 mod leadership;
 mod log_start;
+mod swap;
 
 #[cfg(test)]
 mod tests;

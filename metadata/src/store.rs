@@ -23,8 +23,8 @@ use async_trait::async_trait;
 
 use crate::model::{
     BrokerRegistration, BrokerSession, CommittedOffset, FlushCommit, GroupClaim, IndexEntry,
-    IndexSegment, PartitionClaim, PartitionState, ProducerState, RegisteredBroker, StoredGroup,
-    Topic, TopicId, TopicPartition,
+    IndexSegment, IndexSwap, PartitionClaim, PartitionState, ProducerState, RegisteredBroker,
+    StoredGroup, Topic, TopicId, TopicPartition,
 };
 
 /// What went wrong, in kinds the caller branches on.
@@ -64,6 +64,13 @@ pub enum Error {
         topic_partition: TopicPartition,
         offset: i64,
         next_offset: i64,
+    },
+    /// An index swap (object compaction) found the stored entries changed
+    /// since they were read: nothing was applied.
+    #[error("index swap refused topic_partition={topic_partition}: {reason}")]
+    SwapRefused {
+        topic_partition: TopicPartition,
+        reason: String,
     },
     /// The backend did not answer in time; the change may or may not have applied.
     #[error("metadata store timed out")]
@@ -140,6 +147,7 @@ impl Error {
             }
             Error::OffsetMismatch { .. }
             | Error::LogStartBeyondEnd { .. }
+            | Error::SwapRefused { .. }
             | Error::NotClaimable { .. }
             | Error::GroupNotClaimable { .. }
             | Error::TopicAlreadyExists(_)
@@ -304,6 +312,20 @@ pub trait LogStore: Send + Sync + 'static {
         leader_epoch: i32,
         offset: i64,
     ) -> Result<i64>;
+
+    /// Object compaction's commit: replaces the partition's entries
+    /// `swap.old` by `swap.new` and records `swap.object_key` among the
+    /// written objects, in one step. `SessionFenced` / `Fenced` as for
+    /// `commit_flush`; `SwapRefused` when the stored entries from the first
+    /// old base offset to the last old last offset are not exactly `old`, or
+    /// the log start is past the first old base offset (a retention cut or
+    /// another swap won); `Backend` for a swap that breaks its own rules
+    /// (`commit_rules::check_index_swap`). Segment summaries keep their bytes
+    /// and timestamps and count the new entries.
+    ///
+    /// Readers that listed `old` before the swap may still read the old
+    /// objects: garbage collection leaves them for its grace period.
+    async fn swap_index_entries(&self, swap: &IndexSwap) -> Result<()>;
 
     /// Index entries of a partition whose `last_offset >= from_offset`, in offset
     /// order, at most `max_entries`: the first is the entry holding `from_offset`

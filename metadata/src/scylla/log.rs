@@ -465,6 +465,16 @@ impl LogStore for ScyllaStore {
         )))
     }
 
+    /// Not on ScyllaDB yet, for the same reason as `advance_log_start`
+    /// (docs/design/0009, §3): refused, so the compactor leaves the
+    /// partition as it is.
+    async fn swap_index_entries(&self, swap: &crate::model::IndexSwap) -> Result<()> {
+        Err(Error::Backend(format!(
+            "index swaps of {} are not supported on ScyllaDB yet (docs/design/0009)",
+            swap.topic_partition
+        )))
+    }
+
     async fn index_entries(
         &self,
         tp: TopicPartition,

@@ -20,31 +20,8 @@ pub(super) fn advance(
     leader_epoch: i32,
     offset: i64,
 ) -> Result<i64> {
-    leadership::check_session_open(tx, session)?;
+    let (log_start_offset, next_offset) = check_leader(tx, session, tp, leader_epoch)?;
     let id = id_bytes(tp.topic_id);
-    type Stored = (i32, i64, i64, Option<i32>, Option<i64>);
-    let stored: Option<Stored> = tx
-        .prepare_cached(
-            "SELECT leader_epoch, log_start_offset, next_offset, leader_node, leader_incarnation
-             FROM partition_state WHERE topic_id = ?1 AND partition = ?2",
-        )
-        .and_then(|mut stmt| {
-            stmt.query_row(params![id, tp.partition], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })
-            .optional()
-        })
-        .or_backend(|| format!("read partition_state topic_partition={tp}"))?;
-    let Some((current_epoch, log_start_offset, next_offset, node, incarnation)) = stored else {
-        return Err(Error::UnknownTopic(format!("topic_partition={tp}")));
-    };
-    if leader_epoch != current_epoch || leadership::session_of(node, incarnation) != Some(session) {
-        return Err(Error::Fenced {
-            topic_partition: tp,
-            expected: leader_epoch,
-            current: current_epoch,
-        });
-    }
     if offset > next_offset {
         return Err(Error::LogStartBeyondEnd {
             topic_partition: tp,
@@ -88,24 +65,70 @@ pub(super) fn advance(
     .and_then(|mut stmt| stmt.execute(params![id, tp.partition, first_segment]))
     .or_backend(|| format!("delete partition_segments topic_partition={tp}"))?;
     if first_kept.is_some() {
-        tx.prepare_cached(
-            "UPDATE partition_segments SET (base_offset, entries, bytes, max_timestamp) =
-                 (SELECT MIN(base_offset), COUNT(*), SUM(length), MAX(max_timestamp)
-                  FROM partition_index
-                  WHERE topic_id = ?1 AND partition = ?2 AND base_offset >= ?4 AND base_offset < ?5)
-             WHERE topic_id = ?1 AND partition = ?2 AND segment = ?3",
-        )
-        .and_then(|mut stmt| {
-            let start = first_segment * crate::model::INDEX_SEGMENT_OFFSETS;
-            stmt.execute(params![
-                id,
-                tp.partition,
-                first_segment,
-                start,
-                start + crate::model::INDEX_SEGMENT_OFFSETS
-            ])
-        })
-        .or_backend(|| format!("recompute partition_segments topic_partition={tp}"))?;
+        recompute_segment(tx, tp, first_segment)?;
     }
     Ok(offset)
+}
+
+/// The partition's `(log_start_offset, next_offset)` once `session` is
+/// found open and leading `tp` at `leader_epoch`; `SessionFenced`, `Fenced`
+/// or `UnknownTopic` otherwise.
+pub(super) fn check_leader(
+    tx: &Transaction<'_>,
+    session: BrokerSession,
+    tp: TopicPartition,
+    leader_epoch: i32,
+) -> Result<(i64, i64)> {
+    leadership::check_session_open(tx, session)?;
+    type Stored = (i32, i64, i64, Option<i32>, Option<i64>);
+    let stored: Option<Stored> = tx
+        .prepare_cached(
+            "SELECT leader_epoch, log_start_offset, next_offset, leader_node, leader_incarnation
+             FROM partition_state WHERE topic_id = ?1 AND partition = ?2",
+        )
+        .and_then(|mut stmt| {
+            stmt.query_row(params![id_bytes(tp.topic_id), tp.partition], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .optional()
+        })
+        .or_backend(|| format!("read partition_state topic_partition={tp}"))?;
+    let Some((current_epoch, log_start_offset, next_offset, node, incarnation)) = stored else {
+        return Err(Error::UnknownTopic(format!("topic_partition={tp}")));
+    };
+    if leader_epoch != current_epoch || leadership::session_of(node, incarnation) != Some(session) {
+        return Err(Error::Fenced {
+            topic_partition: tp,
+            expected: leader_epoch,
+            current: current_epoch,
+        });
+    }
+    Ok((log_start_offset, next_offset))
+}
+
+/// Recomputes the summary of one index segment from the entries it holds.
+pub(super) fn recompute_segment(
+    tx: &Transaction<'_>,
+    tp: TopicPartition,
+    segment: i64,
+) -> Result<()> {
+    let start = segment * crate::model::INDEX_SEGMENT_OFFSETS;
+    tx.prepare_cached(
+        "UPDATE partition_segments SET (base_offset, entries, bytes, max_timestamp) =
+             (SELECT MIN(base_offset), COUNT(*), SUM(length), MAX(max_timestamp)
+              FROM partition_index
+              WHERE topic_id = ?1 AND partition = ?2 AND base_offset >= ?4 AND base_offset < ?5)
+         WHERE topic_id = ?1 AND partition = ?2 AND segment = ?3",
+    )
+    .and_then(|mut stmt| {
+        stmt.execute(params![
+            id_bytes(tp.topic_id),
+            tp.partition,
+            segment,
+            start,
+            start + crate::model::INDEX_SEGMENT_OFFSETS
+        ])
+    })
+    .or_backend(|| format!("recompute partition_segments topic_partition={tp}"))?;
+    Ok(())
 }

@@ -438,6 +438,10 @@ impl LogStore for FaultyMetadata {
             .await
     }
 
+    async fn swap_index_entries(&self, swap: &metadata::IndexSwap) -> metadata::Result<()> {
+        self.inner.swap_index_entries(swap).await
+    }
+
     async fn commit_flush(&self, commit: &FlushCommit) -> metadata::Result<()> {
         let fault = self.next_fault.lock().unwrap().take();
         match fault {
