@@ -24,8 +24,9 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use gc::{GcPass, GcStats, ObjectCollector};
 pub use latency::{Latencies, LatencySnapshot};
 pub use log::{
-    AppendOptions, AppendResult, Log, LogConfig, LogStatsSnapshot, OffsetSpec, PendingAppend,
-    ReadResult, RetentionLimits, TimestampOffset, UnsettledObjects,
+    AppendOptions, AppendResult, CompactionLimits, Log, LogConfig, LogStatsSnapshot, NoRewrite,
+    OffsetSpec, PendingAppend, ReadResult, RetentionLimits, Rewrite, TimestampOffset,
+    UnsettledObjects,
 };
 pub use object_store::{LocalDirStore, MemoryStore, ObjectStore, PartReceiver};
 pub use s3::{MIN_PART_SIZE, RequestStats, S3Config, S3Stats, S3Store};

@@ -17,6 +17,7 @@
 //! its index entry is committed; after any restart it is readable at the
 //! returned offset.
 
+mod compaction;
 mod flush;
 mod leadership;
 mod producers;
@@ -40,6 +41,7 @@ pub use self::stats::LogStatsSnapshot;
 use crate::tail_cache::TailCache;
 use crate::{Clock, Error, ObjectStore, Result};
 
+pub use compaction::{CompactionLimits, NoRewrite, Rewrite};
 pub use read::{OffsetSpec, ReadResult, TimestampOffset};
 pub use retention::RetentionLimits;
 pub use unsettled::UnsettledObjects;

@@ -10,6 +10,7 @@ use protocol::testing::{offsets_and_values, record_batch};
 
 use super::*;
 
+mod compaction;
 mod damage;
 mod idempotence;
 mod leadership;

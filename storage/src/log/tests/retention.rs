@@ -11,15 +11,15 @@ use crate::{ManualClock, ObjectCollector, RetentionLimits, SystemClock};
 /// A log over an in-memory object store, one topic "t" (one partition),
 /// on a manual clock that starts at the system's time (object keys carry
 /// it; the collector compares with it).
-struct Retained {
-    log: Log,
-    store: Arc<MemoryStore>,
-    metadata: Arc<SqliteStore>,
-    clock: Arc<ManualClock>,
-    tp: TopicPartition,
+pub(super) struct Retained {
+    pub(super) log: Log,
+    pub(super) store: Arc<MemoryStore>,
+    pub(super) metadata: Arc<SqliteStore>,
+    pub(super) clock: Arc<ManualClock>,
+    pub(super) tp: TopicPartition,
 }
 
-async fn retained() -> Retained {
+pub(super) async fn retained() -> Retained {
     let store = Arc::new(MemoryStore::new());
     let metadata = Arc::new(SqliteStore::open_in_memory().unwrap());
     let clock = Arc::new(ManualClock::new(SystemClock.now_ms()));
@@ -48,7 +48,7 @@ async fn retained() -> Retained {
 impl Retained {
     /// Appends one two-record batch per timestamp (each its own flush,
     /// entry and object); returns the batches' byte length (all equal).
-    async fn append_at(&self, timestamps: &[i64]) -> i64 {
+    pub(super) async fn append_at(&self, timestamps: &[i64]) -> i64 {
         let mut length = 0;
         for (i, ts) in timestamps.iter().enumerate() {
             let a = format!("a{i}");
@@ -63,7 +63,7 @@ impl Retained {
         length
     }
 
-    fn log_start(&self) -> i64 {
+    pub(super) fn log_start(&self) -> i64 {
         self.log.offsets(&self.tp).unwrap().0
     }
 

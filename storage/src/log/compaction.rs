@@ -1,0 +1,344 @@
+//! Object compaction: rewriting a partition's small runs, spread over many
+//! multi-partition flush objects, into one object of its own, so that a
+//! consumer catching up reads a few large ranges instead of one small range
+//! per flush (docs/design/0009, §3).
+//!
+//! One call rewrites one run of a partition this log leads:
+//! 1. From the log start on, the first stretch of consecutive entries that
+//!    are each smaller than `small_entry_bytes`, in objects older than
+//!    `min_age_ms`, in one index segment, up to `max_object_bytes` in all
+//!    (at least two entries, or there is nothing to gain).
+//! 2. Their bytes are read straight from the object store (not through the
+//!    block cache, which serves consumers) and checked like any read.
+//! 3. They are copied unchanged into a new single-partition object, as
+//!    entries of up to `max_entry_bytes` (never splitting an old entry,
+//!    so no batch is split), which is written whole.
+//! 4. `LogStore::swap_index_entries` replaces the old entries with the new
+//!    ones, refused when the stored run changed since it was read: a
+//!    retention cut, a DeleteRecords or a leadership change wins, and the
+//!    new object is left to garbage collection. The old objects go to GC
+//!    once nothing references them; readers that listed them before the
+//!    swap read them within GC's grace period.
+//!
+//! Offsets, timestamps and batch bytes are unchanged, so a consumer reading
+//! across a swap sees the same records, none twice and none missing.
+//! Memory is bounded by `max_object_bytes`; the broker paces calls.
+//!
+//! Crash points: `compaction.after_write` (an object nothing references:
+//! GC collects it) and `compaction.after_swap` (the old objects: GC
+//! collects them).
+
+use bytes::Bytes;
+use metadata::{IndexEntry, IndexSwap, TopicPartition, index_segment};
+use protocol::batch;
+
+use super::read::verify_run;
+use super::{Log, flush::metadata_call, leadership::drop_partitions};
+use crate::object_format::{FooterEntry, ObjectBuilder};
+use crate::object_key::{new_object_key, object_key_time_ms};
+use crate::{Error, Result};
+
+/// Index entries read from the metadata store at once while looking for a run.
+const PAGE_ENTRIES: usize = 500;
+
+/// Index entries one call looks at, at most, before it gives up looking.
+const MAX_ENTRIES_EXAMINED: usize = 100_000;
+
+/// What makes a run worth rewriting, and how big the rewrite may be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CompactionLimits {
+    /// Entries at least this large are left as they are.
+    pub small_entry_bytes: u64,
+    /// Only entries in objects at least this old (by their keys' time);
+    /// 0 takes any age.
+    pub min_age_ms: i64,
+    /// The largest new object (and the most memory one rewrite holds).
+    pub max_object_bytes: u64,
+    /// The largest new index entry (a fetch reads at least one entry).
+    pub max_entry_bytes: u64,
+}
+
+impl Default for CompactionLimits {
+    fn default() -> Self {
+        CompactionLimits {
+            small_entry_bytes: 256 * 1024,
+            min_age_ms: 10 * 60 * 1000,
+            max_object_bytes: 64 * 1024 * 1024,
+            max_entry_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// One rewrite that landed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rewrite {
+    /// The new object.
+    pub object_key: String,
+    /// Entries replaced, and the entries that replaced them.
+    pub old_entries: usize,
+    pub new_entries: usize,
+    /// Batch bytes copied (the new object is this plus its header and footer).
+    pub bytes: u64,
+    /// Distinct objects the old entries were in.
+    pub old_objects: usize,
+}
+
+/// Why a call rewrote nothing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NoRewrite {
+    /// No run of small, old-enough entries.
+    NothingToDo,
+    /// The swap lost to a concurrent change; the new object is garbage.
+    Lost(String),
+}
+
+impl Log {
+    /// Rewrites the first run of small, old entries of `tp` (see the module
+    /// doc). `NotLeader` unless this log leads `tp`.
+    pub async fn compact_partition(
+        &self,
+        tp: TopicPartition,
+        limits: CompactionLimits,
+    ) -> Result<std::result::Result<Rewrite, NoRewrite>> {
+        let inner = &self.inner;
+        let partition = inner.partition(&tp).ok_or(Error::NotLeader(tp))?;
+        let (epoch, log_start_offset) = {
+            let s = partition.state.lock().expect("partition lock");
+            if s.resigning {
+                return Err(Error::NotLeader(tp));
+            }
+            (s.leader_epoch, s.log_start_offset)
+        };
+        let session = (*inner.session.lock().expect("session lock")).ok_or(Error::NotLeader(tp))?;
+        let old = self.find_run(tp, log_start_offset, &limits).await?;
+        if old.len() < 2 {
+            return Ok(Err(NoRewrite::NothingToDo));
+        }
+
+        // Read and check every run before writing anything.
+        let mut runs = Vec::with_capacity(old.len());
+        for entry in &old {
+            let bytes = inner
+                .store
+                .get_range(
+                    &entry.object_key,
+                    entry.position..entry.position + entry.length,
+                )
+                .await?;
+            verify_run(entry, &bytes)?;
+            runs.push(bytes);
+        }
+        let object_key = new_object_key();
+        let (object, new) = build_object(tp, &object_key, &old, &runs, limits.max_entry_bytes);
+        let object_size = object.len() as u64;
+        let bytes: u64 = old.iter().map(|e| e.length).sum();
+        let old_objects = {
+            let mut keys: Vec<&str> = old.iter().map(|e| e.object_key.as_str()).collect();
+            keys.sort_unstable();
+            keys.dedup();
+            keys.len()
+        };
+
+        inner.unsettled.sealed(&object_key);
+        if let Err(e) = inner.store.put(&object_key, object).await {
+            // A write that failed may still have landed: GC's grace covers it.
+            inner.unsettled.settled(&object_key, false);
+            return Err(e);
+        }
+        crate::failpoint::crash_point("compaction.after_write");
+        let swap = IndexSwap {
+            session,
+            topic_partition: tp,
+            leader_epoch: epoch,
+            old: old.clone(),
+            new: new.clone(),
+            object_key: object_key.clone(),
+            object_size,
+        };
+        let swapped = metadata_call(inner, inner.metadata.swap_index_entries(&swap)).await;
+        match swapped {
+            Ok(()) => inner.unsettled.settled(&object_key, true),
+            Err(e) => {
+                let certain = !matches!(e.kind(), metadata::ErrorKind::Uncertain);
+                inner.unsettled.settled(&object_key, certain);
+                return match e {
+                    metadata::Error::SwapRefused { reason, .. } => Ok(Err(NoRewrite::Lost(reason))),
+                    metadata::Error::Fenced { .. } => {
+                        drop_partitions(inner, Some(&[tp]), &e.to_string());
+                        Err(Error::NotLeader(tp))
+                    }
+                    metadata::Error::SessionFenced(_) => {
+                        drop_partitions(inner, None, &e.to_string());
+                        Err(Error::NotLeader(tp))
+                    }
+                    e => Err(e.into()),
+                };
+            }
+        }
+        crate::failpoint::crash_point("compaction.after_swap");
+        // Entries the log keeps in memory for reads must name the new object
+        // too: the old ones go once GC's grace has passed.
+        {
+            let mut s = partition.state.lock().expect("partition lock");
+            let first = old[0].base_offset;
+            let last = old[old.len() - 1].last_offset;
+            // Only when the entries in memory reach into the run; they are
+            // contiguous, and the new entries tile the run exactly.
+            if s.recent.front().is_some_and(|f| f.base_offset <= last) {
+                let at = s
+                    .recent
+                    .iter()
+                    .position(|e| e.base_offset >= first)
+                    .unwrap_or(0);
+                let end = s
+                    .recent
+                    .iter()
+                    .position(|e| e.base_offset > last)
+                    .unwrap_or(s.recent.len());
+                s.recent.drain(at..end);
+                let log_start = s.log_start_offset;
+                for (i, entry) in new
+                    .iter()
+                    .filter(|e| e.last_offset >= log_start)
+                    .enumerate()
+                {
+                    s.recent.insert(at + i, entry.clone());
+                }
+            }
+        }
+        tracing::debug!(
+            topic_partition = %tp,
+            object_key,
+            old_entries = old.len(),
+            new_entries = new.len(),
+            bytes,
+            "compacted a partition's runs into one object"
+        );
+        Ok(Ok(Rewrite {
+            object_key,
+            old_entries: old.len(),
+            new_entries: new.len(),
+            bytes,
+            old_objects,
+        }))
+    }
+
+    /// The run to rewrite: the first stretch of eligible entries from the
+    /// log start on (entries the log start cuts into are not eligible: a
+    /// swap must start at or after it).
+    async fn find_run(
+        &self,
+        tp: TopicPartition,
+        log_start_offset: i64,
+        limits: &CompactionLimits,
+    ) -> Result<Vec<IndexEntry>> {
+        let now_ms = self.inner.clock.now_ms();
+        let eligible = |e: &IndexEntry| {
+            e.base_offset >= log_start_offset
+                && e.length < limits.small_entry_bytes
+                && (limits.min_age_ms <= 0
+                    || object_key_time_ms(&e.object_key)
+                        .is_some_and(|t| now_ms.saturating_sub(t) >= limits.min_age_ms))
+        };
+        let mut run: Vec<IndexEntry> = Vec::new();
+        let mut run_bytes = 0u64;
+        let mut from = log_start_offset;
+        let mut examined = 0usize;
+        loop {
+            let page = self
+                .inner
+                .metadata
+                .index_entries(tp, from, PAGE_ENTRIES)
+                .await?;
+            let Some(last) = page.last() else {
+                return Ok(run);
+            };
+            from = last.last_offset + 1;
+            for entry in page {
+                examined += 1;
+                let fits = run.first().is_none_or(|first| {
+                    index_segment(first.base_offset) == index_segment(entry.base_offset)
+                        && run_bytes + entry.length <= limits.max_object_bytes
+                });
+                if eligible(&entry) && fits {
+                    run_bytes += entry.length;
+                    run.push(entry);
+                    continue;
+                }
+                if run.len() >= 2 {
+                    return Ok(run);
+                }
+                // Too short to be worth it: a new run may start here.
+                run.clear();
+                run_bytes = 0;
+                if eligible(&entry) {
+                    run_bytes = entry.length;
+                    run.push(entry);
+                }
+            }
+            if examined >= MAX_ENTRIES_EXAMINED {
+                return Ok(run);
+            }
+        }
+    }
+}
+
+/// The new object (one partition's runs, copied unchanged) and its index
+/// entries: consecutive old entries grouped up to `max_entry_bytes`.
+fn build_object(
+    tp: TopicPartition,
+    object_key: &str,
+    old: &[IndexEntry],
+    runs: &[Bytes],
+    max_entry_bytes: u64,
+) -> (Bytes, Vec<IndexEntry>) {
+    let total: usize = runs.iter().map(Bytes::len).sum();
+    // One footer entry per new index entry; at most one per old one.
+    let mut builder = ObjectBuilder::with_capacity(total, old.len());
+    let mut new: Vec<IndexEntry> = Vec::new();
+    let mut group: Option<(FooterEntry, u64)> = None;
+    let close = |builder: &mut ObjectBuilder, (entry, position): (FooterEntry, u64)| {
+        let footer = builder.finish_run(entry, position);
+        IndexEntry {
+            topic_partition: tp,
+            base_offset: footer.base_offset,
+            last_offset: footer.last_offset,
+            object_key: object_key.to_string(),
+            position: footer.position,
+            length: footer.length,
+            max_timestamp: footer.max_timestamp,
+        }
+    };
+    for (entry, bytes) in old.iter().zip(runs) {
+        let batch_count = batch::batches(bytes).count() as u32;
+        if let Some((footer, position)) = &mut group {
+            if builder.position() - *position + entry.length <= max_entry_bytes {
+                footer.last_offset = entry.last_offset;
+                footer.batch_count += batch_count;
+                footer.max_timestamp = footer.max_timestamp.max(entry.max_timestamp);
+                builder.append(bytes);
+                continue;
+            }
+            let done = group.take().expect("a group");
+            new.push(close(&mut builder, done));
+        }
+        let position = builder.position();
+        builder.append(bytes);
+        group = Some((
+            FooterEntry {
+                topic_partition: tp,
+                base_offset: entry.base_offset,
+                last_offset: entry.last_offset,
+                batch_count,
+                position,
+                length: 0,
+                max_timestamp: entry.max_timestamp,
+            },
+            position,
+        ));
+    }
+    if let Some(done) = group.take() {
+        new.push(close(&mut builder, done));
+    }
+    (builder.finish(), new)
+}
