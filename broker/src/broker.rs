@@ -62,6 +62,8 @@ pub struct Broker {
     pub gc_stats: Arc<storage::GcStats>,
     /// What retention has done (`/metrics`).
     pub retention_stats: crate::retention::RetentionStats,
+    /// What object compaction has done (`/metrics`).
+    pub compaction_stats: crate::compaction::CompactionStats,
     /// The stores' own request counters, when they keep any (`/metrics`).
     pub store_stats: StoreStats,
 }
@@ -203,6 +205,7 @@ impl Broker {
             health: crate::admin::Health::default(),
             gc_stats: Arc::default(),
             retention_stats: Default::default(),
+            compaction_stats: Default::default(),
             store_stats: StoreStats::default(),
         };
         broker.refresh_topics().await?;
@@ -243,7 +246,8 @@ impl Broker {
 
     /// Starts the background tasks: the cluster loop (lease renewal,
     /// watching the cluster version, rebalancing), object garbage
-    /// collection, which runs on the controller only, and retention. All
+    /// collection, which runs on the controller only, retention and object
+    /// compaction. All
     /// hold the broker weakly and end with `shutdown`.
     pub fn spawn_cluster_loop(self: &Arc<Self>) {
         tokio::spawn(crate::cluster::run(
@@ -277,6 +281,11 @@ impl Broker {
         crate::retention::spawn(
             Arc::downgrade(self),
             std::time::Duration::from_millis(self.settings.log_retention_check_interval_ms.max(1)),
+            self.shutdown.clone(),
+        );
+        crate::compaction::spawn(
+            Arc::downgrade(self),
+            self.settings.object_compaction_interval_ms,
             self.shutdown.clone(),
         );
     }

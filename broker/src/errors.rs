@@ -48,6 +48,9 @@ pub fn metadata_error(e: &metadata::Error) -> ResponseError {
         | E::OffsetMismatch { .. }
         | E::SessionFenced(_)
         | E::NotClaimable { .. } => ResponseError::NotLeaderOrFollower,
+        // Only the compactor swaps, and it drops a refused swap; no client
+        // request reaches this.
+        E::SwapRefused { .. } => ResponseError::UnknownServerError,
         E::GroupFenced { .. } => ResponseError::NotCoordinator,
         E::GroupNotClaimable { .. } => ResponseError::CoordinatorLoadInProgress,
         E::Timeout => ResponseError::RequestTimedOut,

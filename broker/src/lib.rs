@@ -7,6 +7,7 @@ pub mod admin;
 pub mod authorized_operations;
 pub mod broker;
 pub mod cluster;
+pub mod compaction;
 pub mod config;
 pub mod configs;
 pub mod connection;

@@ -13,7 +13,7 @@ set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$REPO_ROOT"
 N="${1:-2000000}"
-SECTIONS="${BENCH_SECTIONS:-throughput,latency,idempotence,groups,s3}"
+SECTIONS="${BENCH_SECTIONS:-throughput,latency,idempotence,groups,s3,compaction}"
 section() { [[ ",$SECTIONS," == *",$1,"* ]]; }
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$REPO_ROOT/target}"
 
@@ -70,8 +70,9 @@ PY
 
 start_broker() {
     PORT=$(free_port)
-    rm -rf "$WORK/data"
-    "$BIN/lightstream" --listen "127.0.0.1:$PORT" --admin-listen 127.0.0.1:0 --data-dir "$WORK/data" --log "${BROKER_LOG:-warn}" 2>"$WORK/broker.log" &
+    ADMIN_PORT=$(free_port)
+    [[ -n "${KEEP_DATA:-}" ]] || rm -rf "$WORK/data"
+    "$BIN/lightstream" --listen "127.0.0.1:$PORT" --admin-listen "127.0.0.1:$ADMIN_PORT" --data-dir "$WORK/data" --log "${BROKER_LOG:-warn}" 2>>"$WORK/broker.log" &
     BROKER_PID=$!
     for _ in $(seq 100); do
         (echo >/dev/tcp/127.0.0.1/"$PORT") 2>/dev/null && return 0
@@ -141,7 +142,12 @@ if section groups; then
     done
 fi
 
-if section s3; then
+# CPU seconds of a process: utime + stime, in clock ticks.
+CLK_TCK=$(getconf CLK_TCK)
+cpu_s() { awk -v hz="$CLK_TCK" '{print ($14 + $15) / hz}' "/proc/$1/stat"; }
+
+start_s3() {
+    [[ -n "$S3_PID" ]] && return 0
     command -v s3s-fs >/dev/null || cargo install s3s-fs@0.14.1 --features binary --locked
     S3_PORT=$(free_port)
     mkdir -p "$WORK/s3/bench"
@@ -149,9 +155,10 @@ if section s3; then
     S3_PID=$!
     for _ in $(seq 100); do (echo >/dev/tcp/127.0.0.1/"$S3_PORT") 2>/dev/null && break; sleep 0.1; done
     (echo >/dev/tcp/127.0.0.1/"$S3_PORT") 2>/dev/null || { echo "s3s-fs did not start" >&2; cat "$WORK/s3s.log" >&2; exit 1; }
-    # CPU seconds of a process: utime + stime, in clock ticks.
-    CLK_TCK=$(getconf CLK_TCK)
-    cpu_s() { awk -v hz="$CLK_TCK" '{print ($14 + $15) / hz}' "/proc/$1/stat"; }
+}
+
+if section s3; then
+    start_s3
     echo "== s3s-fs raw upload bandwidth through the broker's S3 client: 128 x 8 MiB PutObject, 4 at a time"
     S3_CPU0=$(cpu_s "$S3_PID")
     CLIENT_CPU=$( { /usr/bin/time -f "%U %S" "$BIN/lightstream-s3-upload" --endpoint "http://127.0.0.1:$S3_PORT" --url s3://bench/raw \
@@ -214,4 +221,83 @@ print(f'cpu_s_per_gb client={client / gb:.2f} broker={broker / gb:.2f} s3_server
         unset LIGHTSTREAM_STORAGE_URL LIGHTSTREAM_S3_ENDPOINT LIGHTSTREAM_S3_PATH_STYLE LIGHTSTREAM_S3_ACCESS_KEY_ID \
             LIGHTSTREAM_S3_SECRET_ACCESS_KEY LIGHTSTREAM_S3_STATS_INTERVAL_MS
     done
+fi
+
+if section compaction; then
+    # Issue 14: a lagging consumer of data written by many small flushes,
+    # before and after object compaction, and what compaction costs.
+    start_s3
+    C_N=$(( N < 1000000 ? N : 1000000 ))
+    C_PARTITIONS=16
+    export LIGHTSTREAM_STORAGE_URL="s3://bench/compaction" LIGHTSTREAM_S3_ENDPOINT="http://127.0.0.1:$S3_PORT" \
+        LIGHTSTREAM_S3_PATH_STYLE=true LIGHTSTREAM_S3_ACCESS_KEY_ID=bench LIGHTSTREAM_S3_SECRET_ACCESS_KEY=bench-secret
+    metric() { curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
+    s3_requests() {  # the broker's S3 requests so far, by kind, as "get=.. put=.."
+        curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" \
+            | awk '/^lightstream_object_store_requests_total\{/ {match($0, /kind="[a-z_]+"/); k = substr($0, RSTART + 6, RLENGTH - 7); n[k] += $2} END {for (k in n) printf "%s=%d ", k, n[k]}'
+    }
+    lagging_read() {  # $1: label. One consume of the whole topic from S3 by a fresh broker.
+        KEEP_DATA=1 LIGHTSTREAM_OBJECT_COMPACTION_INTERVAL_MS=0 start_broker
+        local before after
+        before=$(s3_requests)
+        "$BIN/lightstream-load" --bootstrap "127.0.0.1:$PORT" --topic compaction --records "$C_N" --size 1024 \
+            --partitions "$C_PARTITIONS" --consumers 2 --no-produce | grep -E "consume"
+        after=$(s3_requests)
+        python3 - "$1" "$before" "$after" "$(( C_N * 1024 ))" <<'PY'
+import sys
+label, before, after, total = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+parse = lambda s: {k: int(v) for k, v in (kv.split("=") for kv in s.split())}
+b, a = parse(before), parse(after)
+gets = a.get("get", 0) - b.get("get", 0)
+print(f"{label}: gets_per_gb={gets / (total / 1e9):.1f} gets={gets}")
+PY
+        stop_broker
+    }
+    echo "== compaction: produce N=$C_N S=1024 to $C_PARTITIONS partitions at 25 MB/s (small flush runs), compaction off"
+    LIGHTSTREAM_OBJECT_COMPACTION_INTERVAL_MS=0 start_broker
+    "$BIN/lightstream-load" --bootstrap "127.0.0.1:$PORT" --topic compaction --records "$C_N" --size 1024 \
+        --partitions "$C_PARTITIONS" --rate-mb-s 25 --no-consume | grep -E "produce"
+    echo "flushes=$(metric lightstream_flushes_total)"
+    stop_broker
+    echo "== compaction: lagging consumer before compaction"
+    lagging_read before
+    echo "== compaction: the compactor alone (every 100 ms, any age, up to 1,000 rewrites a pass), until it has nothing left"
+    KEEP_DATA=1 LIGHTSTREAM_OBJECT_COMPACTION_INTERVAL_MS=100 LIGHTSTREAM_OBJECT_COMPACTION_MIN_AGE_MS=0 \
+        LIGHTSTREAM_OBJECT_COMPACTION_MAX_REWRITES_PER_PASS=1000 start_broker
+    C_CPU0=$(cpu_s "$BROKER_PID"); C_S3_CPU0=$(cpu_s "$S3_PID"); C_REQ0=$(s3_requests); C_T0=$(date +%s.%N)
+    last=-1
+    for _ in $(seq 600); do
+        sleep 2
+        now=$(metric lightstream_object_compaction_rewritten_bytes_total)
+        [[ "$now" == "$last" ]] && break
+        last=$now
+    done
+    C_T1=$(date +%s.%N)
+    python3 - "$(cpu_s "$BROKER_PID")" "$C_CPU0" "$(cpu_s "$S3_PID")" "$C_S3_CPU0" "$C_REQ0" "$(s3_requests)" \
+        "$last" "$(metric lightstream_object_compaction_rewrites_total)" "$(metric lightstream_object_compaction_replaced_entries_total)" \
+        "$C_T0" "$C_T1" <<'PY'
+import sys
+cpu1, cpu0, s31, s30, req0, req1, rewritten, rewrites, replaced, t0, t1 = sys.argv[1:]
+parse = lambda s: {k: int(v) for k, v in (kv.split("=") for kv in s.split())}
+r0, r1 = parse(req0), parse(req1)
+gb = max(float(rewritten), 1) / 1e9
+reqs = {k: r1.get(k, 0) - r0.get(k, 0) for k in r1}
+print(f"compactor: rewritten_gb={gb:.3f} rewrites={rewrites} replaced_entries={replaced} "
+      f"elapsed_s={float(t1) - float(t0):.1f} (includes the 2 s settle)")
+print(f"compactor: cpu_s_per_gb broker={(float(cpu1) - float(cpu0)) / gb:.2f} s3_server={(float(s31) - float(s30)) / gb:.2f}")
+print("compactor: s3_requests_per_gb_rewritten " + " ".join(f"{k}={v / gb:.1f}" for k, v in sorted(reqs.items()) if v))
+PY
+    stop_broker
+    echo "== compaction: lagging consumer after compaction"
+    lagging_read after
+    echo "== compaction: produce N=$C_N S=1024 P=$C_PARTITIONS unthrottled, compaction off, then on (every 100 ms, any age)"
+    for SETTING in 0 100; do
+        KEEP_DATA=1 LIGHTSTREAM_OBJECT_COMPACTION_INTERVAL_MS=$SETTING LIGHTSTREAM_OBJECT_COMPACTION_MIN_AGE_MS=0 start_broker
+        "$BIN/lightstream-load" --bootstrap "127.0.0.1:$PORT" --topic "compaction-produce-$SETTING" --records "$C_N" --size 1024 \
+            --partitions "$C_PARTITIONS" --no-consume | grep -E "produce" | sed "s/^/compaction_interval_ms=$SETTING /"
+        echo "compaction_interval_ms=$SETTING rewrites=$(metric lightstream_object_compaction_rewrites_total)"
+        stop_broker
+    done
+    unset LIGHTSTREAM_STORAGE_URL LIGHTSTREAM_S3_ENDPOINT LIGHTSTREAM_S3_PATH_STYLE LIGHTSTREAM_S3_ACCESS_KEY_ID \
+        LIGHTSTREAM_S3_SECRET_ACCESS_KEY
 fi

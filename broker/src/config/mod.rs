@@ -193,6 +193,24 @@ pub struct Settings {
     /// Kafka `log.retention.check.interval.ms`: how often each broker cuts
     /// the partitions it leads to their retention limits.
     pub log_retention_check_interval_ms: u64,
+    /// How often each broker rewrites the small runs of the partitions it
+    /// leads into per-partition objects (object compaction); 0 turns it off.
+    pub object_compaction_interval_ms: u64,
+    /// Only runs in objects at least this old are rewritten (0: any age).
+    pub object_compaction_min_age_ms: u64,
+    /// Runs at least this large are left as they are.
+    pub object_compaction_small_run_bytes: u64,
+    /// The largest object one rewrite writes (and the memory it holds).
+    pub object_compaction_max_object_bytes: u64,
+    /// The largest index entry a rewrite makes (a fetch reads at least one).
+    pub object_compaction_max_entry_bytes: u64,
+    /// The widest spread of timestamps one rewritten entry may hold:
+    /// retention cuts whole entries, so this bounds how long a record can
+    /// outlive `retention.ms` because it was merged with newer ones.
+    pub object_compaction_max_entry_span_ms: u64,
+    /// Rewrites one pass makes at most, over all partitions (bounds the
+    /// object store requests compaction makes per interval).
+    pub object_compaction_max_rewrites_per_pass: u32,
     /// The whole shutdown's budget, from SIGTERM to exit: readiness turns
     /// false, partitions and groups are handed over, in-flight requests are
     /// answered and buffered produces flushed. Keep it below Kubernetes'
@@ -303,6 +321,13 @@ impl Default for Settings {
             log_retention_ms: None,
             log_retention_bytes: -1,
             log_retention_check_interval_ms: 300_000,
+            object_compaction_interval_ms: 60_000,
+            object_compaction_min_age_ms: 600_000,
+            object_compaction_small_run_bytes: 256 * 1024,
+            object_compaction_max_object_bytes: 64 * 1024 * 1024,
+            object_compaction_max_entry_bytes: 1024 * 1024,
+            object_compaction_max_entry_span_ms: 3_600_000,
+            object_compaction_max_rewrites_per_pass: 20,
             shutdown_timeout_ms: 30_000,
             broker_rack: None,
             broker_session_timeout_ms: 9_000,

@@ -50,6 +50,14 @@ impl Settings {
         if self.log_retention_check_interval_ms == 0 {
             return invalid("log_retention_check_interval_ms", "must be at least 1");
         }
+        if self.object_compaction_max_entry_bytes == 0
+            || self.object_compaction_max_object_bytes < self.object_compaction_max_entry_bytes
+        {
+            return invalid(
+                "object_compaction_max_object_bytes",
+                "must be at least object_compaction_max_entry_bytes, which must be at least 1",
+            );
+        }
         if self.shutdown_timeout_ms == 0 {
             return invalid("shutdown_timeout_ms", "must be at least 1");
         }

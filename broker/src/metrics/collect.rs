@@ -339,6 +339,36 @@ impl Collector for BrokerState {
         ] {
             counter(e, name, help, None, value.load(Ordering::Relaxed))?;
         }
+        let compaction = &broker.compaction_stats;
+        for (name, help, value) in [
+            (
+                "object_compaction_rewrites",
+                "Object compaction rewrites whose index swap landed",
+                &compaction.rewrites,
+            ),
+            (
+                "object_compaction_rewritten_bytes",
+                "Batch bytes object compaction copied into new objects",
+                &compaction.rewritten_bytes,
+            ),
+            (
+                "object_compaction_replaced_entries",
+                "Index entries object compaction replaced",
+                &compaction.replaced_entries,
+            ),
+            (
+                "object_compaction_lost",
+                "Rewrites dropped because the run changed first (retention, DeleteRecords, a new leader)",
+                &compaction.lost,
+            ),
+            (
+                "object_compaction_failures",
+                "Rewrites that failed (tried again next pass)",
+                &compaction.failures,
+            ),
+        ] {
+            counter(e, name, help, None, value.load(Ordering::Relaxed))?;
+        }
 
         // The object store (S3 only; a local directory makes no requests).
         if let Some(s3) = &broker.store_stats.s3 {

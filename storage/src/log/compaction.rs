@@ -11,8 +11,10 @@
 //! 2. Their bytes are read straight from the object store (not through the
 //!    block cache, which serves consumers) and checked like any read.
 //! 3. They are copied unchanged into a new single-partition object, as
-//!    entries of up to `max_entry_bytes` (never splitting an old entry,
-//!    so no batch is split), which is written whole.
+//!    entries of up to `max_entry_bytes` whose merged entries' timestamps
+//!    spread over at most `max_entry_span_ms` (never splitting an old
+//!    entry, so no batch is split), which is written whole. A run in which
+//!    nothing would merge is not rewritten.
 //! 4. `LogStore::swap_index_entries` replaces the old entries with the new
 //!    ones, refused when the stored run changed since it was read: a
 //!    retention cut, a DeleteRecords or a leadership change wins, and the
@@ -56,6 +58,11 @@ pub struct CompactionLimits {
     pub max_object_bytes: u64,
     /// The largest new index entry (a fetch reads at least one entry).
     pub max_entry_bytes: u64,
+    /// The widest spread of the merged entries' largest timestamps in one
+    /// new entry. Retention cuts whole entries, as Kafka cuts whole
+    /// segments (whose spread `segment.ms` bounds): this keeps old records
+    /// from waiting for newer ones they were merged with.
+    pub max_entry_span_ms: i64,
 }
 
 impl Default for CompactionLimits {
@@ -65,6 +72,7 @@ impl Default for CompactionLimits {
             min_age_ms: 10 * 60 * 1000,
             max_object_bytes: 64 * 1024 * 1024,
             max_entry_bytes: 1024 * 1024,
+            max_entry_span_ms: 60 * 60 * 1000,
         }
     }
 }
@@ -129,7 +137,8 @@ impl Log {
             runs.push(bytes);
         }
         let object_key = new_object_key();
-        let (object, new) = build_object(tp, &object_key, &old, &runs, limits.max_entry_bytes);
+        let groups = group_entries(&old, &limits);
+        let (object, new) = build_object(tp, &object_key, &old, &runs, &groups);
         let object_size = object.len() as u64;
         let bytes: u64 = old.iter().map(|e| e.length).sum();
         let old_objects = {
@@ -251,7 +260,7 @@ impl Log {
                 .index_entries(tp, from, PAGE_ENTRIES)
                 .await?;
             let Some(last) = page.last() else {
-                return Ok(run);
+                break;
             };
             from = last.last_offset + 1;
             for entry in page {
@@ -265,10 +274,10 @@ impl Log {
                     run.push(entry);
                     continue;
                 }
-                if run.len() >= 2 {
+                if run.len() >= 2 && merges(&run, limits) {
                     return Ok(run);
                 }
-                // Too short to be worth it: a new run may start here.
+                // Nothing to merge in it: a new run may start here.
                 run.clear();
                 run_bytes = 0;
                 if eligible(&entry) {
@@ -277,29 +286,84 @@ impl Log {
                 }
             }
             if examined >= MAX_ENTRIES_EXAMINED {
-                return Ok(run);
+                break;
             }
+        }
+        if run.len() >= 2 && merges(&run, limits) {
+            Ok(run)
+        } else {
+            Ok(Vec::new())
         }
     }
 }
 
+/// How a run's entries are merged: consecutive entries, each group at most
+/// `max_entry_bytes` long and `max_entry_span_ms` wide (an entry larger
+/// than the limit stays alone). Half-open ranges of indexes into `run`.
+fn group_entries(run: &[IndexEntry], limits: &CompactionLimits) -> Vec<std::ops::Range<usize>> {
+    let mut groups = Vec::new();
+    let mut start = 0;
+    let (mut bytes, mut min_ts, mut max_ts) = (0u64, i64::MAX, i64::MIN);
+    for (i, e) in run.iter().enumerate() {
+        let span = max_ts
+            .max(e.max_timestamp)
+            .saturating_sub(min_ts.min(e.max_timestamp));
+        if i > start
+            && (bytes + e.length > limits.max_entry_bytes || span > limits.max_entry_span_ms)
+        {
+            groups.push(start..i);
+            start = i;
+            (bytes, min_ts, max_ts) = (0, i64::MAX, i64::MIN);
+        }
+        bytes += e.length;
+        min_ts = min_ts.min(e.max_timestamp);
+        max_ts = max_ts.max(e.max_timestamp);
+    }
+    if start < run.len() {
+        groups.push(start..run.len());
+    }
+    groups
+}
+
+/// Whether rewriting `run` merges anything (a rewrite that only moved
+/// entries would find them again next time, for ever).
+fn merges(run: &[IndexEntry], limits: &CompactionLimits) -> bool {
+    group_entries(run, limits).len() < run.len()
+}
+
 /// The new object (one partition's runs, copied unchanged) and its index
-/// entries: consecutive old entries grouped up to `max_entry_bytes`.
+/// entries, one per group.
 fn build_object(
     tp: TopicPartition,
     object_key: &str,
     old: &[IndexEntry],
     runs: &[Bytes],
-    max_entry_bytes: u64,
+    groups: &[std::ops::Range<usize>],
 ) -> (Bytes, Vec<IndexEntry>) {
     let total: usize = runs.iter().map(Bytes::len).sum();
-    // One footer entry per new index entry; at most one per old one.
-    let mut builder = ObjectBuilder::with_capacity(total, old.len());
-    let mut new: Vec<IndexEntry> = Vec::new();
-    let mut group: Option<(FooterEntry, u64)> = None;
-    let close = |builder: &mut ObjectBuilder, (entry, position): (FooterEntry, u64)| {
-        let footer = builder.finish_run(entry, position);
-        IndexEntry {
+    let mut builder = ObjectBuilder::with_capacity(total, groups.len());
+    let mut new = Vec::with_capacity(groups.len());
+    for group in groups {
+        let position = builder.position();
+        let mut batch_count = 0u32;
+        for bytes in &runs[group.clone()] {
+            batch_count += batch::batches(bytes).count() as u32;
+            builder.append(bytes);
+        }
+        let entries = &old[group.clone()];
+        let footer = builder.finish_run(
+            FooterEntry {
+                topic_partition: tp,
+                base_offset: entries[0].base_offset,
+                last_offset: entries[entries.len() - 1].last_offset,
+                batch_count,
+                position,
+                length: 0,
+                max_timestamp: entries.iter().map(|e| e.max_timestamp).max().unwrap_or(-1),
+            },
+            position,
+        );
+        new.push(IndexEntry {
             topic_partition: tp,
             base_offset: footer.base_offset,
             last_offset: footer.last_offset,
@@ -307,38 +371,7 @@ fn build_object(
             position: footer.position,
             length: footer.length,
             max_timestamp: footer.max_timestamp,
-        }
-    };
-    for (entry, bytes) in old.iter().zip(runs) {
-        let batch_count = batch::batches(bytes).count() as u32;
-        if let Some((footer, position)) = &mut group {
-            if builder.position() - *position + entry.length <= max_entry_bytes {
-                footer.last_offset = entry.last_offset;
-                footer.batch_count += batch_count;
-                footer.max_timestamp = footer.max_timestamp.max(entry.max_timestamp);
-                builder.append(bytes);
-                continue;
-            }
-            let done = group.take().expect("a group");
-            new.push(close(&mut builder, done));
-        }
-        let position = builder.position();
-        builder.append(bytes);
-        group = Some((
-            FooterEntry {
-                topic_partition: tp,
-                base_offset: entry.base_offset,
-                last_offset: entry.last_offset,
-                batch_count,
-                position,
-                length: 0,
-                max_timestamp: entry.max_timestamp,
-            },
-            position,
-        ));
-    }
-    if let Some(done) = group.take() {
-        new.push(close(&mut builder, done));
+        });
     }
     (builder.finish(), new)
 }

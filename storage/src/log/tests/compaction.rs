@@ -176,6 +176,50 @@ async fn young_large_and_cut_entries_are_left_alone() {
 }
 
 #[tokio::test]
+async fn entries_far_apart_in_time_are_not_merged_so_retention_stays_fine() {
+    let r = retained().await;
+    let now = r.clock.now_ms();
+    let hour = 3_600_000;
+    r.append_at(&[now - 3 * hour, now - 3 * hour, now, now])
+        .await;
+    let rewrite = r
+        .log
+        .compact_partition(r.tp, eager())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((rewrite.old_entries, rewrite.new_entries), (4, 2));
+    // Retention of two hours drops the old pair, as before the rewrite.
+    let cut = r
+        .log
+        .enforce_retention(r.tp, crate::RetentionLimits::from_kafka(2 * hour, -1))
+        .await
+        .unwrap();
+    assert_eq!(cut, Some(4));
+    // Nothing merges any more: the two entries are a run with no gain.
+    assert_eq!(
+        r.log.compact_partition(r.tp, eager()).await.unwrap(),
+        Err(NoRewrite::NothingToDo)
+    );
+}
+
+#[tokio::test]
+async fn a_run_in_which_nothing_merges_is_not_rewritten() {
+    let r = retained().await;
+    let now = r.clock.now_ms();
+    let length = r.append_at(&[now; 3]).await as u64;
+    let tight = CompactionLimits {
+        max_entry_bytes: length + length / 2,
+        ..eager()
+    };
+    assert_eq!(
+        r.log.compact_partition(r.tp, tight).await.unwrap(),
+        Err(NoRewrite::NothingToDo)
+    );
+    assert_eq!(r.store.list("").await.unwrap().len(), 3);
+}
+
+#[tokio::test]
 async fn garbage_collection_deletes_the_rewritten_objects_and_only_those() {
     let r = retained().await;
     let now = r.clock.now_ms();

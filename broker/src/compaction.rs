@@ -1,0 +1,118 @@
+//! Object compaction: every `object_compaction_interval_ms`, each broker
+//! rewrites the small runs of the partitions it leads into objects of their
+//! own (`storage::Log::compact_partition`; docs/design/0009, §3), so that
+//! consumers catching up read a few large ranges instead of one small range
+//! per flush.
+//!
+//! A pass makes at most `object_compaction_max_rewrites_per_pass` rewrites,
+//! one at a time, each at most `object_compaction_max_object_bytes`: the
+//! object store requests and memory compaction takes are bounded, and it
+//! yields to the runtime between rewrites so that produce goes first.
+
+use std::sync::Weak;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use storage::{CompactionLimits, NoRewrite};
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::Broker;
+use crate::config::Settings;
+
+/// What object compaction has done on this broker (`/metrics`).
+#[derive(Debug, Default)]
+pub struct CompactionStats {
+    /// Rewrites whose swap landed.
+    pub rewrites: AtomicU64,
+    /// Batch bytes those rewrites copied.
+    pub rewritten_bytes: AtomicU64,
+    /// Index entries those rewrites replaced.
+    pub replaced_entries: AtomicU64,
+    /// Rewrites dropped because a retention cut, DeleteRecords or a new
+    /// leader changed the run first (their objects go to GC).
+    pub lost: AtomicU64,
+    /// Rewrites that failed (an object store or metadata error).
+    pub failures: AtomicU64,
+}
+
+/// The limits `settings` give.
+pub fn limits(settings: &Settings) -> CompactionLimits {
+    CompactionLimits {
+        small_entry_bytes: settings.object_compaction_small_run_bytes,
+        min_age_ms: i64::try_from(settings.object_compaction_min_age_ms).unwrap_or(i64::MAX),
+        max_object_bytes: settings.object_compaction_max_object_bytes,
+        max_entry_bytes: settings.object_compaction_max_entry_bytes,
+        max_entry_span_ms: i64::try_from(settings.object_compaction_max_entry_span_ms)
+            .unwrap_or(i64::MAX),
+    }
+}
+
+/// Runs passes until `shutdown` (not at all when the interval is 0); holds
+/// the broker weakly.
+pub fn spawn(broker: Weak<Broker>, interval_ms: u64, shutdown: CancellationToken) {
+    if interval_ms == 0 {
+        return;
+    }
+    let interval = Duration::from_millis(interval_ms);
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = shutdown.cancelled() => return,
+            }
+            let Some(broker) = broker.upgrade() else {
+                return;
+            };
+            pass(&broker, &shutdown).await;
+        }
+    });
+}
+
+/// One pass: the led partitions in turn, each rewritten until it has
+/// nothing left to rewrite or the pass's budget is spent.
+pub async fn pass(broker: &Broker, shutdown: &CancellationToken) {
+    let stats = &broker.compaction_stats;
+    let limits = limits(&broker.settings);
+    let mut budget = broker.settings.object_compaction_max_rewrites_per_pass;
+    for (tp, _) in broker.log.led() {
+        while budget > 0 && !shutdown.is_cancelled() {
+            budget -= 1;
+            tokio::task::yield_now().await;
+            match broker.log.compact_partition(tp, limits).await {
+                Ok(Ok(rewrite)) => {
+                    stats.rewrites.fetch_add(1, Ordering::Relaxed);
+                    stats
+                        .rewritten_bytes
+                        .fetch_add(rewrite.bytes, Ordering::Relaxed);
+                    stats
+                        .replaced_entries
+                        .fetch_add(rewrite.old_entries as u64, Ordering::Relaxed);
+                }
+                Ok(Err(NoRewrite::NothingToDo)) => {
+                    // The call cost a look at the index, not a rewrite.
+                    budget += 1;
+                    break;
+                }
+                Ok(Err(NoRewrite::Lost(reason))) => {
+                    stats.lost.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(topic_partition = %tp, reason, "a rewrite lost its race");
+                    break;
+                }
+                // Handed over or fenced meanwhile: its new leader goes on.
+                Err(storage::Error::NotLeader(_)) => break,
+                Err(e) => {
+                    stats.failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        topic_partition = %tp,
+                        error = %e,
+                        "object compaction failed (tried again next pass)"
+                    );
+                    break;
+                }
+            }
+        }
+        if budget == 0 || shutdown.is_cancelled() {
+            return;
+        }
+    }
+}
