@@ -94,6 +94,9 @@ class Config:
     rate_per_producer: int = 1500
     value_bytes: int = 100
     failpoint_probability: float = 0.0
+    # The failpoint spec when not the flush's two points at
+    # `failpoint_probability` (e.g. "compaction.after_write=0.05").
+    failpoints: str = ""
     # How the broker is stopped: "kill" (SIGKILL) or "term" (graceful).
     stop_signal: str = "kill"
     min_up_s: float = 0.3
@@ -251,7 +254,7 @@ def run(broker, topic: str, cfg: Config, log=print) -> Report:
     rng = random.Random(cfg.seed)
     report = Report()
     create_topic(broker.bootstrap, topic, partitions=cfg.partitions)
-    failpoints = (
+    failpoints = cfg.failpoints or (
         f"flush.before_commit={cfg.failpoint_probability},flush.after_commit={cfg.failpoint_probability}"
         if cfg.failpoint_probability > 0
         else ""

@@ -12,6 +12,10 @@
 //!   were not acknowledged).
 //! - `flush.after_commit`: committed, nobody answered yet (the client
 //!   retries a batch the log already holds; idempotence must deduplicate it).
+//! - `compaction.after_write`: a rewrite's object is written, the index
+//!   does not name it (garbage for GC).
+//! - `compaction.after_swap`: the index names the rewrite's object, the old
+//!   objects are garbage for GC once nothing else names them.
 
 use std::sync::OnceLock;
 

@@ -324,7 +324,7 @@ impl Default for Settings {
             object_compaction_interval_ms: 60_000,
             object_compaction_min_age_ms: 600_000,
             object_compaction_small_run_bytes: 256 * 1024,
-            object_compaction_max_object_bytes: 64 * 1024 * 1024,
+            object_compaction_max_object_bytes: 16 * 1024 * 1024,
             object_compaction_max_entry_bytes: 1024 * 1024,
             object_compaction_max_entry_span_ms: 3_600_000,
             object_compaction_max_rewrites_per_pass: 20,

@@ -31,6 +31,7 @@
 //! collects them).
 
 use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
 use metadata::{IndexEntry, IndexSwap, TopicPartition, index_segment};
 use protocol::batch;
 
@@ -42,6 +43,9 @@ use crate::{Error, Result};
 
 /// Index entries read from the metadata store at once while looking for a run.
 const PAGE_ENTRIES: usize = 500;
+
+/// Ranged reads one rewrite keeps in flight.
+const READS_IN_FLIGHT: usize = 8;
 
 /// Index entries one call looks at, at most, before it gives up looking.
 const MAX_ENTRIES_EXAMINED: usize = 100_000;
@@ -70,7 +74,7 @@ impl Default for CompactionLimits {
         CompactionLimits {
             small_entry_bytes: 256 * 1024,
             min_age_ms: 10 * 60 * 1000,
-            max_object_bytes: 64 * 1024 * 1024,
+            max_object_bytes: 16 * 1024 * 1024,
             max_entry_bytes: 1024 * 1024,
             max_entry_span_ms: 60 * 60 * 1000,
         }
@@ -123,19 +127,24 @@ impl Log {
             return Ok(Err(NoRewrite::NothingToDo));
         }
 
-        // Read and check every run before writing anything.
-        let mut runs = Vec::with_capacity(old.len());
-        for entry in &old {
-            let bytes = inner
-                .store
-                .get_range(
-                    &entry.object_key,
-                    entry.position..entry.position + entry.length,
-                )
-                .await?;
-            verify_run(entry, &bytes)?;
-            runs.push(bytes);
-        }
+        // Read and check every run before writing anything, a few ranged
+        // reads at a time (one after another, a rewrite of thousands of
+        // small runs would take minutes of round trips).
+        // Owned entries and store handles: a borrowing stream is not `Send`
+        // enough for the broker's spawned loop.
+        let runs: Vec<Bytes> = futures::stream::iter(old.clone())
+            .map(|entry| {
+                let store = inner.store.clone();
+                async move {
+                    let range = entry.position..entry.position + entry.length;
+                    let bytes = store.get_range(&entry.object_key, range).await?;
+                    verify_run(&entry, &bytes)?;
+                    Ok::<Bytes, Error>(bytes)
+                }
+            })
+            .buffered(READS_IN_FLIGHT)
+            .try_collect()
+            .await?;
         let object_key = new_object_key();
         let groups = group_entries(&old, &limits);
         let (object, new) = build_object(tp, &object_key, &old, &runs, &groups);
@@ -275,7 +284,7 @@ impl Log {
                     continue;
                 }
                 if run.len() >= 2 && merges(&run, limits) {
-                    return Ok(run);
+                    return Ok(merging_part(run, limits));
                 }
                 // Nothing to merge in it: a new run may start here.
                 run.clear();
@@ -290,7 +299,7 @@ impl Log {
             }
         }
         if run.len() >= 2 && merges(&run, limits) {
-            Ok(run)
+            Ok(merging_part(run, limits))
         } else {
             Ok(Vec::new())
         }
@@ -323,6 +332,24 @@ fn group_entries(run: &[IndexEntry], limits: &CompactionLimits) -> Vec<std::ops:
         groups.push(start..run.len());
     }
     groups
+}
+
+/// The part of `run` worth rewriting: from the first group that merges
+/// entries through the last of the groups that follow it and merge too.
+/// Entries that would stay alone (runs rewritten before, full entries) are
+/// left where they are instead of being copied again on every pass.
+fn merging_part(run: Vec<IndexEntry>, limits: &CompactionLimits) -> Vec<IndexEntry> {
+    let groups = group_entries(&run, limits);
+    let Some(first) = groups.iter().position(|g| g.len() >= 2) else {
+        return Vec::new();
+    };
+    let end = groups[first..]
+        .iter()
+        .take_while(|g| g.len() >= 2)
+        .last()
+        .map_or(first, |g| g.end);
+    let start = groups[first].start;
+    run.into_iter().skip(start).take(end - start).collect()
 }
 
 /// Whether rewriting `run` merges anything (a rewrite that only moved

@@ -220,6 +220,34 @@ async fn a_run_in_which_nothing_merges_is_not_rewritten() {
 }
 
 #[tokio::test]
+async fn entries_that_would_stay_alone_are_not_copied_again() {
+    let r = retained().await;
+    let now = r.clock.now_ms();
+    let length = r.append_at(&[now; 4]).await as u64;
+    let pairs = CompactionLimits {
+        max_entry_bytes: 2 * length,
+        ..eager()
+    };
+    // Two full entries of two runs each.
+    let first = r.log.compact_partition(r.tp, pairs).await.unwrap().unwrap();
+    assert_eq!((first.old_entries, first.new_entries), (4, 2));
+    // Two more runs: only they are rewritten, not the full entries before.
+    r.append_at(&[now; 2]).await;
+    let second = r.log.compact_partition(r.tp, pairs).await.unwrap().unwrap();
+    assert_eq!((second.old_entries, second.new_entries), (2, 1));
+    let ranges: Vec<(i64, i64)> = entries(&r)
+        .await
+        .iter()
+        .map(|e| (e.base_offset, e.last_offset))
+        .collect();
+    assert_eq!(ranges, [(0, 3), (4, 7), (8, 11)]);
+    assert_eq!(
+        r.log.compact_partition(r.tp, pairs).await.unwrap(),
+        Err(NoRewrite::NothingToDo)
+    );
+}
+
+#[tokio::test]
 async fn garbage_collection_deletes_the_rewritten_objects_and_only_those() {
     let r = retained().await;
     let now = r.clock.now_ms();
