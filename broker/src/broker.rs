@@ -549,3 +549,28 @@ fn broker_defaults(
         ..BrokerDefaults::default()
     }
 }
+
+/// Runs `pass` every `interval` until `shutdown`, holding the broker only
+/// weakly between passes (retention, object compaction).
+pub fn spawn_periodic<F, Fut>(
+    broker: std::sync::Weak<Broker>,
+    interval: std::time::Duration,
+    shutdown: CancellationToken,
+    pass: F,
+) where
+    F: Fn(Arc<Broker>, CancellationToken) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = shutdown.cancelled() => return,
+            }
+            let Some(broker) = broker.upgrade() else {
+                return;
+            };
+            pass(broker, shutdown.clone()).await;
+        }
+    });
+}

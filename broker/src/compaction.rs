@@ -54,17 +54,8 @@ pub fn spawn(broker: Weak<Broker>, interval_ms: u64, shutdown: CancellationToken
         return;
     }
     let interval = Duration::from_millis(interval_ms);
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(interval) => {}
-                _ = shutdown.cancelled() => return,
-            }
-            let Some(broker) = broker.upgrade() else {
-                return;
-            };
-            pass(&broker, &shutdown).await;
-        }
+    crate::broker::spawn_periodic(broker, interval, shutdown, |broker, shutdown| async move {
+        pass(&broker, &shutdown).await
     });
 }
 

@@ -29,17 +29,8 @@ pub struct RetentionStats {
 
 /// Runs passes until `shutdown`; holds the broker weakly.
 pub fn spawn(broker: Weak<Broker>, interval: Duration, shutdown: CancellationToken) {
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(interval) => {}
-                _ = shutdown.cancelled() => return,
-            }
-            let Some(broker) = broker.upgrade() else {
-                return;
-            };
-            pass(&broker).await;
-        }
+    crate::broker::spawn_periodic(broker, interval, shutdown, |broker, _| async move {
+        pass(&broker).await
     });
 }
 
