@@ -1249,24 +1249,7 @@ fn append_entry(
             next_offset,
         });
     }
-    tx.prepare_cached(
-        "INSERT INTO partition_index (topic_id, partition, base_offset, last_offset,
-             object_key, position, length, max_timestamp)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )
-    .and_then(|mut stmt| {
-        stmt.execute(params![
-            id,
-            tp.partition,
-            row.base_offset,
-            row.last_offset,
-            object_key,
-            row.position,
-            row.length,
-            row.max_timestamp,
-        ])
-    })
-    .or_backend(|| format!("insert partition_index topic_partition={tp}"))?;
+    insert_index_row(tx, row, object_key)?;
     tx.prepare_cached(
         "INSERT INTO partition_segments (topic_id, partition, segment, base_offset, last_offset,
              entries, bytes, max_timestamp)
@@ -1295,6 +1278,30 @@ fn append_entry(
     )
     .and_then(|mut stmt| stmt.execute(params![id, tp.partition, row.last_offset + 1]))
     .or_backend(|| format!("update next_offset topic_partition={tp}"))?;
+    Ok(())
+}
+
+/// Inserts one `partition_index` row (a flush's entry, or a rewrite's).
+fn insert_index_row(tx: &Transaction<'_>, row: &IndexRow, object_key: &str) -> Result<()> {
+    let tp = row.topic_partition;
+    tx.prepare_cached(
+        "INSERT INTO partition_index (topic_id, partition, base_offset, last_offset,
+             object_key, position, length, max_timestamp)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )
+    .and_then(|mut stmt| {
+        stmt.execute(params![
+            id_bytes(tp.topic_id),
+            tp.partition,
+            row.base_offset,
+            row.last_offset,
+            object_key,
+            row.position,
+            row.length,
+            row.max_timestamp,
+        ])
+    })
+    .or_backend(|| format!("insert partition_index topic_partition={tp}"))?;
     Ok(())
 }
 

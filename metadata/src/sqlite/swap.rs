@@ -7,7 +7,8 @@
 use rusqlite::{Transaction, params};
 
 use super::log_start::{check_leader, recompute_segment};
-use super::{OrBackend, id_bytes, index_entry};
+use super::{IndexRow, OrBackend, id_bytes, index_entry, insert_index_row};
+use crate::commit_rules::to_i64;
 use crate::model::{IndexEntry, IndexSwap, index_segment};
 use crate::store::{Error, Result};
 
@@ -54,24 +55,16 @@ pub(super) fn swap(tx: &Transaction<'_>, swap: &IndexSwap, created_at_ms: i64) -
     .and_then(|mut stmt| stmt.execute(params![id, tp.partition, first, last]))
     .or_backend(|| format!("delete swapped partition_index topic_partition={tp}"))?;
     for entry in &swap.new {
-        tx.prepare_cached(
-            "INSERT INTO partition_index (topic_id, partition, base_offset, last_offset,
-                 object_key, position, length, max_timestamp)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )
-        .and_then(|mut stmt| {
-            stmt.execute(params![
-                id,
-                tp.partition,
-                entry.base_offset,
-                entry.last_offset,
-                entry.object_key,
-                entry.position,
-                entry.length,
-                entry.max_timestamp,
-            ])
-        })
-        .or_backend(|| format!("insert swapped partition_index topic_partition={tp}"))?;
+        let row = IndexRow {
+            topic_partition: tp,
+            leader_epoch: swap.leader_epoch,
+            base_offset: entry.base_offset,
+            last_offset: entry.last_offset,
+            position: to_i64(entry.position, "position", &swap.object_key)?,
+            length: to_i64(entry.length, "length", &swap.object_key)?,
+            max_timestamp: entry.max_timestamp,
+        };
+        insert_index_row(tx, &row, &swap.object_key)?;
     }
     recompute_segment(tx, tp, index_segment(first))?;
     tx.prepare_cached("INSERT INTO objects (object_key, size, created_at_ms) VALUES (?1, ?2, ?3)")
