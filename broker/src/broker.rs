@@ -119,6 +119,7 @@ impl Broker {
             flush_buffer_max_bytes: settings.flush_buffer_max_bytes,
             tail_cache_max_bytes: settings.tail_cache_max_bytes,
             block_cache_max_bytes: settings.block_cache_max_bytes,
+            read_ahead_max_bytes: settings.read_ahead_max_bytes,
             max_flushes_in_flight: settings.max_flushes_in_flight,
             object_write_timeout_ms: settings.object_write_timeout_ms,
             producer_id_expiration_ms: settings.producer_id_expiration_ms,

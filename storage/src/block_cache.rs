@@ -8,6 +8,11 @@
 //! block make one store request (single-flight): the first reader fetches,
 //! the others wait for it and share the bytes; if the fetch fails, each
 //! waiter tries on its own. Errors are never cached.
+//!
+//! Blocks that lie end to end in one object (a partition's entries in an
+//! object compaction wrote) are fetched together, with one ranged GET
+//! (`get_span`): a consumer catching up reads ahead in large requests
+//! instead of one request per entry.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
@@ -110,6 +115,107 @@ impl BlockCache {
         *fetched = Some(bytes.clone());
         s.insert(k, bytes.clone(), self.max_bytes);
         Ok(bytes)
+    }
+}
+
+impl BlockCache {
+    /// The first `needed` of `blocks`, ranges of object `key` that lie end
+    /// to end and in order; the blocks after them are read ahead. Leading
+    /// blocks already kept are hits; the run of blocks after them that no
+    /// one has or fetches comes from one ranged read of the store, each
+    /// block checked by `verify(i, bytes)` and kept; needed blocks after
+    /// that run as `get_range` serves them (read-ahead blocks not at all).
+    /// One result per needed block, in order.
+    pub async fn get_span(
+        &self,
+        store: &dyn ObjectStore,
+        key: &str,
+        blocks: &[Range<u64>],
+        needed: usize,
+        verify: impl Fn(usize, &Bytes) -> Result<()>,
+    ) -> Vec<Result<Bytes>> {
+        debug_assert!(blocks.windows(2).all(|w| w[0].end == w[1].start));
+        let needed = needed.min(blocks.len());
+        let mut results = Vec::with_capacity(needed);
+        // Claimed slots are new, so locking them cannot wait; readers of
+        // any of those blocks wait for this one request.
+        let mut claimed = Vec::new();
+        {
+            let mut s = self.state.lock().expect("block cache lock");
+            for range in &blocks[..needed] {
+                let Some(bytes) = s.touch(&(key.to_string(), range.start, range.end)) else {
+                    break;
+                };
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                results.push(Ok(bytes));
+            }
+            for range in &blocks[results.len()..] {
+                let k: Key = (key.to_string(), range.start, range.end);
+                if s.blocks.contains_key(&k) || s.in_flight.contains_key(&k) {
+                    break;
+                }
+                let slot = Arc::new(tokio::sync::Mutex::new(None));
+                let guard = slot
+                    .clone()
+                    .try_lock_owned()
+                    .expect("a new slot is unlocked");
+                s.in_flight.insert(k.clone(), slot.clone());
+                claimed.push((k, slot, guard));
+            }
+        }
+        if let (Some(first), Some(last)) = (claimed.first(), claimed.last()) {
+            let whole = first.0.1..last.0.2;
+            let offset = results.len();
+            self.misses.fetch_add(1, Ordering::Relaxed);
+            let mut fetched = store.get_range(key, whole.clone()).await.map_err(Some);
+            let mut s = self.state.lock().expect("block cache lock");
+            for (i, (k, slot, mut guard)) in claimed.into_iter().enumerate() {
+                if s.in_flight
+                    .get(&k)
+                    .is_some_and(|held| Arc::ptr_eq(held, &slot))
+                {
+                    s.in_flight.remove(&k);
+                }
+                let block = match &mut fetched {
+                    Ok(bytes) if bytes.len() as u64 == whole.end - whole.start => {
+                        let at = (k.1 - whole.start) as usize..(k.2 - whole.start) as usize;
+                        // Copied out: a slice would keep the whole span
+                        // alive while the cache counts one block of it.
+                        let block = if at.len() == bytes.len() {
+                            bytes.clone()
+                        } else {
+                            Bytes::copy_from_slice(&bytes[at])
+                        };
+                        verify(offset + i, &block).map(|()| block)
+                    }
+                    Ok(bytes) => Err(crate::Error::CorruptObject(format!(
+                        "key={key} range={whole:?}: read {} bytes",
+                        bytes.len()
+                    ))),
+                    // The store's error for the first block; a reader stops
+                    // at it, so the others only say that they were not read.
+                    Err(e) => Err(e.take().unwrap_or_else(|| {
+                        crate::Error::Io(format!("key={key} range={whole:?}: not read"))
+                    })),
+                };
+                if let Ok(bytes) = &block {
+                    // Waiters take the bytes from the slot; a failed block
+                    // leaves it empty, and each waiter tries on its own.
+                    *guard = Some(bytes.clone());
+                    s.insert(k, bytes.clone(), self.max_bytes);
+                }
+                if offset + i < needed {
+                    results.push(block);
+                }
+            }
+        }
+        for (i, range) in blocks.iter().enumerate().take(needed).skip(results.len()) {
+            let result = self
+                .get_range(store, key, range.clone(), |bytes| verify(i, bytes))
+                .await;
+            results.push(result);
+        }
+        results
     }
 }
 
@@ -302,5 +408,54 @@ mod tests {
         ));
         let stats = cache.stats();
         assert_eq!((stats.blocks, stats.bytes), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn a_span_is_one_request_and_what_it_reads_ahead_is_kept() {
+        let store = store().await;
+        store.gate.add_permits(100);
+        let cache = BlockCache::new(100);
+        // A kept leading block is a hit; the rest, read ahead included, is
+        // one request.
+        cache
+            .get_range(&store, "o", 0..2, |_| Ok(()))
+            .await
+            .unwrap();
+        let blocks = [0..2, 2..4, 4..7, 7..10];
+        let got = cache.get_span(&store, "o", &blocks, 2, |_, _| Ok(())).await;
+        let got: Vec<Bytes> = got.into_iter().map(|r| r.unwrap()).collect();
+        assert_eq!(got, [&b"01"[..], &b"23"[..]]);
+        assert_eq!(store.reads.load(Ordering::SeqCst), 2);
+        let stats = cache.stats();
+        assert_eq!((stats.blocks, stats.bytes, stats.hits), (4, 10, 1));
+        for range in &blocks {
+            cache
+                .get_range(&store, "o", range.clone(), |_| Ok(()))
+                .await
+                .unwrap();
+        }
+        assert_eq!(store.reads.load(Ordering::SeqCst), 2, "all kept");
+    }
+
+    #[tokio::test]
+    async fn a_block_of_a_span_that_fails_its_check_alone_is_refused() {
+        let store = store().await;
+        store.gate.add_permits(100);
+        let cache = BlockCache::new(100);
+        let blocks = [0..3, 3..6, 6..10];
+        let got = cache
+            .get_span(&store, "o", &blocks, 3, |i, _| {
+                if i == 1 {
+                    Err(crate::Error::CorruptObject("test".to_string()))
+                } else {
+                    Ok(())
+                }
+            })
+            .await;
+        assert_eq!(got[0].as_ref().unwrap(), &b"012"[..]);
+        assert!(matches!(got[1], Err(crate::Error::CorruptObject(_))));
+        assert_eq!(got[2].as_ref().unwrap(), &b"6789"[..]);
+        let stats = cache.stats();
+        assert_eq!((stats.blocks, stats.bytes, stats.misses), (2, 7, 1));
     }
 }

@@ -100,6 +100,9 @@ pub struct Settings {
     /// Bytes of older data read from the object store kept for re-reads
     /// (lagging consumers, several groups reading the same data).
     pub block_cache_max_bytes: usize,
+    /// Bytes a read of compacted data fetches ahead into the block cache
+    /// (within a quarter of `block_cache_max_bytes`).
+    pub read_ahead_max_bytes: usize,
     /// Kafka `fetch.max.bytes`: upper bound on one Fetch answer.
     pub fetch_max_bytes: i32,
     /// Where the log's objects live: empty for `data_dir/objects`, or
@@ -284,6 +287,7 @@ impl Default for Settings {
             flush_buffer_max_bytes: 64 * 1024 * 1024,
             tail_cache_max_bytes: 64 * 1024 * 1024,
             block_cache_max_bytes: 64 * 1024 * 1024,
+            read_ahead_max_bytes: 16 * 1024 * 1024,
             fetch_max_bytes: 55 * 1024 * 1024,
             storage_url: String::new(),
             metadata_url: String::new(),

@@ -62,6 +62,11 @@ pub struct LogConfig {
     pub tail_cache_max_bytes: usize,
     /// Bytes of older runs read from the object store kept for re-reads.
     pub block_cache_max_bytes: usize,
+    /// Bytes one read may fetch past what it answers, when the entries it
+    /// reads lie end to end in one object (compacted runs): one ranged GET
+    /// then serves the next reads from the block cache. At most a quarter
+    /// of `block_cache_max_bytes` is used.
+    pub read_ahead_max_bytes: usize,
     /// Index entries kept in memory per partition, so tail reads skip the
     /// metadata store.
     pub recent_index_entries: usize,
@@ -92,6 +97,7 @@ impl Default for LogConfig {
             flush_buffer_max_bytes: 64 * 1024 * 1024,
             tail_cache_max_bytes: 64 * 1024 * 1024,
             block_cache_max_bytes: 64 * 1024 * 1024,
+            read_ahead_max_bytes: 16 * 1024 * 1024,
             recent_index_entries: 64,
             read_max_index_entries: 32,
             max_flushes_in_flight: 4,

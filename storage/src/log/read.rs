@@ -125,14 +125,16 @@ impl Log {
                     break;
                 }
             }
+            // Entries that lie end to end in one object (a partition's run
+            // that object compaction wrote) are read with one ranged GET,
+            // and the last such span reads ahead into the block cache.
             // Owned entries: futures borrowing them trip the compiler's Send
             // check in the broker's spawned connection tasks.
-            let fetches = futures::stream::iter(entries.into_iter().take(wanted))
-                .map(|entry| async move {
-                    let bytes = self.entry_bytes(&entry).await;
-                    (entry, bytes)
-                })
-                .buffered(READ_AHEAD_ENTRIES);
+            let read_ahead = self.read_ahead_bytes();
+            let fetches = futures::stream::iter(spans(entries, wanted, read_ahead))
+                .map(|(span, needed)| async move { self.span_bytes(span, needed).await })
+                .buffered(READ_AHEAD_ENTRIES)
+                .flat_map(futures::stream::iter);
             futures::pin_mut!(fetches);
             while let Some((entry, bytes)) = fetches.next().await {
                 let entry = &entry;
@@ -308,6 +310,63 @@ impl Log {
         }
     }
 
+    /// Read-ahead allowed per span: the setting, within a quarter of the
+    /// block cache (what is read ahead must stay there until it is read).
+    fn read_ahead_bytes(&self) -> u64 {
+        let config = &self.inner.config;
+        config
+            .read_ahead_max_bytes
+            .min(config.block_cache_max_bytes / 4) as u64
+    }
+
+    /// The first `needed` entries of `span` (entries end to end in one
+    /// object) with their bytes; the entries after them are read ahead into
+    /// the block cache. Entries the tail cache holds are served from it.
+    async fn span_bytes(
+        &self,
+        span: Vec<IndexEntry>,
+        needed: usize,
+    ) -> Vec<(IndexEntry, Result<Bytes>)> {
+        let in_tail_cache = {
+            let first = &span[0];
+            self.inner
+                .tail_cache
+                .lock()
+                .expect("tail cache lock")
+                .get_range(
+                    &first.object_key,
+                    first.position,
+                    first.position + first.length,
+                )
+                .is_some()
+        };
+        if span.len() == 1 || in_tail_cache {
+            let mut out = Vec::with_capacity(needed);
+            for entry in span.into_iter().take(needed) {
+                let bytes = self.entry_bytes(&entry).await;
+                out.push((entry, bytes));
+            }
+            return out;
+        }
+        stats::bump(&self.inner.stats.block_reads, needed as u64);
+        let ranges: Vec<_> = span
+            .iter()
+            .map(|e| e.position..e.position + e.length)
+            .collect();
+        let results = self
+            .inner
+            .block_cache
+            .get_span(
+                self.inner.store.as_ref(),
+                &span[0].object_key,
+                &ranges,
+                needed,
+                |i, bytes| verify_run(&span[i], bytes),
+            )
+            .await;
+        span.into_iter().zip(results).collect()
+    }
+
     /// The bytes of one index entry: from the tail cache, else the block
     /// cache, else the object store (through the block cache).
     async fn entry_bytes(&self, entry: &IndexEntry) -> Result<Bytes> {
@@ -337,6 +396,43 @@ impl Log {
             }
         }
     }
+}
+
+/// The first `wanted` of `entries`, grouped into spans of entries that lie
+/// end to end in one object, each with how many of its entries are wanted;
+/// the last span goes on past them, through entries that continue it, up
+/// to `read_ahead` bytes in all.
+fn spans(
+    entries: Vec<IndexEntry>,
+    wanted: usize,
+    read_ahead: u64,
+) -> Vec<(Vec<IndexEntry>, usize)> {
+    let continues = |span: &[IndexEntry], e: &IndexEntry| {
+        span.last().is_some_and(|last| {
+            last.object_key == e.object_key && last.position + last.length == e.position
+        })
+    };
+    let mut spans: Vec<(Vec<IndexEntry>, usize)> = Vec::new();
+    let mut span_bytes = 0u64;
+    for (i, entry) in entries.into_iter().enumerate() {
+        let is_wanted = i < wanted;
+        match spans.last_mut() {
+            Some((span, needed)) if continues(span, &entry) => {
+                if !is_wanted && span_bytes + entry.length > read_ahead {
+                    break;
+                }
+                span_bytes += entry.length;
+                span.push(entry);
+                *needed += usize::from(is_wanted);
+            }
+            _ if !is_wanted => break,
+            _ => {
+                span_bytes = entry.length;
+                spans.push((vec![entry], 1));
+            }
+        }
+    }
+    spans
 }
 
 /// Runs a search over decoded records on a blocking thread; `NOT_FOUND`

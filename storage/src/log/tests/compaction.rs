@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use metadata::LogStore;
 
-use super::retention::{Retained, retained};
+use super::retention::{Retained, retained, retained_with};
 use super::*;
 use crate::{CompactionLimits, NoRewrite, ObjectCollector, SystemClock};
 
@@ -376,5 +376,53 @@ async fn random_appends_cuts_and_rewrites_keep_every_view_equal_to_a_model() {
             segment_bytes,
             all.iter().map(|e| e.length as i64).sum::<i64>()
         );
+    }
+}
+
+/// Reads `r` from the log start one batch at a time; the records and how
+/// many ranged reads the object store served.
+async fn batch_by_batch(r: &Retained) -> (Vec<(i64, String)>, u64) {
+    let misses = r.log.stats().block_cache_misses;
+    let mut out = Vec::new();
+    let mut at = r.log_start();
+    loop {
+        let read = r.log.read(r.tp, at, 1, true).await.unwrap();
+        let Some(&(last, _)) = values(&read.records).last() else {
+            break;
+        };
+        out.extend(values(&read.records).into_iter().filter(|(o, _)| *o >= at));
+        at = last + 1;
+    }
+    (out, r.log.stats().block_cache_misses - misses)
+}
+
+#[tokio::test]
+async fn a_compacted_object_is_read_with_one_ranged_read_ahead() {
+    for (read_ahead, expected_reads) in [(16 << 20, 1), (0, 12)] {
+        let r = retained_with(LogConfig {
+            read_ahead_max_bytes: read_ahead,
+            ..LogConfig::default()
+        })
+        .await;
+        let now = r.clock.now_ms();
+        let length = r.append_at(&[now; 24]).await as u64;
+        let before = everything(&r).await;
+        r.log
+            .compact_partition(
+                r.tp,
+                CompactionLimits {
+                    max_entry_bytes: 2 * length,
+                    ..eager()
+                },
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(entries(&r).await.len(), 12);
+        // The rewritten object is in no cache yet: every byte comes from
+        // the store, either in one read that runs ahead or one per entry.
+        let (records, reads) = batch_by_batch(&r).await;
+        assert_eq!(records, before);
+        assert_eq!(reads, expected_reads, "read_ahead_max_bytes={read_ahead}");
     }
 }

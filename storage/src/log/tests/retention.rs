@@ -20,6 +20,10 @@ pub(super) struct Retained {
 }
 
 pub(super) async fn retained() -> Retained {
+    retained_with(LogConfig::default()).await
+}
+
+pub(super) async fn retained_with(config: LogConfig) -> Retained {
     let store = Arc::new(MemoryStore::new());
     let metadata = Arc::new(SqliteStore::open_in_memory().unwrap());
     let clock = Arc::new(ManualClock::new(SystemClock.now_ms()));
@@ -28,14 +32,9 @@ pub(super) async fn retained() -> Retained {
         .create_topic("t", topic_id, 1, BTreeMap::new())
         .await
         .unwrap();
-    let log = crate::testing::open_leading(
-        LogConfig::default(),
-        store.clone(),
-        metadata.clone(),
-        clock.clone(),
-    )
-    .await
-    .unwrap();
+    let log = crate::testing::open_leading(config, store.clone(), metadata.clone(), clock.clone())
+        .await
+        .unwrap();
     Retained {
         log,
         store,
