@@ -5,8 +5,9 @@
 //! per flush.
 //!
 //! A pass makes at most `object_compaction_max_rewrites_per_pass` rewrites,
-//! one at a time, each at most `object_compaction_max_object_bytes`: the
-//! object store requests and memory compaction takes are bounded, and it
+//! one at a time, each at most `object_compaction_max_object_bytes`
+//! (streamed in parts to S3): the object store requests and memory
+//! compaction takes are bounded, and it
 //! yields to the runtime between rewrites so that produce goes first.
 
 use std::sync::Weak;

@@ -27,7 +27,13 @@ type Key = (String, u64, u64);
 
 #[derive(Default)]
 struct State {
-    blocks: HashMap<Key, (Bytes, u64)>,
+    /// Block → (bytes, last use tick, read ahead and not read since).
+    blocks: HashMap<Key, (Bytes, u64, bool)>,
+    /// Bytes read ahead that no reader asked for yet, kept or in flight:
+    /// at most half the cache, so that reading ahead for many partitions
+    /// at once cannot evict what was read ahead before it is read.
+    unread_ahead: usize,
+    wasted_ahead: u64,
     /// use tick → key, oldest first.
     by_use: BTreeMap<u64, Key>,
     next_tick: u64,
@@ -41,12 +47,17 @@ pub struct BlockCache {
     state: Mutex<State>,
     hits: AtomicU64,
     misses: AtomicU64,
+    read_ahead: AtomicU64,
 }
 
 /// Counters of a block cache, for tests and stats lines.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BlockCacheStats {
     pub blocks: usize,
+    /// Bytes read ahead (fetched before a reader asked for them), and the
+    /// part of them evicted before any reader did.
+    pub read_ahead_bytes: u64,
+    pub read_ahead_wasted_bytes: u64,
     pub bytes: usize,
     /// Reads answered from memory (a concurrent reader's fetch included).
     pub hits: u64,
@@ -61,6 +72,7 @@ impl BlockCache {
             state: Mutex::new(State::default()),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
+            read_ahead: AtomicU64::new(0),
         }
     }
 
@@ -68,6 +80,8 @@ impl BlockCache {
         let s = self.state.lock().expect("block cache lock");
         BlockCacheStats {
             blocks: s.blocks.len(),
+            read_ahead_bytes: self.read_ahead.load(Ordering::Relaxed),
+            read_ahead_wasted_bytes: s.wasted_ahead,
             bytes: s.bytes,
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
@@ -113,7 +127,7 @@ impl BlockCache {
         }
         let bytes = result?;
         *fetched = Some(bytes.clone());
-        s.insert(k, bytes.clone(), self.max_bytes);
+        s.insert(k, bytes.clone(), self.max_bytes, false);
         Ok(bytes)
     }
 }
@@ -149,10 +163,18 @@ impl BlockCache {
                 self.hits.fetch_add(1, Ordering::Relaxed);
                 results.push(Ok(bytes));
             }
-            for range in &blocks[results.len()..] {
+            for (i, range) in blocks.iter().enumerate().skip(results.len()) {
                 let k: Key = (key.to_string(), range.start, range.end);
                 if s.blocks.contains_key(&k) || s.in_flight.contains_key(&k) {
                     break;
+                }
+                let len = (range.end - range.start) as usize;
+                if i >= needed {
+                    if s.unread_ahead + len > self.max_bytes / 2 {
+                        break;
+                    }
+                    s.unread_ahead += len;
+                    self.read_ahead.fetch_add(len as u64, Ordering::Relaxed);
                 }
                 let slot = Arc::new(tokio::sync::Mutex::new(None));
                 let guard = slot
@@ -198,11 +220,18 @@ impl BlockCache {
                         crate::Error::Io(format!("key={key} range={whole:?}: not read"))
                     })),
                 };
-                if let Ok(bytes) = &block {
+                let ahead = offset + i >= needed;
+                let kept = match &block {
                     // Waiters take the bytes from the slot; a failed block
                     // leaves it empty, and each waiter tries on its own.
-                    *guard = Some(bytes.clone());
-                    s.insert(k, bytes.clone(), self.max_bytes);
+                    Ok(bytes) => {
+                        *guard = Some(bytes.clone());
+                        s.insert(k.clone(), bytes.clone(), self.max_bytes, ahead)
+                    }
+                    Err(_) => false,
+                };
+                if ahead && !kept {
+                    s.unread_ahead -= (k.2 - k.1) as usize;
                 }
                 if offset + i < needed {
                     results.push(block);
@@ -222,32 +251,42 @@ impl BlockCache {
 impl State {
     fn touch(&mut self, k: &Key) -> Option<Bytes> {
         let tick = self.next_tick;
-        let (bytes, used) = self.blocks.get_mut(k)?;
+        let (bytes, used, ahead) = self.blocks.get_mut(k)?;
         let old = std::mem::replace(used, tick);
         let bytes = bytes.clone();
+        if std::mem::take(ahead) {
+            self.unread_ahead -= bytes.len();
+        }
         self.by_use.remove(&old);
         self.by_use.insert(tick, k.clone());
         self.next_tick += 1;
         Some(bytes)
     }
 
-    fn insert(&mut self, k: Key, bytes: Bytes, max_bytes: usize) {
+    /// Keeps `bytes` (read ahead: `ahead`, already counted in
+    /// `unread_ahead`); false when it is not kept.
+    fn insert(&mut self, k: Key, bytes: Bytes, max_bytes: usize, ahead: bool) -> bool {
         if bytes.len() > max_bytes || self.blocks.contains_key(&k) {
-            return;
+            return false;
         }
         while self.bytes + bytes.len() > max_bytes {
             let Some((_, oldest)) = self.by_use.pop_first() else {
                 break;
             };
-            if let Some((gone, _)) = self.blocks.remove(&oldest) {
+            if let Some((gone, _, unread)) = self.blocks.remove(&oldest) {
                 self.bytes -= gone.len();
+                if unread {
+                    self.unread_ahead -= gone.len();
+                    self.wasted_ahead += gone.len() as u64;
+                }
             }
         }
         let tick = self.next_tick;
         self.next_tick += 1;
         self.bytes += bytes.len();
         self.by_use.insert(tick, k.clone());
-        self.blocks.insert(k, (bytes, tick));
+        self.blocks.insert(k, (bytes, tick, ahead));
+        true
     }
 }
 
@@ -457,5 +496,33 @@ mod tests {
         assert_eq!(got[2].as_ref().unwrap(), &b"6789"[..]);
         let stats = cache.stats();
         assert_eq!((stats.blocks, stats.bytes, stats.misses), (2, 7, 1));
+    }
+
+    #[tokio::test]
+    async fn read_ahead_stays_within_half_the_cache_and_counts_what_it_wastes() {
+        let store = store().await;
+        store.gate.add_permits(100);
+        let cache = BlockCache::new(10);
+        // Half of 10 bytes: one 3-byte block ahead, not two.
+        let blocks = [0..2, 2..5, 5..8, 8..10];
+        cache.get_span(&store, "o", &blocks, 1, |_, _| Ok(())).await;
+        let stats = cache.stats();
+        assert_eq!(
+            (stats.blocks, stats.bytes, stats.read_ahead_bytes),
+            (2, 5, 3)
+        );
+        // Reading the block read ahead frees the budget for the next two.
+        cache
+            .get_span(&store, "o", &blocks[1..], 1, |_, _| Ok(()))
+            .await;
+        let stats = cache.stats();
+        assert_eq!((stats.hits, stats.read_ahead_bytes), (1, 8));
+        // Blocks read ahead and evicted unread are counted as wasted.
+        cache
+            .get_range(&store, "o", 0..9, |_| Ok(()))
+            .await
+            .unwrap();
+        let stats = cache.stats();
+        assert_eq!((stats.blocks, stats.read_ahead_wasted_bytes), (1, 5));
     }
 }

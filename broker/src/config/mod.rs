@@ -203,7 +203,8 @@ pub struct Settings {
     pub object_compaction_min_age_ms: u64,
     /// Runs at least this large are left as they are.
     pub object_compaction_small_run_bytes: u64,
-    /// The largest object one rewrite writes (and the memory it holds).
+    /// The largest object one rewrite writes (streamed in parts to S3; held
+    /// whole in memory for a local directory).
     pub object_compaction_max_object_bytes: u64,
     /// The largest index entry a rewrite makes (a fetch reads at least one).
     pub object_compaction_max_entry_bytes: u64,
@@ -286,8 +287,8 @@ impl Default for Settings {
             flush_max_bytes: 8 * 1024 * 1024,
             flush_buffer_max_bytes: 64 * 1024 * 1024,
             tail_cache_max_bytes: 64 * 1024 * 1024,
-            block_cache_max_bytes: 64 * 1024 * 1024,
-            read_ahead_max_bytes: 16 * 1024 * 1024,
+            block_cache_max_bytes: 256 * 1024 * 1024,
+            read_ahead_max_bytes: 64 * 1024 * 1024,
             fetch_max_bytes: 55 * 1024 * 1024,
             storage_url: String::new(),
             metadata_url: String::new(),
@@ -328,8 +329,8 @@ impl Default for Settings {
             object_compaction_interval_ms: 60_000,
             object_compaction_min_age_ms: 600_000,
             object_compaction_small_run_bytes: 256 * 1024,
-            object_compaction_max_object_bytes: 16 * 1024 * 1024,
-            object_compaction_max_entry_bytes: 1024 * 1024,
+            object_compaction_max_object_bytes: 64 * 1024 * 1024,
+            object_compaction_max_entry_bytes: 4 * 1024 * 1024,
             object_compaction_max_entry_span_ms: 3_600_000,
             object_compaction_max_rewrites_per_pass: 20,
             shutdown_timeout_ms: 30_000,

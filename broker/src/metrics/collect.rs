@@ -280,6 +280,20 @@ impl Collector for BrokerState {
                 ([("cache", cache), ("result", result)], ConstCounter::new(n))
             }),
         )?;
+        counter(
+            e,
+            "read_ahead_bytes",
+            "Bytes read ahead into the block cache (compacted runs, one ranged GET)",
+            None,
+            log.read_ahead_bytes,
+        )?;
+        counter(
+            e,
+            "read_ahead_wasted_bytes",
+            "Bytes read ahead that were evicted from the block cache before any read used them",
+            None,
+            log.read_ahead_wasted_bytes,
+        )?;
         family(
             e,
             "cache",

@@ -9,12 +9,15 @@
 //!    `min_age_ms`, in one index segment, up to `max_object_bytes` in all
 //!    (at least two entries, or there is nothing to gain).
 //! 2. Their bytes are read straight from the object store (not through the
-//!    block cache, which serves consumers) and checked like any read.
+//!    block cache, which serves consumers), a few at a time, and checked
+//!    like any read.
 //! 3. They are copied unchanged into a new single-partition object, as
 //!    entries of up to `max_entry_bytes` whose merged entries' timestamps
 //!    spread over at most `max_entry_span_ms` (never splitting an old
-//!    entry, so no batch is split), which is written whole. A run in which
-//!    nothing would merge is not rewritten.
+//!    entry, so no batch is split). The object streams to the store in
+//!    parts (a multipart upload on S3) while it fills; a run that cannot be
+//!    read abandons the write. A run in which nothing would merge is not
+//!    rewritten.
 //! 4. `LogStore::swap_index_entries` replaces the old entries with the new
 //!    ones, refused when the stored run changed since it was read: a
 //!    retention cut, a DeleteRecords or a leadership change wins, and the
@@ -24,14 +27,15 @@
 //!
 //! Offsets, timestamps and batch bytes are unchanged, so a consumer reading
 //! across a swap sees the same records, none twice and none missing.
-//! Memory is bounded by `max_object_bytes`; the broker paces calls.
+//! Memory is bounded by a few parts when the store streams (S3), else by
+//! `max_object_bytes`, plus the reads in flight; the broker paces calls.
 //!
 //! Crash points: `compaction.after_write` (an object nothing references:
 //! GC collects it) and `compaction.after_swap` (the old objects: GC
 //! collects them).
 
 use bytes::Bytes;
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use metadata::{IndexEntry, IndexSwap, TopicPartition, index_segment};
 use protocol::batch;
 
@@ -58,7 +62,8 @@ pub struct CompactionLimits {
     /// Only entries in objects at least this old (by their keys' time);
     /// 0 takes any age.
     pub min_age_ms: i64,
-    /// The largest new object (and the most memory one rewrite holds).
+    /// The largest new object (and the most memory one rewrite holds when
+    /// the store does not stream).
     pub max_object_bytes: u64,
     /// The largest new index entry (a fetch reads at least one entry).
     pub max_entry_bytes: u64,
@@ -74,8 +79,8 @@ impl Default for CompactionLimits {
         CompactionLimits {
             small_entry_bytes: 256 * 1024,
             min_age_ms: 10 * 60 * 1000,
-            max_object_bytes: 16 * 1024 * 1024,
-            max_entry_bytes: 1024 * 1024,
+            max_object_bytes: 64 * 1024 * 1024,
+            max_entry_bytes: 4 * 1024 * 1024,
             max_entry_span_ms: 60 * 60 * 1000,
         }
     }
@@ -127,28 +132,8 @@ impl Log {
             return Ok(Err(NoRewrite::NothingToDo));
         }
 
-        // Read and check every run before writing anything, a few ranged
-        // reads at a time (one after another, a rewrite of thousands of
-        // small runs would take minutes of round trips).
-        // Owned entries and store handles: a borrowing stream is not `Send`
-        // enough for the broker's spawned loop.
-        let runs: Vec<Bytes> = futures::stream::iter(old.clone())
-            .map(|entry| {
-                let store = inner.store.clone();
-                async move {
-                    let range = entry.position..entry.position + entry.length;
-                    let bytes = store.get_range(&entry.object_key, range).await?;
-                    verify_run(&entry, &bytes)?;
-                    Ok::<Bytes, Error>(bytes)
-                }
-            })
-            .buffered(READS_IN_FLIGHT)
-            .try_collect()
-            .await?;
         let object_key = new_object_key();
         let groups = group_entries(&old, &limits);
-        let (object, new) = build_object(tp, &object_key, &old, &runs, &groups);
-        let object_size = object.len() as u64;
         let bytes: u64 = old.iter().map(|e| e.length).sum();
         let old_objects = {
             let mut keys: Vec<&str> = old.iter().map(|e| e.object_key.as_str()).collect();
@@ -158,11 +143,27 @@ impl Log {
         };
 
         inner.unsettled.sealed(&object_key);
-        if let Err(e) = inner.store.put(&object_key, object).await {
-            // A write that failed may still have landed: GC's grace covers it.
-            inner.unsettled.settled(&object_key, false);
-            return Err(e);
-        }
+        // The new object streams to the store part by part while its runs
+        // are read; a run that cannot be read or checked abandons the write
+        // (nothing is left under the key, or GC's grace covers it).
+        let (parts, received) = tokio::sync::mpsc::unbounded_channel();
+        let (written, built) = tokio::join!(
+            inner.store.put_parts(&object_key, received),
+            stream_object(inner, tp, &object_key, &old, &groups, parts),
+        );
+        let (new, object_size) = match (built, written) {
+            (Ok(built), Ok(())) => built,
+            // The writer's error when it stopped first, else the reader's.
+            (Err(None) | Ok(_), Err(e)) | (Err(Some(e)), _) => {
+                // A write that failed may still have landed: GC's grace covers it.
+                inner.unsettled.settled(&object_key, false);
+                return Err(e);
+            }
+            (Err(None), Ok(())) => {
+                inner.unsettled.settled(&object_key, false);
+                return Err(Error::Io(format!("{object_key}: the write ended early")));
+            }
+        };
         crate::failpoint::crash_point("compaction.after_write");
         let swap = IndexSwap {
             session,
@@ -358,24 +359,56 @@ fn merges(run: &[IndexEntry], limits: &CompactionLimits) -> bool {
     group_entries(run, limits).len() < run.len()
 }
 
-/// The new object (one partition's runs, copied unchanged) and its index
-/// entries, one per group.
-fn build_object(
+/// Reads and checks `old`'s runs, a few ranged reads at a time, and sends
+/// the new object (one partition's runs, copied unchanged, an entry per
+/// group) to `parts` as it fills: in parts of the store's part size when it
+/// streams, else whole. Returns the new entries and the object's size;
+/// `Err(None)` when the writer went away (its error says why).
+async fn stream_object(
+    inner: &std::sync::Arc<super::Inner>,
     tp: TopicPartition,
     object_key: &str,
     old: &[IndexEntry],
-    runs: &[Bytes],
     groups: &[std::ops::Range<usize>],
-) -> (Bytes, Vec<IndexEntry>) {
-    let total: usize = runs.iter().map(Bytes::len).sum();
-    let mut builder = ObjectBuilder::with_capacity(total, groups.len());
+    parts: tokio::sync::mpsc::UnboundedSender<Option<Bytes>>,
+) -> std::result::Result<(Vec<IndexEntry>, u64), Option<Error>> {
+    let part_size = inner.store.part_size();
+    let total = old.iter().map(|e| e.length as usize).sum::<usize>();
+    let held = part_size.map_or(total, |p| total.min(2 * p));
+    let mut builder = ObjectBuilder::with_capacity(held, groups.len());
+    // Owned entries and store handles: a borrowing stream is not `Send`
+    // enough for the broker's spawned loop.
+    let runs = futures::stream::iter(old.to_vec())
+        .map(|entry| {
+            let store = inner.store.clone();
+            async move {
+                let range = entry.position..entry.position + entry.length;
+                let bytes = store.get_range(&entry.object_key, range).await?;
+                verify_run(&entry, &bytes)?;
+                Ok::<Bytes, Error>(bytes)
+            }
+        })
+        .buffered(READS_IN_FLIGHT);
+    futures::pin_mut!(runs);
+    let mut sent = 0u64;
+    let mut send = |part: Bytes| {
+        sent += part.len() as u64;
+        parts.send(Some(part)).map_err(|_| None)
+    };
     let mut new = Vec::with_capacity(groups.len());
     for group in groups {
         let position = builder.position();
         let mut batch_count = 0u32;
-        for bytes in &runs[group.clone()] {
-            batch_count += batch::batches(bytes).count() as u32;
-            builder.append(bytes);
+        for _ in group.clone() {
+            let bytes = runs
+                .next()
+                .await
+                .ok_or_else(|| Some(Error::Io("a run was not read".to_string())))??;
+            batch_count += batch::batches(&bytes).count() as u32;
+            builder.append(&bytes);
+            for part in builder.take_parts(part_size.unwrap_or(0)) {
+                send(part)?;
+            }
         }
         let entries = &old[group.clone()];
         let footer = builder.finish_run(
@@ -400,5 +433,7 @@ fn build_object(
             max_timestamp: footer.max_timestamp,
         });
     }
-    (builder.finish(), new)
+    send(builder.finish())?;
+    parts.send(None).map_err(|_| None)?;
+    Ok((new, sent))
 }

@@ -58,6 +58,9 @@ pub struct LogStatsSnapshot {
     /// Block cache reads answered from memory / fetched from the object store.
     pub block_cache_hits: u64,
     pub block_cache_misses: u64,
+    /// Bytes read ahead into the block cache, and the part evicted unread.
+    pub read_ahead_bytes: u64,
+    pub read_ahead_wasted_bytes: u64,
     /// Bytes held now.
     pub buffer_bytes: u64,
     pub buffer_max_bytes: u64,

@@ -329,3 +329,88 @@ async fn all_values(log: &Log, tp: TopicPartition) -> Vec<(i64, String)> {
         out.extend(values(&read.records));
     }
 }
+
+#[tokio::test]
+async fn a_rewrite_streams_its_object_in_parts_and_reads_do_not_change() {
+    let f = fixture_over(LogConfig::default(), StreamingStore::new(1_024, 0)).await;
+    let mut expected = Vec::new();
+    for i in 0..20 {
+        let value = format!("{i}").repeat(100);
+        f.log
+            .append(f.tp, batch(&[&value], 1), AppendOptions::default())
+            .await
+            .unwrap();
+        expected.push((i, value));
+    }
+    let rewrite = f
+        .log
+        .compact_partition(
+            f.tp,
+            crate::CompactionLimits {
+                min_age_ms: 0,
+                ..crate::CompactionLimits::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((rewrite.old_entries, rewrite.new_entries), (20, 1));
+    let parts = f
+        .store
+        .arrivals
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(key, _)| *key == rewrite.object_key)
+        .count();
+    let object = f.store.inner.get(&rewrite.object_key).await.unwrap();
+    assert_eq!(
+        parts,
+        object.len().div_ceil(1_024),
+        "parts of the store's size"
+    );
+    assert!(parts >= 3, "{parts} parts");
+    let read = f.log.read(f.tp, 0, 1 << 20, true).await.unwrap();
+    assert_eq!(offsets_and_values(&read.records), expected);
+    let entries = f.metadata.index_entries(f.tp, 0, 100).await.unwrap();
+    assert_eq!(entries.len(), 1);
+    assert!(
+        entries[0].position + entries[0].length < object.len() as u64,
+        "the footer follows the run"
+    );
+}
+
+#[tokio::test]
+async fn a_rewrite_whose_write_fails_changes_nothing() {
+    let f = fixture_over(LogConfig::default(), StreamingStore::new(1 << 20, 0)).await;
+    for i in 0..4 {
+        f.log
+            .append(
+                f.tp,
+                batch(&[&format!("v{i}")], 1),
+                AppendOptions::default(),
+            )
+            .await
+            .unwrap();
+    }
+    let before = f.metadata.index_entries(f.tp, 0, 100).await.unwrap();
+    // A source object gone: the rewrite's read fails, its write is abandoned.
+    f.store.inner.delete(&before[2].object_key).await.unwrap();
+    let abandoned = f.store.abandoned.load(Ordering::SeqCst);
+    let result = f
+        .log
+        .compact_partition(
+            f.tp,
+            crate::CompactionLimits {
+                min_age_ms: 0,
+                ..crate::CompactionLimits::default()
+            },
+        )
+        .await;
+    assert!(result.is_err(), "{result:?}");
+    assert_eq!(f.store.abandoned.load(Ordering::SeqCst), abandoned + 1);
+    assert_eq!(
+        f.metadata.index_entries(f.tp, 0, 100).await.unwrap(),
+        before
+    );
+}
