@@ -238,18 +238,25 @@ if section compaction; then
     }
     lagging_read() {  # $1: label. One consume of the whole topic from S3 by a fresh broker.
         KEEP_DATA=1 LIGHTSTREAM_OBJECT_COMPACTION_INTERVAL_MS=0 start_broker
+        local cpu0; cpu0=$(cpu_s "$BROKER_PID")
         local before after
         before=$(s3_requests)
         "$BIN/lightstream-load" --bootstrap "127.0.0.1:$PORT" --topic compaction --records "$C_N" --size 1024 \
             --partitions "$C_PARTITIONS" --consumers 2 --no-produce | grep -E "consume"
         after=$(s3_requests)
-        python3 - "$1" "$before" "$after" "$(( C_N * 1024 ))" <<'PY'
+        python3 - "$1" "$before" "$after" "$(( C_N * 1024 ))" "$(cpu_s "$BROKER_PID")" "$cpu0" \
+            "$(metric lightstream_read_ahead_bytes_total)" "$(metric lightstream_read_ahead_wasted_bytes_total)" \
+            "$(awk '/VmHWM/ {print $2}' "/proc/$BROKER_PID/status")" <<'PY'
 import sys
-label, before, after, total = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+label, before, after, total, cpu1, cpu0, ahead, wasted, hwm_kb = sys.argv[1:]
+total = int(total)
 parse = lambda s: {k: int(v) for k, v in (kv.split("=") for kv in s.split())}
 b, a = parse(before), parse(after)
 gets = a.get("get", 0) - b.get("get", 0)
-print(f"{label}: gets_per_gb={gets / (total / 1e9):.1f} gets={gets}")
+gb = total / 1e9
+print(f"{label}: gets_per_gb={gets / gb:.1f} gets={gets} broker_cpu_s_per_gb={(float(cpu1) - float(cpu0)) / gb:.2f} "
+      f"read_ahead_mb={int(ahead or 0) / 1e6:.0f} read_ahead_wasted_mb={int(wasted or 0) / 1e6:.0f} "
+      f"broker_peak_rss_mb={int(hwm_kb) / 1024:.0f}")
 PY
         stop_broker
     }
@@ -295,18 +302,24 @@ print(f"compactor: cpu_s_per_gb broker={(float(cpu1) - float(cpu0)) / gb:.2f} s3
 print("compactor: s3_requests_per_gb_rewritten " + " ".join(f"{k}={v / gb:.1f}" for k, v in sorted(reqs.items()) if v))
 PY
     stop_broker
-    echo "== compaction: lagging consumer after compaction"
+    echo "== compaction: lagging consumer after compaction (default block cache, 256 MiB: read-ahead for 2 partitions at a time)"
     lagging_read after
+    echo "== compaction: lagging consumer after compaction, block cache 2 GiB (read-ahead for all 16 partitions)"
+    LIGHTSTREAM_BLOCK_CACHE_MAX_BYTES=2147483648 lagging_read after-2GiB-cache
     # 128 partitions: unthrottled flushes of ~8 MiB hold ~64 KiB runs, small
-    # enough for the compactor to rewrite while the produce goes on.
-    echo "== compaction: produce N=$C_N S=1024 P=128 unthrottled, compaction off, then on (every 100 ms, any age)"
+    # enough for the compactor to rewrite while the produce goes on; 3x the
+    # records so that the run lasts long enough for rewrites to land.
+    P_N=$(( C_N * 3 ))
+    echo "== compaction: produce N=$P_N S=1024 P=128 unthrottled, compaction off, then on (every 100 ms, any age)"
     for SETTING in 0 100; do
         KEEP_DATA=1 LIGHTSTREAM_OBJECT_COMPACTION_INTERVAL_MS=$SETTING LIGHTSTREAM_OBJECT_COMPACTION_MIN_AGE_MS=0 \
             LIGHTSTREAM_OBJECT_COMPACTION_MAX_REWRITES_PER_PASS=1000 start_broker
         P_CPU0=$(cpu_s "$BROKER_PID")
-        "$BIN/lightstream-load" --bootstrap "127.0.0.1:$PORT" --topic "compaction-produce-$SETTING" --records "$C_N" --size 1024 \
+        "$BIN/lightstream-load" --bootstrap "127.0.0.1:$PORT" --topic "compaction-produce-$SETTING" --records "$P_N" --size 1024 \
             --partitions 128 --no-consume | grep -E "produce" | sed "s/^/compaction_interval_ms=$SETTING /"
-        echo "compaction_interval_ms=$SETTING broker_cpu_s_per_gb=$(python3 -c "print(f'{($(cpu_s "$BROKER_PID") - $P_CPU0) / ($C_N * 1024 / 1e9):.2f}')") rewrites=$(metric lightstream_object_compaction_rewrites_total) rewritten_bytes=$(metric lightstream_object_compaction_rewritten_bytes_total)"
+        echo "compaction_interval_ms=$SETTING broker_cpu_s_per_gb=$(python3 -c "print(f'{($(cpu_s "$BROKER_PID") - $P_CPU0) / ($P_N * 1024 / 1e9):.2f}')")" \
+            "rewrites=$(metric lightstream_object_compaction_rewrites_total) rewritten_bytes=$(metric lightstream_object_compaction_rewritten_bytes_total)" \
+            "lost=$(metric lightstream_object_compaction_lost_total) failures=$(metric lightstream_object_compaction_failures_total)"
         stop_broker
     done
     unset LIGHTSTREAM_STORAGE_URL LIGHTSTREAM_S3_ENDPOINT LIGHTSTREAM_S3_PATH_STYLE LIGHTSTREAM_S3_ACCESS_KEY_ID \

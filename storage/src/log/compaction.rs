@@ -49,7 +49,12 @@ use crate::{Error, Result};
 const PAGE_ENTRIES: usize = 500;
 
 /// Ranged reads one rewrite keeps in flight.
-const READS_IN_FLIGHT: usize = 8;
+const READS_IN_FLIGHT: usize = 16;
+
+/// How long a rewrite waits for produce to drain the flush buffer below
+/// half, at most, between two runs: 10 ms at a time, then it goes on.
+const PRODUCE_WAIT: std::time::Duration = std::time::Duration::from_millis(10);
+const PRODUCE_WAITS_MAX: usize = 500;
 
 /// Index entries one call looks at, at most, before it gives up looking.
 const MAX_ENTRIES_EXAMINED: usize = 100_000;
@@ -359,6 +364,20 @@ fn merges(run: &[IndexEntry], limits: &CompactionLimits) -> bool {
     group_entries(run, limits).len() < run.len()
 }
 
+/// Waits, boundedly, while produce holds more than half of the flush
+/// buffer: a rewrite's reads and upload then wait for the flushes instead
+/// of competing with them for the object store.
+async fn yield_to_produce(inner: &super::Inner) {
+    let half = inner.config.flush_buffer_max_bytes / 2;
+    for _ in 0..PRODUCE_WAITS_MAX {
+        if inner.buffer_room.available_permits() >= half {
+            return;
+        }
+        super::stats::bump(&inner.stats.compaction_produce_waits, 1);
+        tokio::time::sleep(PRODUCE_WAIT).await;
+    }
+}
+
 /// Reads and checks `old`'s runs, a few ranged reads at a time, and sends
 /// the new object (one partition's runs, copied unchanged, an entry per
 /// group) to `parts` as it fills: in parts of the store's part size when it
@@ -400,6 +419,7 @@ async fn stream_object(
         let position = builder.position();
         let mut batch_count = 0u32;
         for _ in group.clone() {
+            yield_to_produce(inner).await;
             let bytes = runs
                 .next()
                 .await

@@ -20,6 +20,7 @@ pub(crate) struct LogStats {
     pub(crate) backpressure_waits: AtomicU64,
     pub(crate) tail_cache_hits: AtomicU64,
     pub(crate) block_reads: AtomicU64,
+    pub(crate) compaction_produce_waits: AtomicU64,
 }
 
 pub(crate) fn bump(counter: &AtomicU64, by: u64) {
@@ -51,6 +52,9 @@ pub struct LogStatsSnapshot {
     pub stale_flushes: u64,
     /// Appends that waited for room in the flush buffer.
     pub backpressure_waits: u64,
+    /// Times object compaction paused because produce held more than half
+    /// of the flush buffer.
+    pub compaction_produce_waits: u64,
     /// Index entries read from the tail cache (recent objects in memory).
     pub tail_cache_hits: u64,
     /// Index entries read through the block cache (older data).
@@ -87,6 +91,7 @@ impl LogStats {
             backpressure_waits: load(&self.backpressure_waits),
             tail_cache_hits: load(&self.tail_cache_hits),
             block_reads: load(&self.block_reads),
+            compaction_produce_waits: load(&self.compaction_produce_waits),
             ..LogStatsSnapshot::default()
         }
     }

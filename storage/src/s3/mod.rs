@@ -302,8 +302,17 @@ impl S3Store {
     /// — from "another object is there" (`AlreadyExists`) or "not written".
     /// Nothing is overwritten either way.
     async fn holds(&self, key: &str, bytes: &Bytes) -> bool {
-        let held =
-            matches!(self.get_object(key, None).await, Ok((existing, _)) if existing == *bytes);
+        self.holds_digest(key, &Digest::of(bytes)).await
+    }
+
+    /// `holds` for an object known by its length and CRC-32C (a streamed
+    /// write keeps these, not its parts). Object keys are unique, so the
+    /// only other content to tell apart is a damaged or partial object.
+    pub(super) async fn holds_digest(&self, key: &str, digest: &Digest) -> bool {
+        let held = matches!(
+            self.get_object(key, None).await,
+            Ok((existing, _)) if Digest::of(&existing) == *digest
+        );
         if held {
             tracing::info!(key, "a retried write had landed on an earlier attempt");
         }
@@ -316,6 +325,26 @@ impl S3Store {
     /// (docs/benchmarks.md), and AWS takes either.
     fn body_checksum(&self) -> Option<ChecksumAlgorithm> {
         (!self.checksum_when_required).then_some(ChecksumAlgorithm::Crc32)
+    }
+}
+
+/// The length and CRC-32C of an object's bytes, built part by part.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Digest {
+    len: u64,
+    crc: u32,
+}
+
+impl Digest {
+    pub(super) fn of(bytes: &[u8]) -> Digest {
+        Digest::default().then(bytes)
+    }
+
+    pub(super) fn then(self, bytes: &[u8]) -> Digest {
+        Digest {
+            len: self.len + bytes.len() as u64,
+            crc: crc32c::crc32c_append(self.crc, bytes),
+        }
     }
 }
 

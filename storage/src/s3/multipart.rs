@@ -15,7 +15,7 @@ use futures::stream::FuturesUnordered;
 use std::sync::Arc;
 
 use super::stats::S3Stats;
-use super::{DisablePayloadSigning, S3Store, s3_error, status};
+use super::{Digest, DisablePayloadSigning, S3Store, s3_error, status};
 use crate::object_store::{PartReceiver, abandoned};
 use crate::{Error, Result};
 
@@ -123,8 +123,10 @@ impl S3Store {
         };
         let upload = self.create_multipart(full).await?;
         let id = upload.upload_id.clone();
-        // Kept (shared, not copied) to tell our own applied Complete apart.
-        let mut sent = vec![first.clone(), second.clone()];
+        // What was sent, to tell our own applied Complete apart; a digest,
+        // not the parts, so that memory stays with the parts in flight.
+        let mut sent = Digest::of(&first).then(&second);
+        let mut part_count = 2;
         let mut uploading = FuturesUnordered::new();
         uploading.push(self.upload_part(full, &id, 1, first));
         uploading.push(self.upload_part(full, &id, 2, second));
@@ -143,8 +145,9 @@ impl S3Store {
                 next = parts.recv(), if !all_received && uploading.len() < self.max_parts_in_flight => {
                     match next {
                         Some(Some(part)) => {
-                            sent.push(part.clone());
-                            let number = sent.len() as i32;
+                            sent = sent.then(&part);
+                            part_count += 1;
+                            let number = part_count;
                             uploading.push(self.upload_part(full, &id, number, part));
                         }
                         Some(None) => all_received = true,
@@ -162,7 +165,7 @@ impl S3Store {
         let completed = match self.complete_multipart(key, full, &id, completed).await {
             // Our own Complete may have applied on an earlier attempt: the
             // retry then gets 412, 404 or (s3s-fs) 403 for the finished upload.
-            Err(e) if self.holds(key, &Bytes::from(sent.concat())).await => {
+            Err(e) if self.holds_digest(key, &sent).await => {
                 tracing::debug!(key, error = %e, "complete failed after it applied");
                 Ok(())
             }

@@ -426,3 +426,30 @@ async fn a_compacted_object_is_read_with_one_ranged_read_ahead() {
         assert_eq!(reads, expected_reads, "read_ahead_max_bytes={read_ahead}");
     }
 }
+
+#[tokio::test]
+async fn a_rewrite_waits_while_produce_holds_most_of_the_flush_buffer() {
+    let r = retained().await;
+    let now = r.clock.now_ms();
+    r.append_at(&[now; 4]).await;
+    let half = r.log.inner.config.flush_buffer_max_bytes / 2;
+    let held = r
+        .log
+        .inner
+        .buffer_room
+        .clone()
+        .acquire_many_owned(half as u32 + 1)
+        .await
+        .unwrap();
+    let compaction = r.log.compact_partition(r.tp, eager());
+    tokio::pin!(compaction);
+    while r.log.stats().compaction_produce_waits == 0 {
+        tokio::select! {
+            _ = &mut compaction => panic!("rewrote while produce held the buffer"),
+            _ = tokio::time::sleep(std::time::Duration::from_millis(1)) => {}
+        }
+    }
+    drop(held);
+    let rewrite = compaction.await.unwrap().unwrap();
+    assert_eq!(rewrite.old_entries, 4);
+}
