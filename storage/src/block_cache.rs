@@ -39,7 +39,7 @@ struct State {
     next_tick: u64,
     bytes: usize,
     /// Fetches in flight; a waiter locks the slot until the fetch is done.
-    in_flight: HashMap<Key, Arc<tokio::sync::Mutex<Option<Bytes>>>>,
+    in_flight: HashMap<Key, Slot>,
 }
 
 pub struct BlockCache {
@@ -119,12 +119,7 @@ impl BlockCache {
             .and_then(|bytes| verify(&bytes).map(|()| bytes));
         let mut s = self.state.lock().expect("block cache lock");
         // The slot goes whatever happened; the next miss starts afresh.
-        if s.in_flight
-            .get(&k)
-            .is_some_and(|held| Arc::ptr_eq(held, &slot))
-        {
-            s.in_flight.remove(&k);
-        }
+        s.release(&k, &slot);
         let bytes = result?;
         *fetched = Some(bytes.clone());
         s.insert(k, bytes.clone(), self.max_bytes, false);
@@ -153,7 +148,10 @@ impl BlockCache {
         let mut results = Vec::with_capacity(needed);
         // Claimed slots are new, so locking them cannot wait; readers of
         // any of those blocks wait for this one request.
-        let mut claimed = Vec::new();
+        let mut claim = SpanClaim {
+            cache: self,
+            blocks: Vec::new(),
+        };
         {
             let mut s = self.state.lock().expect("block cache lock");
             for range in &blocks[..needed] {
@@ -182,22 +180,17 @@ impl BlockCache {
                     .try_lock_owned()
                     .expect("a new slot is unlocked");
                 s.in_flight.insert(k.clone(), slot.clone());
-                claimed.push((k, slot, guard));
+                claim.blocks.push((k, slot, guard, i >= needed));
             }
         }
-        if let (Some(first), Some(last)) = (claimed.first(), claimed.last()) {
+        if let (Some(first), Some(last)) = (claim.blocks.first(), claim.blocks.last()) {
             let whole = first.0.1..last.0.2;
             let offset = results.len();
             self.misses.fetch_add(1, Ordering::Relaxed);
             let mut fetched = store.get_range(key, whole.clone()).await.map_err(Some);
             let mut s = self.state.lock().expect("block cache lock");
-            for (i, (k, slot, mut guard)) in claimed.into_iter().enumerate() {
-                if s.in_flight
-                    .get(&k)
-                    .is_some_and(|held| Arc::ptr_eq(held, &slot))
-                {
-                    s.in_flight.remove(&k);
-                }
+            for (i, (k, slot, mut guard, ahead)) in claim.blocks.drain(..).enumerate() {
+                s.release(&k, &slot);
                 let block = match &mut fetched {
                     Ok(bytes) if bytes.len() as u64 == whole.end - whole.start => {
                         let at = (k.1 - whole.start) as usize..(k.2 - whole.start) as usize;
@@ -220,7 +213,6 @@ impl BlockCache {
                         crate::Error::Io(format!("key={key} range={whole:?}: not read"))
                     })),
                 };
-                let ahead = offset + i >= needed;
                 let kept = match &block {
                     // Waiters take the bytes from the slot; a failed block
                     // leaves it empty, and each waiter tries on its own.
@@ -248,7 +240,44 @@ impl BlockCache {
     }
 }
 
+/// Blocks a span read claimed: a read dropped before its answer (a Fetch
+/// that was answered or cancelled meanwhile) gives back their slots and
+/// their read-ahead reservation, so neither leaks.
+struct SpanClaim<'a> {
+    cache: &'a BlockCache,
+    /// (block, its slot, the slot's lock, read ahead)
+    blocks: Vec<(Key, Slot, tokio::sync::OwnedMutexGuard<Option<Bytes>>, bool)>,
+}
+
+type Slot = Arc<tokio::sync::Mutex<Option<Bytes>>>;
+
+impl Drop for SpanClaim<'_> {
+    fn drop(&mut self) {
+        if self.blocks.is_empty() {
+            return;
+        }
+        let mut s = self.cache.state.lock().expect("block cache lock");
+        for (k, slot, _, ahead) in self.blocks.drain(..) {
+            s.release(&k, &slot);
+            if ahead {
+                s.unread_ahead -= (k.2 - k.1) as usize;
+            }
+        }
+    }
+}
+
 impl State {
+    /// Ends the fetch of `k` through `slot` (a later fetch may hold another).
+    fn release(&mut self, k: &Key, slot: &Slot) {
+        if self
+            .in_flight
+            .get(k)
+            .is_some_and(|held| Arc::ptr_eq(held, slot))
+        {
+            self.in_flight.remove(k);
+        }
+    }
+
     fn touch(&mut self, k: &Key) -> Option<Bytes> {
         let tick = self.next_tick;
         let (bytes, used, ahead) = self.blocks.get_mut(k)?;
@@ -524,5 +553,29 @@ mod tests {
             .unwrap();
         let stats = cache.stats();
         assert_eq!((stats.blocks, stats.read_ahead_wasted_bytes), (1, 5));
+    }
+
+    #[tokio::test]
+    async fn a_span_read_dropped_midway_gives_back_its_slots_and_read_ahead() {
+        let store = store().await;
+        let cache = BlockCache::new(10);
+        let blocks = [0..2, 2..5, 5..7];
+        {
+            // The store holds the read at its gate; the read is dropped.
+            let read = cache.get_span(&store, "o", &blocks, 1, |_, _| Ok(()));
+            let dropped = tokio::time::timeout(std::time::Duration::from_millis(20), read).await;
+            assert!(dropped.is_err(), "the gate held the read");
+        }
+        store.gate.add_permits(100);
+        // Nothing is left in flight, and the whole read-ahead budget is back.
+        let got = cache.get_span(&store, "o", &blocks, 1, |_, _| Ok(())).await;
+        assert_eq!(got[0].as_ref().unwrap(), &b"01"[..]);
+        let stats = cache.stats();
+        assert_eq!(
+            (stats.blocks, stats.bytes),
+            (3, 7),
+            "one request, read ahead in full"
+        );
+        assert_eq!(store.reads.load(Ordering::SeqCst), 2);
     }
 }
