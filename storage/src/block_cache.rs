@@ -34,8 +34,12 @@ struct State {
     /// at once cannot evict what was read ahead before it is read.
     unread_ahead: usize,
     wasted_ahead: u64,
-    /// use tick → key, oldest first.
+    /// use tick → key, oldest first: blocks read, which go first…
     by_use: BTreeMap<u64, Key>,
+    /// …then blocks read ahead and not read yet. Plain LRU would evict
+    /// those first (a block just read is newer than one read ahead before
+    /// it), and a sequential reader's read-ahead would go before use.
+    unread_by_use: BTreeMap<u64, Key>,
     next_tick: u64,
     bytes: usize,
     /// Fetches in flight; a waiter locks the slot until the fetch is done.
@@ -285,8 +289,10 @@ impl State {
         let bytes = bytes.clone();
         if std::mem::take(ahead) {
             self.unread_ahead -= bytes.len();
+            self.unread_by_use.remove(&old);
+        } else {
+            self.by_use.remove(&old);
         }
-        self.by_use.remove(&old);
         self.by_use.insert(tick, k.clone());
         self.next_tick += 1;
         Some(bytes)
@@ -299,7 +305,11 @@ impl State {
             return false;
         }
         while self.bytes + bytes.len() > max_bytes {
-            let Some((_, oldest)) = self.by_use.pop_first() else {
+            let Some((_, oldest)) = self
+                .by_use
+                .pop_first()
+                .or_else(|| self.unread_by_use.pop_first())
+            else {
                 break;
             };
             if let Some((gone, _, unread)) = self.blocks.remove(&oldest) {
@@ -313,7 +323,11 @@ impl State {
         let tick = self.next_tick;
         self.next_tick += 1;
         self.bytes += bytes.len();
-        self.by_use.insert(tick, k.clone());
+        if ahead {
+            self.unread_by_use.insert(tick, k.clone());
+        } else {
+            self.by_use.insert(tick, k.clone());
+        }
         self.blocks.insert(k, (bytes, tick, ahead));
         true
     }
@@ -577,5 +591,41 @@ mod tests {
             "one request, read ahead in full"
         );
         assert_eq!(store.reads.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn blocks_already_read_are_evicted_before_blocks_read_ahead() {
+        let store = store().await;
+        store.gate.add_permits(100);
+        let cache = BlockCache::new(8);
+        // 0..2 needed, 2..4 read ahead (within half of 8), both kept.
+        cache
+            .get_span(&store, "o", &[0..2, 2..4], 1, |_, _| Ok(()))
+            .await;
+        // 0..2 read again: newer than 2..4, which plain LRU would evict first.
+        cache
+            .get_range(&store, "o", 0..2, |_| Ok(()))
+            .await
+            .unwrap();
+        // 4..9 (read) needs room for 5 bytes: 0..2 goes, not the unread 2..4.
+        cache
+            .get_range(&store, "o", 4..9, |_| Ok(()))
+            .await
+            .unwrap();
+        let stats = cache.stats();
+        assert_eq!(
+            (stats.blocks, stats.bytes, stats.read_ahead_wasted_bytes),
+            (2, 7, 0)
+        );
+        let reads = store.reads.load(Ordering::SeqCst);
+        cache
+            .get_range(&store, "o", 2..4, |_| Ok(()))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.reads.load(Ordering::SeqCst),
+            reads,
+            "the read-ahead stayed"
+        );
     }
 }
