@@ -302,6 +302,11 @@ print(f"compactor: cpu_s_per_gb broker={(float(cpu1) - float(cpu0)) / gb:.2f} s3
 print("compactor: s3_requests_per_gb_rewritten " + " ".join(f"{k}={v / gb:.1f}" for k, v in sorted(reqs.items()) if v))
 PY
     stop_broker
+    echo "== compaction: yardstick: s3s-fs ranged GETs through the broker's S3 client, 16 x 64 MiB objects (the rewritten ones' size), 16 at a time"
+    "$BIN/lightstream-s3-upload" --endpoint "http://127.0.0.1:$S3_PORT" --url s3://bench/raw-get \
+        --access-key-id bench --secret-access-key bench-secret --objects 16 --size 67108864 --concurrency 16 --read-back \
+        | grep s3_ranged_get
+    rm -rf "$WORK/s3/bench/raw-get"
     echo "== compaction: lagging consumer after compaction (default block cache, 256 MiB: read-ahead for 2 partitions at a time)"
     lagging_read after
     echo "== compaction: lagging consumer after compaction, block cache 2 GiB (read-ahead for all 16 partitions)"

@@ -1,7 +1,9 @@
 //! Raw upload bandwidth of an S3 server through the same client the broker
 //! uses (`storage::S3Store` on aws-sdk-s3): `--objects` PutObjects of
 //! `--size` bytes, `--concurrency` at a time. The yardstick for the broker's
-//! produce rate in S3 mode. Prints figures; asserts nothing.
+//! produce rate in S3 mode; with `--read-back`, the same objects are then
+//! read with one ranged GET each, the yardstick for lagging reads of
+//! compacted data. Prints figures; asserts nothing.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -29,6 +31,10 @@ struct Args {
     size: usize,
     #[arg(long, default_value_t = 4)]
     concurrency: usize,
+    /// Then read every object back (a ranged GET of all of it), as many at
+    /// a time.
+    #[arg(long)]
+    read_back: bool,
 }
 
 #[tokio::main]
@@ -51,18 +57,14 @@ async fn main() -> anyhow::Result<()> {
     let body = Bytes::from(vec![b'x'; args.size]);
     let room = Arc::new(tokio::sync::Semaphore::new(args.concurrency.max(1)));
     let started = Instant::now();
+    let key = |i: usize| format!("upload-bench/{}/{i:06}.obj", std::process::id());
     let mut tasks = Vec::with_capacity(args.objects);
     for i in 0..args.objects {
-        let (store, body, room) = (store.clone(), body.clone(), room.clone());
+        let (store, body, room, key) = (store.clone(), body.clone(), room.clone(), key(i));
         let permit = room.acquire_owned().await?;
         tasks.push(tokio::spawn(async move {
             let _permit = permit;
-            store
-                .put(
-                    &format!("upload-bench/{}/{i:06}.obj", std::process::id()),
-                    body,
-                )
-                .await
+            store.put(&key, body).await
         }));
     }
     for t in tasks {
@@ -78,5 +80,30 @@ async fn main() -> anyhow::Result<()> {
         mb / elapsed,
         store.stats()
     );
+    if args.read_back {
+        let started = Instant::now();
+        let mut tasks = Vec::with_capacity(args.objects);
+        for i in 0..args.objects {
+            let (store, room, key) = (store.clone(), room.clone(), key(i));
+            let size = args.size as u64;
+            let permit = room.acquire_owned().await?;
+            tasks.push(tokio::spawn(async move {
+                let _permit = permit;
+                store.get_range(&key, 0..size).await.map(|b| b.len())
+            }));
+        }
+        let mut read = 0usize;
+        for t in tasks {
+            read += t.await??;
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        println!(
+            "s3_ranged_get objects={} size={} concurrency={} elapsed_s={elapsed:.2} mb_per_s={:.1}",
+            args.objects,
+            args.size,
+            args.concurrency,
+            read as f64 / 1e6 / elapsed,
+        );
+    }
     Ok(())
 }
