@@ -113,8 +113,11 @@ impl BlockCache {
         };
         let mut fetched = slot.lock().await;
         if let Some(bytes) = fetched.as_ref() {
+            // Another reader fetched it meanwhile (perhaps reading ahead:
+            // touching it marks it read).
             self.hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(bytes.clone()); // another reader fetched it meanwhile
+            self.state.lock().expect("block cache lock").touch(&k);
+            return Ok(bytes.clone());
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
         let result = store
@@ -627,5 +630,28 @@ mod tests {
             reads,
             "the read-ahead stayed"
         );
+    }
+
+    #[tokio::test]
+    async fn a_block_read_ahead_that_a_waiting_reader_got_counts_as_read() {
+        let store = store().await;
+        let cache = BlockCache::new(10);
+        // The span read claims 0..2 and, ahead, 2..5; a reader of 2..5
+        // waits for it; then the store answers.
+        let span = cache.get_span(&store, "o", &[0..2, 2..5], 1, |_, _| Ok(()));
+        let waiter = cache.get_range(&store, "o", 2..5, |_| Ok(()));
+        let opener = async {
+            tokio::task::yield_now().await;
+            store.gate.add_permits(100);
+        };
+        let (_, got, ()) = tokio::join!(span, waiter, opener);
+        assert_eq!(got.unwrap(), &b"234"[..]);
+        assert_eq!(store.reads.load(Ordering::SeqCst), 1);
+        // Evicting everything: nothing read ahead was left unread.
+        cache
+            .get_range(&store, "o", 0..10, |_| Ok(()))
+            .await
+            .unwrap();
+        assert_eq!(cache.stats().read_ahead_wasted_bytes, 0);
     }
 }
