@@ -342,6 +342,21 @@ def shm_write_locks(pid: int, shm: Path) -> list[int]:
     return held
 
 
+def stop_outside_write_lock(pid: int, shm: Path, attempts: int = 100) -> int:
+    """SIGSTOPs `pid` at a moment it holds none of the shared metadata
+    file's write locks (a broker frozen inside one stalls every broker: the
+    known limit of sharing one SQLite file); returns how many stops landed
+    in a lock and were undone at once with SIGCONT."""
+    for tries in range(attempts):
+        os.kill(pid, signal.SIGSTOP)
+        _wait_stopped(pid)
+        if not shm_write_locks(pid, shm):
+            return tries
+        os.kill(pid, signal.SIGCONT)
+        time.sleep(0.01 * (tries + 1))  # let the transaction finish, then try again
+    raise AssertionError(f"broker {pid} held the metadata write lock at each of {attempts} stops")
+
+
 def _wait_stopped(pid: int, timeout_s: float = 5.0) -> bool:
     """Waits until every thread of `pid` is stopped (so its locks cannot change)."""
     deadline = time.monotonic() + timeout_s
