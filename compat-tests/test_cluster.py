@@ -390,24 +390,33 @@ def test_rolling_restart_under_producers_and_a_group_reaches_no_application_erro
     assert not group_errors, group_errors[:5]
 
 
+TORTURE_LEASE = {"LIGHTSTREAM_BROKER_SESSION_TIMEOUT_MS": "2000", "LIGHTSTREAM_BROKER_HEARTBEAT_INTERVAL_MS": "400"}
+
+
+def torture_cluster(cluster: Cluster, prefix: str, cfg: torture.Config) -> torture.Report:
+    """tools/torture.py over `cluster`; every acknowledged record read back
+    once, every fault made."""
+    report = torture.run_cluster(cluster.add, unique_topic(prefix), cfg)
+    print(f"{prefix} events: {report.events}")
+    assert not report.violations, "\n".join(report.violations)
+    assert report.failed_deliveries == 0, report.summary()
+    assert report.acked == report.acked_found == sum(report.sent), report.summary()
+    assert report.kills == cfg.kills, report.summary()
+    return report
+
+
 def test_torture_with_kills_graceful_stops_and_zombie_leaders_loses_nothing(broker_factory, tmp_path):
     """tools/torture.py over three brokers: 8 faults on random brokers at
     random (seeded) moments — SIGKILL and restart, SIGTERM and restart,
     SIGSTOP past the lease then SIGCONT (a zombie leader) — under idempotent
     producers; then every partition is read back and checked."""
-    lease = {"LIGHTSTREAM_BROKER_SESSION_TIMEOUT_MS": "2000", "LIGHTSTREAM_BROKER_HEARTBEAT_INTERVAL_MS": "400"}
-    cluster = Cluster(broker_factory, tmp_path, lease)
+    cluster = Cluster(broker_factory, tmp_path, TORTURE_LEASE)
     # Bounds, not expectations: the 8 faults take about 12 s here; a zombie
     # waits at most 15 s past its lease for its partitions to move.
     cfg = torture.Config(brokers=3, kills=8, max_seconds=60, producers=2, partitions=PARTITIONS,
                          rate_per_producer=400, min_up_s=0.5, max_up_s=2.0, max_down_s=0.5,
                          zombie_max_s=15, seed=5, read_timeout_s=120)
-    report = torture.run_cluster(cluster.add, unique_topic("cluster-torture"), cfg)
-    print(f"cluster torture events: {report.events}")
-    assert not report.violations, "\n".join(report.violations)
-    assert report.failed_deliveries == 0, report.summary()
-    assert report.acked == report.acked_found == sum(report.sent), report.summary()
-    assert report.kills == cfg.kills, report.summary()
+    report = torture_cluster(cluster, "cluster-torture", cfg)
     # Kinds come in shuffled rounds of three, so 8 faults hold each at least twice.
     assert all(report.faults.get(kind, 0) >= 2 for kind in torture.FAULT_KINDS), report.faults
 
@@ -420,8 +429,7 @@ def test_rewrites_racing_leadership_moves_lose_nothing(broker_factory, tmp_path)
     new leader's writes. Every acknowledged record is read back once, at its
     offset, and the brokers have rewritten runs."""
     env = {
-        "LIGHTSTREAM_BROKER_SESSION_TIMEOUT_MS": "2000",
-        "LIGHTSTREAM_BROKER_HEARTBEAT_INTERVAL_MS": "400",
+        **TORTURE_LEASE,
         "LIGHTSTREAM_OBJECT_COMPACTION_INTERVAL_MS": "20",
         "LIGHTSTREAM_OBJECT_COMPACTION_MIN_AGE_MS": "0",
         "LIGHTSTREAM_OBJECT_COMPACTION_MAX_ENTRY_BYTES": "4096",
@@ -430,12 +438,7 @@ def test_rewrites_racing_leadership_moves_lose_nothing(broker_factory, tmp_path)
     cfg = torture.Config(brokers=3, kills=6, max_seconds=60, producers=2, partitions=PARTITIONS,
                          rate_per_producer=400, min_up_s=1.0, max_up_s=3.0, max_down_s=0.5,
                          zombie_max_s=15, seed=14, read_timeout_s=120)
-    report = torture.run_cluster(cluster.add, unique_topic("cluster-compaction"), cfg)
-    print(f"cluster compaction torture events: {report.events}")
-    assert not report.violations, "\n".join(report.violations)
-    assert report.failed_deliveries == 0, report.summary()
-    assert report.acked == report.acked_found == sum(report.sent), report.summary()
-    assert report.kills == cfg.kills, report.summary()
+    torture_cluster(cluster, "cluster-compaction", cfg)
     # Counters restart with each broker: those up now have rewritten runs
     # (the producers' last runs at least). A failed rewrite is retried and
     # harmless (the read-back above is the check); its count is printed.

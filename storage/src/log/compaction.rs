@@ -27,8 +27,9 @@
 //!
 //! Offsets, timestamps and batch bytes are unchanged, so a consumer reading
 //! across a swap sees the same records, none twice and none missing.
-//! Memory is bounded by a few parts when the store streams (S3), else by
-//! `max_object_bytes`, plus the reads in flight; the broker paces calls.
+//! Memory: the parts not yet uploaded (a few when the upload keeps up with
+//! the reads; `max_object_bytes` at worst, and always for a store that does
+//! not stream), plus the reads in flight; the broker paces calls.
 //!
 //! Crash points: `compaction.after_write` (an object nothing references:
 //! GC collects it) and `compaction.after_swap` (the old objects: GC

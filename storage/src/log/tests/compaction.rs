@@ -12,7 +12,7 @@ use super::*;
 use crate::{CompactionLimits, NoRewrite, ObjectCollector, SystemClock};
 
 /// Everything eligible at once, whatever its age.
-fn eager() -> CompactionLimits {
+pub(super) fn eager() -> CompactionLimits {
     CompactionLimits {
         min_age_ms: 0,
         ..CompactionLimits::default()

@@ -344,13 +344,7 @@ async fn a_rewrite_streams_its_object_in_parts_and_reads_do_not_change() {
     }
     let rewrite = f
         .log
-        .compact_partition(
-            f.tp,
-            crate::CompactionLimits {
-                min_age_ms: 0,
-                ..crate::CompactionLimits::default()
-            },
-        )
+        .compact_partition(f.tp, super::compaction::eager())
         .await
         .unwrap()
         .unwrap();
@@ -399,13 +393,7 @@ async fn a_rewrite_whose_write_fails_changes_nothing() {
     let abandoned = f.store.abandoned.load(Ordering::SeqCst);
     let result = f
         .log
-        .compact_partition(
-            f.tp,
-            crate::CompactionLimits {
-                min_age_ms: 0,
-                ..crate::CompactionLimits::default()
-            },
-        )
+        .compact_partition(f.tp, super::compaction::eager())
         .await;
     assert!(result.is_err(), "{result:?}");
     assert_eq!(f.store.abandoned.load(Ordering::SeqCst), abandoned + 1);
