@@ -157,17 +157,18 @@ impl Log {
             inner.store.put_parts(&object_key, received),
             stream_object(inner, tp, &object_key, &old, &groups, parts),
         );
-        let (new, object_size) = match (built, written) {
-            (Ok(built), Ok(())) => built,
-            // The writer's error when it stopped first, else the reader's.
-            (Err(None) | Ok(_), Err(e)) | (Err(Some(e)), _) => {
+        let outcome = match (built, written) {
+            (Ok(built), Ok(())) => Ok(built),
+            // The reader's error, else the writer's (it stopped first).
+            (Err(Some(e)), _) | (Err(None) | Ok(_), Err(e)) => Err(e),
+            (Err(None), Ok(())) => Err(Error::Io(format!("{object_key}: the write ended early"))),
+        };
+        let (new, object_size) = match outcome {
+            Ok(built) => built,
+            Err(e) => {
                 // A write that failed may still have landed: GC's grace covers it.
                 inner.unsettled.settled(&object_key, false);
                 return Err(e);
-            }
-            (Err(None), Ok(())) => {
-                inner.unsettled.settled(&object_key, false);
-                return Err(Error::Io(format!("{object_key}: the write ended early")));
             }
         };
         crate::failpoint::crash_point("compaction.after_write");

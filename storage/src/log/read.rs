@@ -327,7 +327,9 @@ impl Log {
         span: Vec<IndexEntry>,
         needed: usize,
     ) -> Vec<(IndexEntry, Result<Bytes>)> {
-        let in_tail_cache = {
+        // A single entry (every flush object's run, the tail's common case)
+        // goes straight to `entry_bytes`, which looks in the tail cache once.
+        let in_tail_cache = || {
             let first = &span[0];
             self.inner
                 .tail_cache
@@ -340,7 +342,7 @@ impl Log {
                 )
                 .is_some()
         };
-        if span.len() == 1 || in_tail_cache {
+        if span.len() == 1 || in_tail_cache() {
             let mut out = Vec::with_capacity(needed);
             for entry in span.into_iter().take(needed) {
                 let bytes = self.entry_bytes(&entry).await;
