@@ -55,6 +55,7 @@ VENV="$REPO_ROOT/compat-tests/.venv"
 REQUIREMENTS="$REPO_ROOT/compat-tests/requirements.txt"
 STAMP="$VENV/.requirements.sha256"
 JUNIT_XML="$CARGO_TARGET_DIR/compat-tests-junit.xml"
+JUNIT_XML_AGAIN="$CARGO_TARGET_DIR/compat-tests-compaction-junit.xml"
 
 SCRIPT_START=$(date +%s)
 declare -a SUMMARY=()
@@ -187,7 +188,7 @@ run_compat() {
         return 1
     fi
     local rc=0
-    rm -f "$JUNIT_XML"
+    rm -f "$JUNIT_XML" "$JUNIT_XML_AGAIN"
     # shellcheck disable=SC2086 # COMPAT_PYTEST_ARGS is deliberately word-split
     LIGHTSTREAM_BIN="$bin" "$VENV/bin/python" -m pytest "$REPO_ROOT/compat-tests" \
         --junitxml="$JUNIT_XML" ${COMPAT_PYTEST_ARGS:-} || rc=$?
@@ -207,7 +208,7 @@ run_compat() {
     COMPAT_S3_ONLY=1 LIGHTSTREAM_OBJECT_COMPACTION_INTERVAL_MS=20 LIGHTSTREAM_OBJECT_COMPACTION_MIN_AGE_MS=0 \
         LIGHTSTREAM_OBJECT_COMPACTION_MAX_ENTRY_BYTES=4096 \
         LIGHTSTREAM_BIN="$bin" "$VENV/bin/python" -m pytest "$REPO_ROOT/compat-tests" \
-        -m also_s3 -p no:cacheprovider ${COMPAT_PYTEST_ARGS:-} || again=$?
+        -m also_s3 -p no:cacheprovider --junitxml="$JUNIT_XML_AGAIN" ${COMPAT_PYTEST_ARGS:-} || again=$?
     if [[ $rc -eq 0 ]]; then
         rc=$again
     fi
@@ -226,22 +227,37 @@ run_rdkafka_suite() {
         --doc "$REPO_ROOT/docs/compatibility.md" ${RDKAFKA_SUITE_ARGS:-}
 }
 
-# One line of compat-test counts for the summary, from pytest's JUnit XML.
+# Compat-test counts for the summary, from pytest's JUnit XML, one line per
+# pass, followed by the name of every test that failed: the summary is often
+# all that is left of a CI run, and a count alone does not say what broke.
 compat_counts() {
-    [[ -f "$JUNIT_XML" ]] || return 0
-    "$VENV/bin/python" - "$JUNIT_XML" <<'PY' || true
+    local label xml
+    for label in compat compat-with-compaction; do
+        xml="$JUNIT_XML"
+        [[ "$label" == compat ]] || xml="$JUNIT_XML_AGAIN"
+        [[ -f "$xml" ]] || continue
+        "$VENV/bin/python" - "$label" "$xml" <<'PY' || true
 import sys
 import xml.etree.ElementTree as ET
 
-root = ET.parse(sys.argv[1]).getroot()
+label, path = sys.argv[1], sys.argv[2]
+root = ET.parse(path).getroot()
 suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
 total = failed = skipped = 0
+broken = []
 for s in suites:
     total += int(s.get("tests", 0))
     failed += int(s.get("failures", 0)) + int(s.get("errors", 0))
     skipped += int(s.get("skipped", 0))
-print(f"compat: {total - failed - skipped} passed, {failed} failed, {skipped} skipped")
+    for case in s.iter("testcase"):
+        for bad in list(case.findall("failure")) + list(case.findall("error")):
+            first = (bad.get("message") or "").strip().splitlines()[:1]
+            broken.append(f"  FAILED {case.get('classname')}::{case.get('name')}: {first[0][:200] if first else ''}")
+print(f"{label}: {total - failed - skipped} passed, {failed} failed, {skipped} skipped")
+for line in broken:
+    print(line)
 PY
+    done
 }
 
 # A full disk shows up as odd compiler errors deep in a step; say it first.
