@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use super::cql::{self, Statement};
 use super::decide::JournalAppend;
 use super::exec::{Values, binds};
+use super::rewrite::{self, Mutation, append_time, segment_time};
 use super::store::OPEN;
 use crate::commit_rules::to_i64;
 use crate::model::{FlushCommit, IndexSegment, ProducerBatch, TopicPartition, index_segment};
@@ -24,6 +25,8 @@ use crate::store::Result;
 /// next offset, its last segment's summary).
 pub struct ApplyPlan {
     pub writes: Vec<(&'static Statement, Values)>,
+    /// The index rows and summaries among `writes`, as mutations.
+    pub index_mutations: Vec<Mutation>,
     pub updates: Vec<(TopicPartition, i64, Option<IndexSegment>)>,
 }
 
@@ -83,6 +86,7 @@ pub fn plan_apply(
 ) -> Result<ApplyPlan> {
     let key = &commit.object_key;
     let mut writes: Vec<(&'static Statement, Values)> = Vec::new();
+    let mut index_mutations = Vec::new();
     let mut updates = Vec::new();
     let mut entries_of: HashMap<TopicPartition, Vec<usize>> = HashMap::new();
     for (i, e) in commit.entries.iter().enumerate() {
@@ -95,29 +99,12 @@ pub fn plan_apply(
             let e = &commit.entries[i];
             let segment = index_segment(e.base_offset);
             let length = to_i64(e.length, "length", key)?;
-            writes.push((
-                &cql::INDEX_ENTRY_WRITE,
-                binds![
-                    tp.topic_id,
-                    tp.partition,
-                    segment,
-                    e.base_offset,
-                    e.last_offset,
-                    e.object_key.as_str(),
-                    to_i64(e.position, "position", key)?,
-                    length,
-                    e.max_timestamp
-                ],
-            ));
-            writes.push((
-                &cql::OBJECT_REFERENCE_WRITE,
-                binds![
-                    e.object_key.as_str(),
-                    tp.topic_id,
-                    tp.partition,
-                    e.base_offset
-                ],
-            ));
+            // Write times order these rows before any rewrite of them
+            // (`rewrite`'s module documentation).
+            let mut index = vec![Mutation::WriteEntry {
+                entry: e.clone(),
+                at: append_time(e.last_offset)?,
+            }];
             let summary = match known.get(&segment) {
                 Some(s) if s.last_offset >= e.last_offset => None,
                 Some(s) => Some(IndexSegment {
@@ -138,22 +125,14 @@ pub fn plan_apply(
                 }),
             };
             if let Some(s) = summary {
-                writes.push((
-                    &cql::INDEX_SEGMENT_WRITE,
-                    binds![
-                        e.last_offset,
-                        s.base_offset,
-                        s.last_offset,
-                        s.entries,
-                        s.bytes,
-                        s.max_timestamp,
-                        tp.topic_id,
-                        tp.partition,
-                        segment
-                    ],
-                ));
+                index.push(Mutation::WriteSummary {
+                    summary: s,
+                    at: segment_time(s.last_offset, s.entries)?,
+                });
                 known.insert(segment, s);
             }
+            writes.extend(rewrite::statements(&index)?);
+            index_mutations.extend(index);
             last = e.last_offset;
         }
         writes.push((
@@ -176,7 +155,11 @@ pub fn plan_apply(
         }
         updates.push((tp, last + 1, known.values().next_back().copied()));
     }
-    Ok(ApplyPlan { writes, updates })
+    Ok(ApplyPlan {
+        writes,
+        index_mutations,
+        updates,
+    })
 }
 
 /// Statements one flush costs once its partitions are led and their

@@ -187,10 +187,16 @@ statements! {
         "SELECT partition, log_start_offset, next_offset FROM {ks}.partition_offsets WHERE topic_id = ?";
     NEXT_OFFSET_WRITE = IdempotentWrite ["timestamp", "next_offset", "topic_id", "partition"]
         "UPDATE {ks}.partition_offsets USING TIMESTAMP ? SET next_offset = ? WHERE topic_id = ? AND partition = ?";
+    LOG_START_WRITE = IdempotentWrite ["timestamp", "log_start_offset", "topic_id", "partition"]
+        "UPDATE {ks}.partition_offsets USING TIMESTAMP ? SET log_start_offset = ? WHERE topic_id = ? AND partition = ?";
     OFFSETS_DROP = IdempotentWrite ["topic_id"]
         "DELETE FROM {ks}.partition_offsets WHERE topic_id = ?";
-    INDEX_ENTRY_WRITE = IdempotentWrite ["topic_id", "partition", "segment", "base_offset", "last_offset", "object_key", "position", "size", "max_timestamp"]
-        "INSERT INTO {ks}.index_entries (topic_id, partition, segment, base_offset, last_offset, object_key, position, size, max_timestamp) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    INDEX_ENTRY_WRITE = IdempotentWrite ["topic_id", "partition", "segment", "base_offset", "last_offset", "object_key", "position", "size", "max_timestamp", "timestamp"]
+        "INSERT INTO {ks}.index_entries (topic_id, partition, segment, base_offset, last_offset, object_key, position, size, max_timestamp) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?";
+    INDEX_ENTRY_DELETE = IdempotentWrite ["timestamp", "topic_id", "partition", "segment", "base_offset"]
+        "DELETE FROM {ks}.index_entries USING TIMESTAMP ? WHERE topic_id = ? AND partition = ? AND segment = ? AND base_offset = ?";
+    INDEX_ENTRIES_CUT_SEGMENT = IdempotentWrite ["timestamp", "topic_id", "partition", "segment"]
+        "DELETE FROM {ks}.index_entries USING TIMESTAMP ? WHERE topic_id = ? AND partition = ? AND segment = ?";
     INDEX_ENTRIES_READ = Read ["topic_id", "partition", "segment", "from_base_offset", "limit"]
         "SELECT base_offset, last_offset, object_key, position, size, max_timestamp FROM {ks}.index_entries WHERE topic_id = ? AND partition = ? AND segment = ? AND base_offset >= ? LIMIT ?";
     INDEX_ENTRIES_DROP_SEGMENT = IdempotentWrite ["topic_id", "partition", "segment"]
@@ -199,12 +205,16 @@ statements! {
         "SELECT base_offset, last_offset, object_key, position, size, max_timestamp FROM {ks}.index_entries WHERE topic_id = ? AND partition = ? AND segment = ? AND base_offset <= ? ORDER BY base_offset DESC LIMIT 1";
     INDEX_SEGMENT_WRITE = IdempotentWrite ["timestamp", "first_base_offset", "last_offset", "entries", "bytes", "max_timestamp", "topic_id", "partition", "segment"]
         "UPDATE {ks}.index_segments USING TIMESTAMP ? SET first_base_offset = ?, last_offset = ?, entries = ?, bytes = ?, max_timestamp = ? WHERE topic_id = ? AND partition = ? AND segment = ?";
+    INDEX_SEGMENT_DELETE = IdempotentWrite ["timestamp", "topic_id", "partition", "segment"]
+        "DELETE FROM {ks}.index_segments USING TIMESTAMP ? WHERE topic_id = ? AND partition = ? AND segment = ?";
     INDEX_SEGMENTS_READ = Read ["topic_id", "partition"]
         "SELECT segment, first_base_offset, last_offset, entries, bytes, max_timestamp FROM {ks}.index_segments WHERE topic_id = ? AND partition = ?";
     INDEX_SEGMENTS_DROP = IdempotentWrite ["topic_id", "partition"]
         "DELETE FROM {ks}.index_segments WHERE topic_id = ? AND partition = ?";
-    OBJECT_REFERENCE_WRITE = IdempotentWrite ["object_key", "topic_id", "partition", "base_offset"]
-        "INSERT INTO {ks}.object_references (object_key, topic_id, partition, base_offset) VALUES (?, ?, ?, ?)";
+    OBJECT_REFERENCE_WRITE = IdempotentWrite ["object_key", "topic_id", "partition", "base_offset", "timestamp"]
+        "INSERT INTO {ks}.object_references (object_key, topic_id, partition, base_offset) VALUES (?, ?, ?, ?) USING TIMESTAMP ?";
+    OBJECT_REFERENCE_DELETE = IdempotentWrite ["timestamp", "object_key", "topic_id", "partition", "base_offset"]
+        "DELETE FROM {ks}.object_references USING TIMESTAMP ? WHERE object_key = ? AND topic_id = ? AND partition = ? AND base_offset = ?";
     OBJECT_REFERENCES_READ = Read ["object_key"]
         "SELECT topic_id, partition, base_offset FROM {ks}.object_references WHERE object_key = ?";
     OBJECT_REFERENCES_FORGET = IdempotentWrite ["object_key"]

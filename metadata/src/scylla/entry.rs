@@ -12,17 +12,36 @@
 //! producer epoch i16, last write i64, then `ProducerBatch::encode_batches`
 //! with a u32 length).
 //!
+//! Form 2: an index rewrite — a retention cut or an object-compaction swap
+//! (`rewrite::Mutation`s, in order): the form byte; a u32 count; each
+//! mutation a tag byte and its fields (partitions as above, entries as
+//! topic, partition, base, last, object key, position, length, max
+//! timestamp; summaries as topic, partition, segment, base, last, entries,
+//! bytes, max timestamp; write times i64).
+//!
 //! Decoding reads bytes from the store, so it checks every length against
 //! what is left and never panics: bytes it did not write are an error.
 //! Encoding refuses a commit the form cannot carry faithfully.
 
 use uuid::Uuid;
 
+use super::rewrite::Mutation;
 use crate::model::{
-    BrokerSession, FlushCommit, IndexEntry, ProducerBatch, ProducerState, TopicId, TopicPartition,
+    BrokerSession, FlushCommit, IndexEntry, IndexSegment, ProducerBatch, ProducerState, TopicId,
+    TopicPartition,
 };
 
 const FORM_1: u8 = 1;
+const FORM_2: u8 = 2;
+
+/// What one journal entry records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Record {
+    /// A flush commit (form 1).
+    Commit(FlushCommit),
+    /// An index rewrite (form 2).
+    Rewrite(Vec<Mutation>),
+}
 
 /// The entry's bytes. Refused when the form cannot carry the commit as it
 /// is — epochs not one per entry, or an entry in another object than the
@@ -71,13 +90,128 @@ pub fn encode(commit: &FlushCommit) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-/// The commit `bytes` hold, under `session`; `Err` names what is wrong.
-pub fn decode(bytes: &[u8], session: BrokerSession) -> Result<FlushCommit, String> {
-    let mut r = Reader { bytes, at: 0 };
-    let form = r.u8()?;
-    if form != FORM_1 {
-        return Err(format!("unknown journal entry form {form}"));
+/// The bytes of an index rewrite (form 2).
+pub fn encode_rewrite(mutations: &[Mutation]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + mutations.len() * 80);
+    out.push(FORM_2);
+    out.extend_from_slice(&(mutations.len() as u32).to_be_bytes());
+    for m in mutations {
+        match m {
+            Mutation::LogStart { tp, offset } => {
+                out.push(1);
+                put_partition(&mut out, *tp);
+                out.extend_from_slice(&offset.to_be_bytes());
+            }
+            Mutation::DropSegment { tp, segment, at } => {
+                out.push(2);
+                put_partition(&mut out, *tp);
+                out.extend_from_slice(&segment.to_be_bytes());
+                out.extend_from_slice(&at.to_be_bytes());
+            }
+            Mutation::DeleteEntry { entry, at } => put_entry(&mut out, 3, entry, *at),
+            Mutation::DeleteReference { entry, at } => put_entry(&mut out, 4, entry, *at),
+            Mutation::WriteEntry { entry, at } => put_entry(&mut out, 5, entry, *at),
+            Mutation::WriteSummary { summary: s, at } => {
+                out.push(6);
+                put_partition(&mut out, s.topic_partition);
+                for v in [
+                    s.segment,
+                    s.base_offset,
+                    s.last_offset,
+                    s.entries,
+                    s.bytes,
+                    s.max_timestamp,
+                    *at,
+                ] {
+                    out.extend_from_slice(&v.to_be_bytes());
+                }
+            }
+        }
     }
+    out
+}
+
+fn put_entry(out: &mut Vec<u8>, tag: u8, e: &IndexEntry, at: i64) {
+    out.push(tag);
+    put_partition(out, e.topic_partition);
+    out.extend_from_slice(&e.base_offset.to_be_bytes());
+    out.extend_from_slice(&e.last_offset.to_be_bytes());
+    put_bytes(out, e.object_key.as_bytes());
+    out.extend_from_slice(&e.position.to_be_bytes());
+    out.extend_from_slice(&e.length.to_be_bytes());
+    out.extend_from_slice(&e.max_timestamp.to_be_bytes());
+    out.extend_from_slice(&at.to_be_bytes());
+}
+
+/// The record `bytes` hold, under `session`; `Err` names what is wrong.
+pub fn decode(bytes: &[u8], session: BrokerSession) -> Result<Record, String> {
+    match bytes.first() {
+        Some(&FORM_1) => decode_commit(bytes, session).map(Record::Commit),
+        Some(&FORM_2) => decode_rewrite(bytes).map(Record::Rewrite),
+        Some(form) => Err(format!("unknown journal entry form {form}")),
+        None => Err("empty journal entry".into()),
+    }
+}
+
+fn decode_rewrite(bytes: &[u8]) -> Result<Vec<Mutation>, String> {
+    let mut r = Reader { bytes, at: 1 };
+    let count = r.count(1 + 20 + 8)?;
+    let mut mutations = Vec::with_capacity(count);
+    for _ in 0..count {
+        let tag = r.u8()?;
+        let m = match tag {
+            1 => Mutation::LogStart {
+                tp: r.partition()?,
+                offset: r.i64()?,
+            },
+            2 => Mutation::DropSegment {
+                tp: r.partition()?,
+                segment: r.i64()?,
+                at: r.i64()?,
+            },
+            3..=5 => {
+                let topic_partition = r.partition()?;
+                let entry = IndexEntry {
+                    topic_partition,
+                    base_offset: r.i64()?,
+                    last_offset: r.i64()?,
+                    object_key: String::from_utf8(r.bytes()?.to_vec())
+                        .map_err(|_| "object key is not UTF-8".to_string())?,
+                    position: r.u64()?,
+                    length: r.u64()?,
+                    max_timestamp: r.i64()?,
+                };
+                let at = r.i64()?;
+                match tag {
+                    3 => Mutation::DeleteEntry { entry, at },
+                    4 => Mutation::DeleteReference { entry, at },
+                    _ => Mutation::WriteEntry { entry, at },
+                }
+            }
+            6 => Mutation::WriteSummary {
+                summary: IndexSegment {
+                    topic_partition: r.partition()?,
+                    segment: r.i64()?,
+                    base_offset: r.i64()?,
+                    last_offset: r.i64()?,
+                    entries: r.i64()?,
+                    bytes: r.i64()?,
+                    max_timestamp: r.i64()?,
+                },
+                at: r.i64()?,
+            },
+            other => return Err(format!("unknown index rewrite mutation {other}")),
+        };
+        mutations.push(m);
+    }
+    if r.at != bytes.len() {
+        return Err(format!("{} bytes after the entry", bytes.len() - r.at));
+    }
+    Ok(mutations)
+}
+
+fn decode_commit(bytes: &[u8], session: BrokerSession) -> Result<FlushCommit, String> {
+    let mut r = Reader { bytes, at: 1 };
     let object_key = String::from_utf8(r.bytes()?.to_vec())
         .map_err(|_| "object key is not UTF-8".to_string())?;
     let object_size = r.u64()?;
@@ -290,11 +424,73 @@ mod tests {
             )
     }
 
+    fn index_entry() -> impl Strategy<Value = IndexEntry> {
+        (
+            partition(),
+            any::<i64>(),
+            any::<i64>(),
+            "[a-z0-9/._-]{0,40}",
+            any::<u64>(),
+            any::<u64>(),
+            any::<i64>(),
+        )
+            .prop_map(|(tp, base, last, key, position, length, ts)| IndexEntry {
+                topic_partition: tp,
+                base_offset: base,
+                last_offset: last,
+                object_key: key,
+                position,
+                length,
+                max_timestamp: ts,
+            })
+    }
+
+    fn mutation() -> impl Strategy<Value = Mutation> {
+        let summary =
+            (partition(), prop::array::uniform6(any::<i64>())).prop_map(|(tp, v)| IndexSegment {
+                topic_partition: tp,
+                segment: v[0],
+                base_offset: v[1],
+                last_offset: v[2],
+                entries: v[3],
+                bytes: v[4],
+                max_timestamp: v[5],
+            });
+        prop_oneof![
+            (partition(), any::<i64>()).prop_map(|(tp, offset)| Mutation::LogStart { tp, offset }),
+            (partition(), any::<i64>(), any::<i64>())
+                .prop_map(|(tp, segment, at)| Mutation::DropSegment { tp, segment, at }),
+            (index_entry(), any::<i64>())
+                .prop_map(|(entry, at)| Mutation::DeleteEntry { entry, at }),
+            (index_entry(), any::<i64>())
+                .prop_map(|(entry, at)| Mutation::DeleteReference { entry, at }),
+            (index_entry(), any::<i64>())
+                .prop_map(|(entry, at)| Mutation::WriteEntry { entry, at }),
+            (summary, any::<i64>())
+                .prop_map(|(summary, at)| Mutation::WriteSummary { summary, at }),
+        ]
+    }
+
     proptest! {
+        #[test]
+        fn a_rewrite_reads_back_as_written(mutations in prop::collection::vec(mutation(), 0..12)) {
+            let bytes = encode_rewrite(&mutations);
+            prop_assert_eq!(decode(&bytes, SESSION), Ok(Record::Rewrite(mutations)));
+        }
+
+        #[test]
+        fn a_cut_or_extended_rewrite_is_refused(mutations in prop::collection::vec(mutation(), 1..6), cut in any::<prop::sample::Index>(), junk in any::<u8>()) {
+            let bytes = encode_rewrite(&mutations);
+            prop_assert!(decode(&bytes[..cut.index(bytes.len())], SESSION).is_err());
+            let mut long = bytes.clone();
+            long.push(junk);
+            prop_assert!(decode(&long, SESSION).is_err());
+        }
+
         #[test]
         fn a_commit_reads_back_as_written(commit in commit()) {
             let bytes = encode(&commit).expect("encodable");
-            prop_assert_eq!(decode(&bytes, SESSION), Ok(commit));
+            prop_assert_eq!(decode(&bytes, SESSION), Ok(Record::Commit(commit)));
         }
 
         #[test]

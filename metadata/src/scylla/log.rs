@@ -19,11 +19,12 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use super::apply::{self, ApplyPlan};
 use super::cql::{self, Statement};
 use super::decide::{self, AppendOutcome, AppendStep, JournalAppend, LwtAnswer};
-use super::entry;
+use super::entry::{self, Record};
 use super::exec::{Lwt, Values, binds};
+use super::rewrite;
 use super::store::{Journal, Led, META_PRODUCER_IDS, ScyllaStore, partition_exists};
 use super::topics::leader_of;
-use crate::commit_rules::check_flush_commit;
+use crate::commit_rules::{check_flush_commit, check_index_swap};
 use crate::model::{
     FlushCommit, IndexEntry, IndexSegment, ProducerBatch, ProducerState, TopicPartition, Uuid,
 };
@@ -109,7 +110,7 @@ impl ScyllaStore {
         Ok(segments)
     }
 
-    async fn segment_entries(
+    pub(super) async fn segment_entries(
         &self,
         tp: TopicPartition,
         segment: i64,
@@ -153,7 +154,9 @@ impl ScyllaStore {
             };
             summaries.insert(tp, known);
         }
-        let ApplyPlan { writes, updates } = apply::plan_apply(commit, &mut summaries)?;
+        let ApplyPlan {
+            writes, updates, ..
+        } = apply::plan_apply(commit, &mut summaries)?;
         run_writes(self, writes).await?;
         if let Some(led) = led {
             for (tp, next_offset, last_segment) in updates {
@@ -164,6 +167,44 @@ impl ScyllaStore {
             }
         }
         Ok(())
+    }
+
+    /// Applies one committed journal record: a flush commit, or an index
+    /// rewrite's mutations (each at its own write time, so a second or late
+    /// apply changes nothing). A rewrite leaves the writer's cached segment
+    /// summaries of its partitions to be read again.
+    pub(super) async fn apply_record(
+        &self,
+        record: &Record,
+        led: Option<&mut HashMap<TopicPartition, Led>>,
+    ) -> Result<()> {
+        match record {
+            Record::Commit(commit) => self.apply_commit(commit, led).await,
+            Record::Rewrite(mutations) => {
+                run_writes(self, rewrite::statements(mutations)?).await?;
+                if let Some(led) = led {
+                    for tp in rewrite::partitions_of(mutations) {
+                        if let Some(l) = led.get_mut(&tp) {
+                            l.last_segment = None;
+                        }
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// `settle`, forgetting the journal when the session has ended.
+    pub(super) async fn settle_or_forget(
+        &self,
+        journal: &mut Journal,
+        session: crate::model::BrokerSession,
+    ) -> Result<()> {
+        let settled = self.settle(journal, session).await;
+        if matches!(settled, Err(Error::SessionFenced(_))) {
+            self.forget_journal(session);
+        }
+        settled
     }
 
     /// Brings `journal` up to date with the store: learns the head if it is
@@ -198,16 +239,59 @@ impl ScyllaStore {
                 .await?;
             for (seq, bytes, _) in rows {
                 let Some(bytes) = bytes else { continue };
-                let commit = entry::decode(&bytes, session).map_err(|e| {
+                let record = entry::decode(&bytes, session).map_err(|e| {
                     Error::Backend(format!("journal entry {seq} of {session}: {e}"))
                 })?;
-                self.apply_commit(&commit, Some(&mut journal.led)).await?;
+                self.apply_record(&record, Some(&mut journal.led)).await?;
                 journal.untrimmed.push(seq);
             }
             journal.applied = head;
         }
         journal.head = Some(head);
         Ok(())
+    }
+
+    /// `tp` as `session` leads it at `epoch` (read from the store when this
+    /// process did not claim it); `Fenced` otherwise. The caller has checked
+    /// that the partition exists.
+    pub(super) async fn check_leads<'j>(
+        &self,
+        journal: &'j mut Journal,
+        session: crate::model::BrokerSession,
+        tp: TopicPartition,
+        epoch: i32,
+    ) -> Result<&'j Led> {
+        if let Entry::Vacant(slot) = journal.led.entry(tp) {
+            // Not claimed through this process: read what the store says.
+            let leaders = self.leader_rows(tp.topic_id).await?;
+            let (current, leader) = leaders
+                .get(&tp.partition)
+                .map(|&(_, epoch, node, inc)| (epoch.unwrap_or(0), leader_of(node, inc)))
+                .unwrap_or((0, None));
+            if current != epoch || leader != Some(session) {
+                return Err(Error::Fenced {
+                    topic_partition: tp,
+                    expected: epoch,
+                    current,
+                });
+            }
+            let offsets = self.offset_rows(tp.topic_id).await?;
+            let next_offset = offsets.get(&tp.partition).map_or(0, |&(_, next)| next);
+            slot.insert(Led {
+                leader_epoch: current,
+                next_offset,
+                last_segment: None,
+            });
+        }
+        let led = &journal.led[&tp];
+        if led.leader_epoch != epoch {
+            return Err(Error::Fenced {
+                topic_partition: tp,
+                expected: epoch,
+                current: led.leader_epoch,
+            });
+        }
+        Ok(led)
     }
 
     /// The checks a commit passes before its append: every partition led
@@ -222,36 +306,7 @@ impl ScyllaStore {
             if !partition_exists(&topics, tp) {
                 return Err(Error::UnknownTopic(format!("topic_partition={tp}")));
             }
-            if let Entry::Vacant(slot) = journal.led.entry(tp) {
-                // Not claimed through this process: read what the store says.
-                let leaders = self.leader_rows(tp.topic_id).await?;
-                let (current, leader) = leaders
-                    .get(&tp.partition)
-                    .map(|&(_, epoch, node, inc)| (epoch.unwrap_or(0), leader_of(node, inc)))
-                    .unwrap_or((0, None));
-                if current != epoch || leader != Some(session) {
-                    return Err(Error::Fenced {
-                        topic_partition: tp,
-                        expected: epoch,
-                        current,
-                    });
-                }
-                let offsets = self.offset_rows(tp.topic_id).await?;
-                let next_offset = offsets.get(&tp.partition).map_or(0, |&(_, next)| next);
-                slot.insert(Led {
-                    leader_epoch: current,
-                    next_offset,
-                    last_segment: None,
-                });
-            }
-            let led = &journal.led[&tp];
-            if led.leader_epoch != epoch {
-                return Err(Error::Fenced {
-                    topic_partition: tp,
-                    expected: epoch,
-                    current: led.leader_epoch,
-                });
-            }
+            let led = self.check_leads(journal, session, tp, epoch).await?;
             let next = *expected_next.entry(tp).or_insert(led.next_offset);
             if e.base_offset != next {
                 return Err(Error::OffsetMismatch {
@@ -270,18 +325,29 @@ impl ScyllaStore {
         let session = commit.session;
         let journal = self.journal(session);
         let mut journal = journal.lock().await;
-        if let Err(e) = self.settle(&mut journal, session).await {
-            if matches!(e, Error::SessionFenced(_)) {
-                self.forget_journal(session);
-            }
-            return Err(e);
-        }
+        self.settle_or_forget(&mut journal, session).await?;
         self.check_against_store(&commit, &mut journal).await?;
+        let token = commit.object_key.clone();
+        self.append_record(&mut journal, session, token, bytes, &Record::Commit(commit))
+            .await
+    }
+
+    /// Appends `record` (encoded as `bytes`) to the settled `journal` of
+    /// `session` with one conditional batch, settles an uncertain answer by
+    /// reading back `token`, and applies the record once committed.
+    pub(super) async fn append_record(
+        &self,
+        journal: &mut Journal,
+        session: crate::model::BrokerSession,
+        token: String,
+        bytes: Vec<u8>,
+        record: &Record,
+    ) -> Result<()> {
         let head = journal.head.expect("settled");
         let append = JournalAppend {
             session,
             seq: head + 1,
-            token: commit.object_key.clone(),
+            token,
         };
         let batch = apply::journal_batch(&append, head, bytes, &journal.untrimmed);
         let answer = match self.cql().lwt_batch(&batch).await? {
@@ -309,7 +375,7 @@ impl ScyllaStore {
                 journal.untrimmed.clear();
                 let mut tries = 0;
                 loop {
-                    match self.apply_commit(&commit, Some(&mut journal.led)).await {
+                    match self.apply_record(record, Some(&mut journal.led)).await {
                         Ok(()) => {
                             journal.applied = append.seq;
                             journal.untrimmed.push(append.seq);
@@ -337,12 +403,10 @@ impl ScyllaStore {
                 append.seq
             ))),
             AppendOutcome::Fenced => {
-                drop(journal);
                 self.forget_journal(session);
                 Err(Error::SessionFenced(session))
             }
             AppendOutcome::Unknown => {
-                drop(journal);
                 self.forget_journal(session);
                 Err(Error::Timeout)
             }
@@ -449,30 +513,30 @@ impl LogStore for ScyllaStore {
             .map_err(|e| Error::Backend(format!("commit task failed: {e}")))?
     }
 
-    /// Not on ScyllaDB yet: a log start must be fenced like a flush, which
-    /// means a new journal record form (docs/design/0009, §1) that has not
-    /// been built. Refused, so that retention and DeleteRecords fail loudly
-    /// instead of moving a log start another leader would not see.
+    /// A cut recorded in the session's journal (`index_rewrites`), in a
+    /// task of its own like a commit.
     async fn advance_log_start(
         &self,
-        _session: crate::model::BrokerSession,
+        session: crate::model::BrokerSession,
         tp: TopicPartition,
-        _leader_epoch: i32,
-        _offset: i64,
+        leader_epoch: i32,
+        offset: i64,
     ) -> Result<i64> {
-        Err(Error::Backend(format!(
-            "moving the log start of {tp} is not supported on ScyllaDB yet (docs/design/0009)"
-        )))
+        let task = tokio::spawn(
+            self.clone()
+                .cut_in_journal(session, tp, leader_epoch, offset),
+        );
+        task.await
+            .map_err(|e| Error::Backend(format!("log start task failed: {e}")))?
     }
 
-    /// Not on ScyllaDB yet, for the same reason as `advance_log_start`
-    /// (docs/design/0009, §3): refused, so the compactor leaves the
-    /// partition as it is.
+    /// A swap recorded in the session's journal (`index_rewrites`), in a
+    /// task of its own like a commit.
     async fn swap_index_entries(&self, swap: &crate::model::IndexSwap) -> Result<()> {
-        Err(Error::Backend(format!(
-            "index swaps of {} are not supported on ScyllaDB yet (docs/design/0009)",
-            swap.topic_partition
-        )))
+        check_index_swap(swap)?;
+        let task = tokio::spawn(self.clone().swap_in_journal(swap.clone()));
+        task.await
+            .map_err(|e| Error::Backend(format!("index swap task failed: {e}")))?
     }
 
     async fn index_entries(

@@ -5,11 +5,14 @@
 //! - `decide`: what to do with an LWT's answer or a SERIAL read-back, as
 //!   pure functions tested alone and under random interleavings;
 //! - `entry`: a journal entry's bytes;
+//! - `rewrite`: what a retention cut or an index swap writes, and the
+//!   logical write times that order index changes (design 0009);
 //! - `session`: the driver session, schema creation and prepared statements.
 //!
-//! The `MetadataStore` implementation on top is still to come;
-//! docs/design/0008-scylla-schema.md is the plan, with the conditional
-//! writes every seam operation costs.
+//! The `MetadataStore` implementation on top (`store`, `log`, `topics`,
+//! `registry`, `groups`, `index_rewrites`) follows
+//! docs/design/0008-scylla-schema.md, with the conditional writes every
+//! seam operation costs.
 
 pub mod apply;
 pub mod config;
@@ -19,8 +22,10 @@ pub mod entry;
 pub mod exec;
 mod failures;
 mod groups;
+mod index_rewrites;
 mod log;
 mod registry;
+pub mod rewrite;
 pub mod session;
 pub mod store;
 #[cfg(test)]

@@ -328,10 +328,10 @@ impl ScyllaStore {
         let mut seqs = Vec::with_capacity(rows.len());
         for (seq, bytes, _token) in rows {
             let Some(bytes) = bytes else { continue };
-            let commit = entry::decode(&bytes, ended).map_err(|e| {
+            let record = entry::decode(&bytes, ended).map_err(|e| {
                 Error::Backend(format!("journal entry {seq} of session {ended}: {e}"))
             })?;
-            self.apply_commit(&commit, None).await?;
+            self.apply_record(&record, None).await?;
             seqs.push(seq);
         }
         tracing::info!(session = %ended, entries = seqs.len(), "applied an ended session's journal");
