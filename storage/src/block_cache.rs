@@ -14,7 +14,7 @@
 //! (`get_span`): a consumer catching up reads ahead in large requests
 //! instead of one request per entry.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,6 +22,13 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 
 use crate::{ObjectStore, Result};
+
+mod cursors;
+use cursors::{Cursor, Parked};
+
+/// Streams parked between fetches, at most (one per partition a lagging
+/// consumer reads, about).
+const MAX_PARKED: usize = 256;
 
 type Key = (String, u64, u64);
 
@@ -49,9 +56,11 @@ struct State {
 pub struct BlockCache {
     max_bytes: usize,
     state: Mutex<State>,
+    parked: Mutex<Parked>,
     hits: AtomicU64,
     misses: AtomicU64,
     read_ahead: AtomicU64,
+    resumed: AtomicU64,
 }
 
 /// Counters of a block cache, for tests and stats lines.
@@ -67,6 +76,10 @@ pub struct BlockCacheStats {
     pub hits: u64,
     /// Reads that went to the object store.
     pub misses: u64,
+    /// Span reads that went on with a stream a read before them parked
+    /// (no new request), and the streams parked now.
+    pub resumed_streams: u64,
+    pub parked_streams: usize,
 }
 
 impl BlockCache {
@@ -74,9 +87,13 @@ impl BlockCache {
         BlockCache {
             max_bytes,
             state: Mutex::new(State::default()),
+            // What parked streams received and nobody read yet: an eighth
+            // of the cache (a chunk or so each, from S3).
+            parked: Mutex::new(Parked::new(MAX_PARKED, max_bytes / 8)),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             read_ahead: AtomicU64::new(0),
+            resumed: AtomicU64::new(0),
         }
     }
 
@@ -89,6 +106,8 @@ impl BlockCache {
             bytes: s.bytes,
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
+            resumed_streams: self.resumed.load(Ordering::Relaxed),
+            parked_streams: self.parked.lock().expect("parked lock").len(),
         }
     }
 
@@ -157,7 +176,7 @@ impl BlockCache {
         // any of those blocks wait for this one request.
         let mut claim = SpanClaim {
             cache: self,
-            blocks: Vec::new(),
+            blocks: VecDeque::new(),
         };
         {
             let mut s = self.state.lock().expect("block cache lock");
@@ -187,39 +206,41 @@ impl BlockCache {
                     .try_lock_owned()
                     .expect("a new slot is unlocked");
                 s.in_flight.insert(k.clone(), slot.clone());
-                claim.blocks.push((k, slot, guard, i >= needed));
+                claim.blocks.push_back((k, slot, guard, i >= needed));
             }
         }
-        if let (Some(first), Some(last)) = (claim.blocks.first(), claim.blocks.last()) {
-            let whole = first.0.1..last.0.2;
+        if let Some(first) = claim.blocks.front() {
+            // One streamed read from the first claimed block to the end of
+            // the span: claimed blocks are pulled from it, and what is left
+            // is parked for the reader's next fetch.
+            let stream_end = blocks[blocks.len() - 1].end;
             let offset = results.len();
-            self.misses.fetch_add(1, Ordering::Relaxed);
-            let mut fetched = store.get_range(key, whole.clone()).await.map_err(Some);
-            let mut s = self.state.lock().expect("block cache lock");
-            for (i, (k, slot, mut guard, ahead)) in claim.blocks.drain(..).enumerate() {
+            let mut reading = Reading {
+                cursor: self
+                    .parked
+                    .lock()
+                    .expect("parked lock")
+                    .take(key, first.0.1),
+                resumed: false,
+                error: None,
+            };
+            if reading.cursor.is_some() {
+                reading.resumed = true;
+                self.resumed.fetch_add(1, Ordering::Relaxed);
+            }
+            let mut i = 0;
+            // A claimed block stays in the claim while it is read, so that
+            // a read dropped midway gives it back.
+            while let Some((k, ..)) = claim.blocks.front() {
+                let (start, end) = (k.1, k.2);
+                let block = self
+                    .read_block(store, key, &mut reading, start..end, stream_end)
+                    .await
+                    .and_then(|block| verify(offset + i, &block).map(|()| block));
+                let (k, slot, mut guard, ahead) =
+                    claim.blocks.pop_front().expect("the front block");
+                let mut s = self.state.lock().expect("block cache lock");
                 s.release(&k, &slot);
-                let block = match &mut fetched {
-                    Ok(bytes) if bytes.len() as u64 == whole.end - whole.start => {
-                        let at = (k.1 - whole.start) as usize..(k.2 - whole.start) as usize;
-                        // Copied out: a slice would keep the whole span
-                        // alive while the cache counts one block of it.
-                        let block = if at.len() == bytes.len() {
-                            bytes.clone()
-                        } else {
-                            Bytes::copy_from_slice(&bytes[at])
-                        };
-                        verify(offset + i, &block).map(|()| block)
-                    }
-                    Ok(bytes) => Err(crate::Error::CorruptObject(format!(
-                        "key={key} range={whole:?}: read {} bytes",
-                        bytes.len()
-                    ))),
-                    // The store's error for the first block; a reader stops
-                    // at it, so the others only say that they were not read.
-                    Err(e) => Err(e.take().unwrap_or_else(|| {
-                        crate::Error::Io(format!("key={key} range={whole:?}: not read"))
-                    })),
-                };
                 let kept = match &block {
                     // Waiters take the bytes from the slot; a failed block
                     // leaves it empty, and each waiter tries on its own.
@@ -232,9 +253,14 @@ impl BlockCache {
                 if ahead && !kept {
                     s.unread_ahead -= (k.2 - k.1) as usize;
                 }
+                drop(s);
                 if offset + i < needed {
                     results.push(block);
                 }
+                i += 1;
+            }
+            if let (Some(cursor), None) = (reading.cursor, &reading.error) {
+                self.parked.lock().expect("parked lock").park(key, cursor);
             }
         }
         for (i, range) in blocks.iter().enumerate().take(needed).skip(results.len()) {
@@ -247,13 +273,73 @@ impl BlockCache {
     }
 }
 
+/// The stream a span read pulls its blocks from.
+struct Reading {
+    cursor: Option<Cursor>,
+    /// The cursor was parked by an earlier read (it may have gone stale).
+    resumed: bool,
+    /// Set once a block could not be read: the blocks after it are not.
+    error: Option<String>,
+}
+
+impl BlockCache {
+    /// The bytes of `block` from `reading`'s stream, opening one from the
+    /// block to `stream_end` when there is none or it ends before the
+    /// block. A parked stream that fails (the server closed it while it
+    /// waited) is replaced by a new one, once.
+    async fn read_block(
+        &self,
+        store: &dyn ObjectStore,
+        key: &str,
+        reading: &mut Reading,
+        block: Range<u64>,
+        stream_end: u64,
+    ) -> Result<Bytes> {
+        if let Some(why) = &reading.error {
+            return Err(crate::Error::Io(format!(
+                "key={key} range={block:?}: not read ({why})"
+            )));
+        }
+        let len = (block.end - block.start) as usize;
+        loop {
+            let cursor = match &mut reading.cursor {
+                Some(c) if c.position == block.start && c.end >= block.end => c,
+                _ => {
+                    self.misses.fetch_add(1, Ordering::Relaxed);
+                    reading.resumed = false;
+                    match Cursor::open(store, key, block.start..stream_end.max(block.end)).await {
+                        Ok(c) => reading.cursor.insert(c),
+                        Err(e) => {
+                            reading.cursor = None;
+                            reading.error = Some(e.to_string());
+                            return Err(e);
+                        }
+                    }
+                }
+            };
+            match cursor.read(key, len).await {
+                Ok(bytes) => return Ok(bytes),
+                Err(e) => {
+                    reading.cursor = None;
+                    if std::mem::take(&mut reading.resumed) {
+                        tracing::debug!(key, error = %e, "a parked read failed; reading afresh");
+                        continue;
+                    }
+                    reading.error = Some(e.to_string());
+                    return Err(e);
+                }
+            }
+        }
+    }
+}
+
 /// Blocks a span read claimed: a read dropped before its answer (a Fetch
 /// that was answered or cancelled meanwhile) gives back their slots and
 /// their read-ahead reservation, so neither leaks.
 struct SpanClaim<'a> {
     cache: &'a BlockCache,
     /// (block, its slot, the slot's lock, read ahead)
-    blocks: Vec<(Key, Slot, tokio::sync::OwnedMutexGuard<Option<Bytes>>, bool)>,
+    blocks: VecDeque<(Key, Slot, tokio::sync::OwnedMutexGuard<Option<Bytes>>, bool)>,
 }
 
 type Slot = Arc<tokio::sync::Mutex<Option<Bytes>>>;
@@ -653,5 +739,96 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(cache.stats().read_ahead_wasted_bytes, 0);
+    }
+
+    /// A memory store whose streamed reads come in 3-byte chunks, counted;
+    /// streams opened before `broken_before` fail on their next pull (a
+    /// server that closed a connection while it was parked).
+    struct Chunked {
+        inner: MemoryStore,
+        opened: std::sync::Arc<AtomicUsize>,
+        broken_before: std::sync::Arc<AtomicUsize>,
+    }
+
+    #[async_trait]
+    impl ObjectStore for Chunked {
+        async fn put(&self, key: &str, bytes: Bytes) -> Result<()> {
+            self.inner.put(key, bytes).await
+        }
+        async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
+            self.inner.get_range(key, range).await
+        }
+        async fn get_range_stream(
+            &self,
+            key: &str,
+            range: Range<u64>,
+        ) -> Result<crate::ByteChunks> {
+            let bytes = self.inner.get_range(key, range).await?;
+            let generation = self.opened.fetch_add(1, Ordering::SeqCst);
+            let broken = self.broken_before.clone();
+            let chunks: Vec<Bytes> = bytes.chunks(3).map(Bytes::copy_from_slice).collect();
+            Ok(Box::pin(futures::StreamExt::map(
+                futures::stream::iter(chunks),
+                move |c| {
+                    if generation < broken.load(Ordering::SeqCst) {
+                        Err(crate::Error::Unavailable("connection closed".into()))
+                    } else {
+                        Ok(c)
+                    }
+                },
+            )))
+        }
+        async fn get(&self, key: &str) -> Result<Bytes> {
+            self.inner.get(key).await
+        }
+        async fn delete(&self, key: &str) -> Result<()> {
+            self.inner.delete(key).await
+        }
+        async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+            self.inner.list(prefix).await
+        }
+    }
+
+    #[tokio::test]
+    async fn the_next_read_of_a_span_goes_on_with_the_parked_stream() {
+        let store = Chunked {
+            inner: MemoryStore::new(),
+            opened: Default::default(),
+            broken_before: Default::default(),
+        };
+        let object: Vec<u8> = (0..40u8).collect();
+        store.put("s", Bytes::from(object.clone())).await.unwrap();
+        let blocks: Vec<Range<u64>> = (0..10).map(|i| i * 4..i * 4 + 4).collect();
+        let expect = |from: usize, n: usize| -> Vec<Vec<u8>> {
+            (from..from + n)
+                .map(|i| object[i * 4..i * 4 + 4].to_vec())
+                .collect()
+        };
+        let read = |results: Vec<Result<Bytes>>| -> Vec<Vec<u8>> {
+            results.into_iter().map(|r| r.unwrap().to_vec()).collect()
+        };
+        // 16 bytes of cache: two blocks read ahead at most.
+        let cache = BlockCache::new(16);
+        let first = cache.get_span(&store, "s", &blocks, 2, |_, _| Ok(())).await;
+        assert_eq!(read(first), expect(0, 2));
+        assert_eq!(store.opened.load(Ordering::SeqCst), 1);
+        assert_eq!(cache.stats().parked_streams, 1);
+        // Blocks 2 and 3 were read ahead; 4 and 5 come from the stream.
+        let second = cache
+            .get_span(&store, "s", &blocks[2..], 4, |_, _| Ok(()))
+            .await;
+        assert_eq!(read(second), expect(2, 4));
+        let stats = cache.stats();
+        assert_eq!(store.opened.load(Ordering::SeqCst), 1, "one request so far");
+        assert_eq!((stats.resumed_streams, stats.misses), (1, 1));
+        // The server closes the parked stream: read afresh, once.
+        store.broken_before.store(1, Ordering::SeqCst);
+        let third = cache
+            .get_span(&store, "s", &blocks[6..], 4, |_, _| Ok(()))
+            .await;
+        assert_eq!(read(third), expect(6, 4));
+        assert_eq!(store.opened.load(Ordering::SeqCst), 2);
+        // Spent streams are not parked.
+        assert_eq!(cache.stats().parked_streams, 0);
     }
 }

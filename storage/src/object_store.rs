@@ -28,6 +28,16 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// Reads `range` of the object. Errors with `NotFound` if absent and
     /// `InvalidRange` if the range goes past its end.
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes>;
+    /// Reads `range` of the object as it arrives: chunks in order, of any
+    /// size, that add up to the range (a stream that ends short is the
+    /// reader's error to find). Errors like `get_range`, at the start or as
+    /// the stream's item. A reader may stop pulling for a while (the block
+    /// cache parks a stream between a consumer's fetches) or drop it. The
+    /// default reads the range whole, as one chunk.
+    async fn get_range_stream(&self, key: &str, range: Range<u64>) -> Result<ByteChunks> {
+        let bytes = self.get_range(key, range).await?;
+        Ok(Box::pin(futures::stream::once(async move { Ok(bytes) })))
+    }
     /// Reads a whole object.
     async fn get(&self, key: &str) -> Result<Bytes>;
     /// Deletes an object; deleting an absent key succeeds.
@@ -58,6 +68,12 @@ pub trait ObjectStore: Send + Sync + 'static {
         self.put(key, object.freeze()).await
     }
 }
+
+/// A ranged read delivered as it arrives (`ObjectStore::get_range_stream`).
+pub type ByteChunks = futures::stream::BoxStream<'static, Result<Bytes>>;
+
+/// Chunks a local file range is read in.
+const FILE_CHUNK: u64 = 1 << 20;
 
 /// The parts of a streamed object write, then `None` to complete it.
 pub type PartReceiver = tokio::sync::mpsc::UnboundedReceiver<Option<Bytes>>;
@@ -157,6 +173,45 @@ impl ObjectStore for LocalDirStore {
             fsync_dir(&dir).map_err(|e| Error::io(format!("fsync dir key={key}"), e))
         })
         .await
+    }
+
+    /// A chunk at a time, each read when pulled, from a file opened once.
+    async fn get_range_stream(&self, key: &str, range: Range<u64>) -> Result<ByteChunks> {
+        let path = self.path_of(key)?;
+        let key = key.to_string();
+        let opened = {
+            let (key, range) = (key.clone(), range.clone());
+            blocking(move || {
+                let file = std::fs::File::open(&path).map_err(|e| not_found_or(key.clone(), e))?;
+                let size = file
+                    .metadata()
+                    .map_err(|e| Error::io(format!("stat key={key}"), e))?
+                    .len();
+                if range.start > range.end || range.end > size {
+                    return Err(Error::InvalidRange { key, range, size });
+                }
+                Ok(std::sync::Arc::new(file))
+            })
+            .await?
+        };
+        let chunks = futures::stream::try_unfold(range.start, move |at| {
+            let (file, key, end) = (opened.clone(), key.clone(), range.end);
+            async move {
+                if at >= end {
+                    return Ok(None);
+                }
+                let len = FILE_CHUNK.min(end - at);
+                let chunk = blocking(move || {
+                    let mut buf = vec![0; len as usize];
+                    std::os::unix::fs::FileExt::read_exact_at(&*file, &mut buf, at)
+                        .map_err(|e| Error::io(format!("read key={key}"), e))?;
+                    Ok(Bytes::from(buf))
+                })
+                .await?;
+                Ok(Some((chunk, at + len)))
+            }
+        });
+        Ok(Box::pin(chunks))
     }
 
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {

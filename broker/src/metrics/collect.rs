@@ -294,6 +294,20 @@ impl Collector for BrokerState {
             None,
             log.read_ahead_wasted_bytes,
         )?;
+        counter(
+            e,
+            "read_streams_resumed",
+            "Reads of older data that went on with a streamed GET an earlier read parked, without a new request",
+            None,
+            log.read_streams_resumed,
+        )?;
+        gauge(
+            e,
+            "read_streams_parked",
+            "Streamed GETs of older data kept open for the reader's next fetch",
+            None,
+            log.read_streams_parked as i64,
+        )?;
         family(
             e,
             "cache",

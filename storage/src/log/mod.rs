@@ -272,6 +272,8 @@ impl Log {
             block_cache_misses: block_cache.misses,
             read_ahead_bytes: block_cache.read_ahead_bytes,
             read_ahead_wasted_bytes: block_cache.read_ahead_wasted_bytes,
+            read_streams_resumed: block_cache.resumed_streams,
+            read_streams_parked: block_cache.parked_streams as u64,
             block_cache_bytes: block_cache.bytes as u64,
             buffer_bytes: max.saturating_sub(inner.buffer_room.available_permits() as u64),
             buffer_max_bytes: max,

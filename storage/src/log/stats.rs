@@ -65,6 +65,10 @@ pub struct LogStatsSnapshot {
     /// Bytes read ahead into the block cache, and the part evicted unread.
     pub read_ahead_bytes: u64,
     pub read_ahead_wasted_bytes: u64,
+    /// Span reads that went on with a stream parked by the read before
+    /// them (no new GET), and the streams parked now.
+    pub read_streams_resumed: u64,
+    pub read_streams_parked: u64,
     /// Bytes held now.
     pub buffer_bytes: u64,
     pub buffer_max_bytes: u64,

@@ -41,7 +41,7 @@ use aws_sdk_s3::types::ChecksumAlgorithm;
 use bytes::Bytes;
 use tokio::sync::Semaphore;
 
-use crate::object_store::PartReceiver;
+use crate::object_store::{ByteChunks, PartReceiver};
 use crate::{Error, ObjectStore, Result};
 
 pub use multipart::MIN_PART_SIZE;
@@ -438,6 +438,89 @@ impl ObjectStore for S3Store {
             });
         }
         Ok(bytes)
+    }
+
+    /// One GetObject whose body is handed over as it arrives. The request
+    /// holds a permit until its answer's headers; the body then flows at
+    /// the reader's pace (TCP holds what it has not pulled), so a parked
+    /// stream costs a connection, not memory or a permit.
+    async fn get_range_stream(&self, key: &str, range: Range<u64>) -> Result<ByteChunks> {
+        if range.start > range.end {
+            return Err(Error::InvalidRange {
+                key: key.to_string(),
+                range,
+                size: 0,
+            });
+        }
+        if range.is_empty() {
+            return Ok(Box::pin(futures::stream::empty()));
+        }
+        let full = self.full_key(key)?;
+        let started = Instant::now();
+        let result = {
+            let _permit = self.permit().await?;
+            self.client
+                .get_object()
+                .bucket(&self.bucket)
+                .key(&full)
+                .range(format!("bytes={}-{}", range.start, range.end - 1))
+                .send()
+                .await
+        };
+        let output = match result {
+            Ok(output) => output,
+            Err(e) => {
+                self.stats.get.record(started, 0, false);
+                return Err(match status(&e) {
+                    Some(404) => Error::NotFound(key.to_string()),
+                    Some(416) => Error::InvalidRange {
+                        key: key.to_string(),
+                        range,
+                        size: 0,
+                    },
+                    _ => s3_error(format!("get key={full}"), &e),
+                });
+            }
+        };
+        self.stats.get.record(started, 0, true);
+        // A range past the end comes back short (206 with what there is).
+        let wanted = range.end - range.start;
+        if output.content_length().map(|n| n as u64) != Some(wanted) {
+            let size = output
+                .content_range()
+                .and_then(|r| r.rsplit('/').next())
+                .and_then(|total| total.parse::<u64>().ok())
+                .unwrap_or(0);
+            return Err(Error::InvalidRange {
+                key: key.to_string(),
+                range,
+                size,
+            });
+        }
+        let stats = self.stats.clone();
+        let chunks = futures::stream::try_unfold(output.body, move |mut body| {
+            let (stats, full) = (stats.clone(), full.clone());
+            async move {
+                match body.next().await {
+                    None => Ok(None),
+                    Some(Ok(chunk)) => {
+                        stats
+                            .get
+                            .bytes
+                            .fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                        Ok(Some((chunk, body)))
+                    }
+                    Some(Err(e)) => {
+                        stats
+                            .get
+                            .errors
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        Err(Error::Unavailable(format!("s3 get key={full} body: {e}")))
+                    }
+                }
+            }
+        });
+        Ok(Box::pin(chunks))
     }
 
     async fn get(&self, key: &str) -> Result<Bytes> {
