@@ -136,7 +136,8 @@ def test_three_brokers_serve_one_topic_with_leaders_spread(objects, broker_facto
     # Created through broker 1; broker 3 learns of it through the cluster
     # version it watches, not a restart.
     create_topic(b1.bootstrap, topic, partitions=PARTITIONS)
-    wait_for_topic(b3.bootstrap, topic, PARTITIONS, timeout_s=5)
+    # (10 s: a watch interval is far less, but CI's two cores also build.)
+    wait_for_topic(b3.bootstrap, topic, PARTITIONS, timeout_s=10)
     for b in (b1, b2, b3):  # each learns of the others' claims within a watch interval
         cluster.wait_for_leaders(topic, {1, 2, 3}, via=b)
     leaders = cluster.leaders(topic, b2)
@@ -374,7 +375,8 @@ def test_rolling_restart_under_producers_and_a_group_reaches_no_application_erro
         b.stop()  # SIGTERM: hands its partitions over, closes its session
         others = {1, 2, 3} - {node_id}
         via = cluster.brokers[min(others)]
-        cluster.wait_for_leaders(topic, others, via=via, timeout_s=5)
+        # A handover, then the next claim: seconds, even on a loaded machine.
+        cluster.wait_for_leaders(topic, others, via=via, timeout_s=10)
         b.start()
         cluster.wait_for_brokers({1, 2, 3})
         cluster.wait_for_leaders(topic, {1, 2, 3}, via=via)
