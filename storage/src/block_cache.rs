@@ -831,4 +831,30 @@ mod tests {
         // Spent streams are not parked.
         assert_eq!(cache.stats().parked_streams, 0);
     }
+
+    #[tokio::test]
+    async fn a_block_that_is_its_whole_chunk_is_not_copied() {
+        let store = MemoryStore::new();
+        store.put("m", Bytes::from(vec![7u8; 64])).await.unwrap();
+        let object = store.get("m").await.unwrap();
+        let cache = BlockCache::new(1024);
+        let one_block = vec![Range { start: 8, end: 24 }];
+        let got = cache
+            .get_span(&store, "m", &one_block, 1, |_, _| Ok(()))
+            .await;
+        let block = got.into_iter().next().unwrap().unwrap();
+        assert_eq!(
+            block.as_ptr(),
+            object[8..].as_ptr(),
+            "the store's bytes, not a copy"
+        );
+        // A block inside a larger chunk is copied out of it.
+        let cache = BlockCache::new(1024);
+        let got = cache
+            .get_span(&store, "m", &[8..24, 24..40], 1, |_, _| Ok(()))
+            .await;
+        let block = got.into_iter().next().unwrap().unwrap();
+        assert_ne!(block.as_ptr(), object[8..].as_ptr());
+        assert_eq!(block, object.slice(8..24));
+    }
 }

@@ -41,9 +41,13 @@ impl Cursor {
     /// would keep the whole chunk alive while the cache counts the block).
     /// After an error the cursor is no longer where it says: drop it.
     pub async fn read(&mut self, key: &str, len: usize) -> Result<Bytes> {
-        let mut out = BytesMut::with_capacity(len);
+        if len == 0 {
+            return Ok(Bytes::new());
+        }
+        let mut out = BytesMut::new();
         while out.len() < len {
             if self.pending.is_empty() {
+                // (A stream that ended is never polled again.)
                 self.pending = match self.chunks.next().await {
                     Some(chunk) => chunk?,
                     None => {
@@ -54,6 +58,15 @@ impl Cursor {
                         )));
                     }
                 };
+            }
+            // A chunk that is exactly the block (a one-block span from a
+            // file or from memory) is handed over as it is, not copied.
+            if out.is_empty() && self.pending.len() == len {
+                self.position += len as u64;
+                return Ok(std::mem::take(&mut self.pending));
+            }
+            if out.capacity() == 0 {
+                out.reserve(len);
             }
             let take = (len - out.len()).min(self.pending.len());
             out.extend_from_slice(&self.pending.split_to(take));
