@@ -162,14 +162,37 @@ def consumer(bootstrap: str, **extra) -> Consumer:
     return Consumer(conf)
 
 
+# Errors a client sees while a partition has no leader for a moment (a
+# broker just died, restarted or handed it over): retried, as clients do.
+LEADERLESS = {
+    KafkaError._UNKNOWN_PARTITION, KafkaError._TRANSPORT, KafkaError._TIMED_OUT,
+    KafkaError._ALL_BROKERS_DOWN, KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+}
+
+
 def high_watermarks(bootstrap: str, topic: str, partitions: list[int]) -> dict[int, tuple[int, int]]:
-    """partition -> (log_start_offset, high_watermark) via ListOffsets."""
+    """partition -> (log_start_offset, high_watermark) via ListOffsets.
+
+    A partition between leaders answers "Local: Unknown partition" in
+    librdkafka (its metadata lists it with LEADER_NOT_AVAILABLE): asked again
+    until it has a leader, within CLIENT_TIMEOUT_S.
+    """
     c = consumer(bootstrap)
+    deadline = time.monotonic() + CLIENT_TIMEOUT_S
+    out: dict[int, tuple[int, int]] = {}
     try:
-        return {
-            p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=CLIENT_TIMEOUT_S, cached=False)
-            for p in partitions
-        }
+        for p in partitions:
+            while True:
+                try:
+                    out[p] = c.get_watermark_offsets(
+                        TopicPartition(topic, p), timeout=CLIENT_TIMEOUT_S, cached=False)
+                    break
+                except KafkaException as e:
+                    if e.args[0].code() not in LEADERLESS or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
+        return out
     finally:
         c.close()
 
