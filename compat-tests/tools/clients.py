@@ -178,23 +178,25 @@ def high_watermarks(bootstrap: str, topic: str, partitions: list[int]) -> dict[i
     librdkafka (its metadata lists it with LEADER_NOT_AVAILABLE): asked again
     until it has a leader, within CLIENT_TIMEOUT_S.
     """
-    c = consumer(bootstrap)
     deadline = time.monotonic() + CLIENT_TIMEOUT_S
     out: dict[int, tuple[int, int]] = {}
-    try:
-        for p in partitions:
-            while True:
-                try:
-                    out[p] = c.get_watermark_offsets(
-                        TopicPartition(topic, p), timeout=CLIENT_TIMEOUT_S, cached=False)
-                    break
-                except KafkaException as e:
-                    if e.args[0].code() not in LEADERLESS or time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.1)
-        return out
-    finally:
-        c.close()
+    for p in partitions:
+        while True:
+            # A new client each time: one seen to keep "Unknown partition"
+            # for 60 s while every partition had a leader (its cached
+            # metadata, perhaps from a broker that had just started).
+            c = consumer(bootstrap)
+            try:
+                out[p] = c.get_watermark_offsets(
+                    TopicPartition(topic, p), timeout=CLIENT_TIMEOUT_S, cached=False)
+                break
+            except KafkaException as e:
+                if e.args[0].code() not in LEADERLESS or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+            finally:
+                c.close()
+    return out
 
 
 def read_partitions(
