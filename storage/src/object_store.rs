@@ -126,6 +126,19 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
         .map_err(|e| Error::Io(format!("blocking task failed: {e}")))?
 }
 
+/// The object file at `path`, once `range` is found within it.
+fn open_range(path: &Path, key: String, range: Range<u64>) -> Result<std::fs::File> {
+    let file = std::fs::File::open(path).map_err(|e| not_found_or(key.clone(), e))?;
+    let size = file
+        .metadata()
+        .map_err(|e| Error::io(format!("stat key={key}"), e))?
+        .len();
+    if range.start > range.end || range.end > size {
+        return Err(Error::InvalidRange { key, range, size });
+    }
+    Ok(file)
+}
+
 #[async_trait]
 impl ObjectStore for LocalDirStore {
     async fn put(&self, key: &str, bytes: Bytes) -> Result<()> {
@@ -181,18 +194,7 @@ impl ObjectStore for LocalDirStore {
         let key = key.to_string();
         let opened = {
             let (key, range) = (key.clone(), range.clone());
-            blocking(move || {
-                let file = std::fs::File::open(&path).map_err(|e| not_found_or(key.clone(), e))?;
-                let size = file
-                    .metadata()
-                    .map_err(|e| Error::io(format!("stat key={key}"), e))?
-                    .len();
-                if range.start > range.end || range.end > size {
-                    return Err(Error::InvalidRange { key, range, size });
-                }
-                Ok(std::sync::Arc::new(file))
-            })
-            .await?
+            blocking(move || open_range(&path, key, range).map(std::sync::Arc::new)).await?
         };
         let chunks = futures::stream::try_unfold(range.start, move |at| {
             let (file, key, end) = (opened.clone(), key.clone(), range.end);
@@ -219,14 +221,7 @@ impl ObjectStore for LocalDirStore {
         let key = key.to_string();
         blocking(move || {
             use std::io::{Read, Seek};
-            let file = std::fs::File::open(&path).map_err(|e| not_found_or(key.clone(), e))?;
-            let size = file
-                .metadata()
-                .map_err(|e| Error::io(format!("stat key={key}"), e))?
-                .len();
-            if range.start > range.end || range.end > size {
-                return Err(Error::InvalidRange { key, range, size });
-            }
+            let file = open_range(&path, key.clone(), range.clone())?;
             // `read_to_end` fills spare capacity without zeroing it first.
             let len = range.end - range.start;
             let mut buf = Vec::with_capacity(len as usize);

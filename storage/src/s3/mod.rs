@@ -246,11 +246,7 @@ impl S3Store {
                 });
             }
         };
-        let size = output
-            .content_range()
-            .and_then(|r| r.rsplit('/').next())
-            .and_then(|total| total.parse::<u64>().ok())
-            .unwrap_or(0);
+        let size = object_size(output.content_range());
         match output.body.collect().await {
             Ok(body) => {
                 let bytes = body.into_bytes();
@@ -263,6 +259,14 @@ impl S3Store {
             }
         }
     }
+}
+
+/// The object's size from a GET's Content-Range (`bytes a-b/size`), else 0.
+fn object_size(content_range: Option<&str>) -> u64 {
+    content_range
+        .and_then(|r| r.rsplit('/').next())
+        .and_then(|total| total.parse::<u64>().ok())
+        .unwrap_or(0)
 }
 
 impl S3Store {
@@ -486,11 +490,7 @@ impl ObjectStore for S3Store {
         // A range past the end comes back short (206 with what there is).
         let wanted = range.end - range.start;
         if output.content_length().map(|n| n as u64) != Some(wanted) {
-            let size = output
-                .content_range()
-                .and_then(|r| r.rsplit('/').next())
-                .and_then(|total| total.parse::<u64>().ok())
-                .unwrap_or(0);
+            let size = object_size(output.content_range());
             return Err(Error::InvalidRange {
                 key: key.to_string(),
                 range,
