@@ -56,6 +56,7 @@ REQUIREMENTS="$REPO_ROOT/compat-tests/requirements.txt"
 STAMP="$VENV/.requirements.sha256"
 JUNIT_XML="$CARGO_TARGET_DIR/compat-tests-junit.xml"
 JUNIT_XML_AGAIN="$CARGO_TARGET_DIR/compat-tests-compaction-junit.xml"
+RDKAFKA_SUMMARY="$CARGO_TARGET_DIR/librdkafka-suite-summary.txt"
 
 SCRIPT_START=$(date +%s)
 declare -a SUMMARY=()
@@ -220,11 +221,12 @@ run_compat() {
 run_rdkafka_suite() {
     local bin="$CARGO_TARGET_DIR/release/lightstream" tests_dir
     cargo build --release -p broker || return $?
+    rm -f "$RDKAFKA_SUMMARY"
     tests_dir="$(bash "$REPO_ROOT/compat-tests/librdkafka/build.sh" | tail -n 1)" || return $?
     # shellcheck disable=SC2086 # RDKAFKA_SUITE_ARGS is deliberately word-split
     python3 "$REPO_ROOT/compat-tests/librdkafka/suite.py" \
         --tests-dir "$tests_dir" --broker "$bin" \
-        --doc "$REPO_ROOT/docs/compatibility.md" ${RDKAFKA_SUITE_ARGS:-}
+        --doc "$REPO_ROOT/docs/compatibility.md" --summary "$RDKAFKA_SUMMARY" ${RDKAFKA_SUITE_ARGS:-}
 }
 
 # Compat-test counts for the summary, from pytest's JUnit XML, one line per
@@ -291,6 +293,7 @@ for line in "${SUMMARY[@]}"; do
     echo "$line"
 done
 compat_counts
+[[ -f "$RDKAFKA_SUMMARY" ]] && cat "$RDKAFKA_SUMMARY"
 if [[ $FAILED -ne 0 ]]; then
     echo "RESULT: FAILED"
     exit 1

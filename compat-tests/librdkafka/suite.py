@@ -470,6 +470,12 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="the suite's quick mode (-Q): most sub-tests skipped")
     parser.add_argument("--keep", action="store_true", help="keep work directories of passing runs")
     parser.add_argument("--doc", type=Path, default=None, help="write the results into this markdown file")
+    parser.add_argument(
+        "--summary",
+        type=Path,
+        default=None,
+        help="write each pass's counts and every failed test with its reason into this file (for CI's summary)",
+    )
     args = parser.parse_args()
     if args.workdir:
         args.workdir.mkdir(parents=True, exist_ok=True)
@@ -491,10 +497,15 @@ def main() -> int:
     if args.doc:
         write_doc(args.doc, results, args)
     failed = False
+    summary = []
     for name, outcomes in results.items():
         ok, bad, skipped = counts(outcomes)
         failed |= bad > 0
         print(f"{name}: {ok} passed, {bad} failed, {skipped} skipped")
+        summary.append(f"librdkafka {name}: {ok} passed, {bad} failed, {skipped} skipped")
+        summary += [f"  FAILED {o.test} ({o.scenario}): {o.reason[:200]}" for o in outcomes if o.state == "FAILED"]
+    if args.summary:
+        args.summary.write_text("\n".join(summary) + "\n")
     return 1 if failed else 0
 
 
