@@ -6,9 +6,10 @@
 //!
 //! A pass makes at most `object_compaction_max_rewrites_per_pass` rewrites,
 //! one at a time, each at most `object_compaction_max_object_bytes`
-//! (streamed in parts to S3): the object store requests and memory
-//! compaction takes are bounded, and it
-//! yields to the runtime between rewrites so that produce goes first.
+//! (streamed in parts to S3), its requests spaced to at most
+//! `object_compaction_max_requests_per_second`: the object store requests
+//! and memory compaction takes are bounded, and it yields to the runtime
+//! between rewrites so that produce goes first.
 
 use std::sync::Weak;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,6 +46,7 @@ pub fn limits(settings: &Settings) -> CompactionLimits {
         max_entry_bytes: settings.object_compaction_max_entry_bytes,
         max_entry_span_ms: i64::try_from(settings.object_compaction_max_entry_span_ms)
             .unwrap_or(i64::MAX),
+        max_requests_per_second: settings.object_compaction_max_requests_per_second,
     }
 }
 

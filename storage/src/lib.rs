@@ -16,6 +16,7 @@ pub mod log;
 pub mod object_format;
 pub mod object_key;
 pub mod object_store;
+pub mod pacer;
 pub mod s3;
 mod tail_cache;
 pub mod testing;

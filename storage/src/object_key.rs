@@ -1,15 +1,32 @@
-//! Object keys: `<hh>/<uuid v7>.obj`. The UUID is time-ordered and unique
-//! (nothing is ever overwritten); `hh`, its last byte in hex (random bits),
-//! spreads keys over 256 prefixes, because S3 limits request rates per
-//! prefix. The UUID's timestamp tells garbage collection the object's age
-//! without a request.
+//! Object keys: `<hh>/<uuid v7>.obj` for a flush's object and
+//! `<hh>/<uuid v7>.compacted.obj` for object compaction's. The UUID is
+//! time-ordered and unique (nothing is ever overwritten); `hh`, its last
+//! byte in hex (random bits), spreads keys over 256 prefixes, because S3
+//! limits request rates per prefix. The UUID's timestamp tells garbage
+//! collection the object's age without a request; the kind tells the
+//! compactor what it wrote itself (and must not copy again) from a look at
+//! the index.
 
 use uuid::Uuid;
+
+/// The ending of a key that object compaction made.
+const COMPACTED: &str = ".compacted.obj";
 
 /// A fresh key for a flush's object.
 pub fn new_object_key() -> String {
     let id = Uuid::now_v7();
     format!("{:02x}/{}.obj", id.as_bytes()[15], id.simple())
+}
+
+/// A fresh key for an object that compaction writes (one partition's runs).
+pub fn new_compacted_object_key() -> String {
+    let id = Uuid::now_v7();
+    format!("{:02x}/{}{COMPACTED}", id.as_bytes()[15], id.simple())
+}
+
+/// Whether object compaction made the object named `key`.
+pub fn is_compacted_object_key(key: &str) -> bool {
+    key.ends_with(COMPACTED) && object_key_time_ms(key).is_some()
 }
 
 /// A key as `new_object_key` would have made it at `ms` (for tests of
@@ -26,7 +43,9 @@ pub fn object_key_at(ms: i64) -> String {
 /// one of ours; `None` for any other key, which garbage collection leaves.
 pub fn object_key_time_ms(key: &str) -> Option<i64> {
     let (prefix, rest) = key.split_once('/')?;
-    let simple = rest.strip_suffix(".obj")?;
+    let simple = rest
+        .strip_suffix(COMPACTED)
+        .or_else(|| rest.strip_suffix(".obj"))?;
     if simple.len() != 32 || prefix.len() != 2 {
         return None;
     }
@@ -56,6 +75,17 @@ mod tests {
     }
 
     #[test]
+    fn compacted_keys_are_ours_and_told_apart() {
+        let before = crate::Clock::now_ms(&crate::SystemClock);
+        let key = new_compacted_object_key();
+        let at = object_key_time_ms(&key).expect("our key");
+        assert!(at >= before, "{before} <= {at}");
+        assert!(is_compacted_object_key(&key));
+        assert!(!is_compacted_object_key(&new_object_key()));
+        assert!(!is_compacted_object_key("ab/x.compacted.obj"));
+    }
+
+    #[test]
     fn keys_can_be_made_for_any_time() {
         let key = object_key_at(1_700_000_000_123);
         assert_eq!(object_key_time_ms(&key), Some(1_700_000_000_123));
@@ -71,6 +101,8 @@ mod tests {
             "ab/not-a-uuid.obj".to_string(),
             format!("{wrong_prefix}/{rest}"),
             format!("{prefix}/{}", rest.replace(".obj", ".tmp")),
+            format!("{prefix}/{}", rest.replace(".obj", ".compacted.tmp")),
+            format!("{prefix}/{}", rest.replace(".obj", ".other.obj")),
             format!("{prefix}/{}.obj", Uuid::new_v4().simple()),
             format!("x/{key}"),
         ] {

@@ -201,7 +201,8 @@ pub struct Settings {
     pub object_compaction_interval_ms: u64,
     /// Only runs in objects at least this old are rewritten (0: any age).
     pub object_compaction_min_age_ms: u64,
-    /// Runs at least this large are left as they are.
+    /// Runs of earlier rewrites at least this large are left as they are
+    /// (a flush's runs are rewritten whatever their size).
     pub object_compaction_small_run_bytes: u64,
     /// The largest object one rewrite writes (streamed in parts to S3; held
     /// whole in memory for a local directory).
@@ -215,6 +216,10 @@ pub struct Settings {
     /// Rewrites one pass makes at most, over all partitions (bounds the
     /// object store requests compaction makes per interval).
     pub object_compaction_max_rewrites_per_pass: u32,
+    /// Object store requests (ranged reads, parts written) object
+    /// compaction makes per second on this broker, at most, evenly spaced;
+    /// 0 is no limit.
+    pub object_compaction_max_requests_per_second: u32,
     /// The whole shutdown's budget, from SIGTERM to exit: readiness turns
     /// false, partitions and groups are handed over, in-flight requests are
     /// answered and buffered produces flushed. Keep it below Kubernetes'
@@ -333,6 +338,7 @@ impl Default for Settings {
             object_compaction_max_entry_bytes: 4 * 1024 * 1024,
             object_compaction_max_entry_span_ms: 3_600_000,
             object_compaction_max_rewrites_per_pass: 20,
+            object_compaction_max_requests_per_second: 1_000,
             shutdown_timeout_ms: 30_000,
             broker_rack: None,
             broker_session_timeout_ms: 9_000,

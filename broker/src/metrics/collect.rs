@@ -294,6 +294,13 @@ impl Collector for BrokerState {
             None,
             log.read_ahead_wasted_bytes,
         )?;
+        single(
+            e,
+            "object_compaction_paced",
+            "Seconds object compaction's object store requests waited for their slot under object_compaction_max_requests_per_second, summed over requests",
+            Some(Unit::Seconds),
+            ConstCounter::new(log.compaction_paced_ms as f64 / 1000.0),
+        )?;
         counter(
             e,
             "read_streams_resumed",

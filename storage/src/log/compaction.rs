@@ -4,10 +4,17 @@
 //! per flush (docs/design/0009, §3).
 //!
 //! One call rewrites one run of a partition this log leads:
-//! 1. From the log start on, the first stretch of consecutive entries that
-//!    are each smaller than `small_entry_bytes`, in objects older than
-//!    `min_age_ms`, in one index segment, up to `max_object_bytes` in all
-//!    (at least two entries, or there is nothing to gain).
+//! 1. From the log start on, the first stretch of consecutive entries in
+//!    objects older than `min_age_ms`, in one index segment, up to
+//!    `max_object_bytes` in all, that are each either a flush's run (of any
+//!    size: it is carried along, so that the partition ends up in objects
+//!    of `max_object_bytes` whatever its flushes were like) or an entry of
+//!    an earlier rewrite smaller than `small_entry_bytes` (larger ones are
+//!    never copied again). Entries of earlier rewrites that would stay
+//!    alone at either end are left out. Some entries must merge, so that
+//!    every rewrite leaves fewer entries (and the ScyllaDB store's write
+//!    times grow; docs/design/0008); among them, every run moved out of a
+//!    flush object is one a reader no longer fetches on its own.
 //! 2. Their bytes are read straight from the object store (not through the
 //!    block cache, which serves consumers), a few at a time, and checked
 //!    like any read.
@@ -16,8 +23,8 @@
 //!    spread over at most `max_entry_span_ms` (never splitting an old
 //!    entry, so no batch is split). The object streams to the store in
 //!    parts (a multipart upload on S3) while it fills; a run that cannot be
-//!    read abandons the write. A run in which nothing would merge is not
-//!    rewritten.
+//!    read abandons the write. Its key says compaction wrote it
+//!    (`object_key::is_compacted_object_key`).
 //! 4. `LogStore::swap_index_entries` replaces the old entries with the new
 //!    ones, refused when the stored run changed since it was read: a
 //!    retention cut, a DeleteRecords or a leadership change wins, and the
@@ -43,7 +50,7 @@ use protocol::batch;
 use super::read::verify_run;
 use super::{Log, flush::metadata_call, leadership::drop_partitions};
 use crate::object_format::{FooterEntry, ObjectBuilder};
-use crate::object_key::{new_object_key, object_key_time_ms};
+use crate::object_key::{is_compacted_object_key, new_compacted_object_key, object_key_time_ms};
 use crate::{Error, Result};
 
 /// Index entries read from the metadata store at once while looking for a run.
@@ -63,7 +70,8 @@ const MAX_ENTRIES_EXAMINED: usize = 100_000;
 /// What makes a run worth rewriting, and how big the rewrite may be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CompactionLimits {
-    /// Entries at least this large are left as they are.
+    /// Entries of earlier rewrites at least this large are left as they
+    /// are (a flush's runs are rewritten whatever their size).
     pub small_entry_bytes: u64,
     /// Only entries in objects at least this old (by their keys' time);
     /// 0 takes any age.
@@ -78,6 +86,9 @@ pub struct CompactionLimits {
     /// segments (whose spread `segment.ms` bounds): this keeps old records
     /// from waiting for newer ones they were merged with.
     pub max_entry_span_ms: i64,
+    /// Object store requests (ranged reads, parts written) all rewrites of
+    /// this log make per second, at most, evenly spaced; 0 is no limit.
+    pub max_requests_per_second: u32,
 }
 
 impl Default for CompactionLimits {
@@ -88,6 +99,7 @@ impl Default for CompactionLimits {
             max_object_bytes: 64 * 1024 * 1024,
             max_entry_bytes: 4 * 1024 * 1024,
             max_entry_span_ms: 60 * 60 * 1000,
+            max_requests_per_second: 1_000,
         }
     }
 }
@@ -138,7 +150,7 @@ impl Log {
             return Ok(Err(NoRewrite::NothingToDo));
         }
 
-        let object_key = new_object_key();
+        let object_key = new_compacted_object_key();
         let groups = group_entries(&old, &limits);
         let bytes: u64 = old.iter().map(|e| e.length).sum();
         let old_objects = {
@@ -155,7 +167,7 @@ impl Log {
         let (parts, received) = tokio::sync::mpsc::unbounded_channel();
         let (written, built) = tokio::join!(
             inner.store.put_parts(&object_key, received),
-            stream_object(inner, tp, &object_key, &old, &groups, parts),
+            stream_object(inner, tp, &object_key, &old, &groups, &limits, parts),
         );
         let outcome = match (built, written) {
             (Ok(built), Ok(())) => Ok(built),
@@ -261,7 +273,7 @@ impl Log {
         let now_ms = self.inner.clock.now_ms();
         let eligible = |e: &IndexEntry| {
             e.base_offset >= log_start_offset
-                && e.length < limits.small_entry_bytes
+                && (e.length < limits.small_entry_bytes || !is_compacted_object_key(&e.object_key))
                 && (limits.min_age_ms <= 0
                     || object_key_time_ms(&e.object_key)
                         .is_some_and(|t| now_ms.saturating_sub(t) >= limits.min_age_ms))
@@ -291,10 +303,11 @@ impl Log {
                     run.push(entry);
                     continue;
                 }
-                if run.len() >= 2 && merges(&run, limits) {
-                    return Ok(merging_part(run, limits));
+                let part = worth_rewriting(&run, limits);
+                if !part.is_empty() {
+                    return Ok(part);
                 }
-                // Nothing to merge in it: a new run may start here.
+                // Nothing to gain in it: a new run may start here.
                 run.clear();
                 run_bytes = 0;
                 if eligible(&entry) {
@@ -306,11 +319,7 @@ impl Log {
                 break;
             }
         }
-        if run.len() >= 2 && merges(&run, limits) {
-            Ok(merging_part(run, limits))
-        } else {
-            Ok(Vec::new())
-        }
+        Ok(worth_rewriting(&run, limits))
     }
 }
 
@@ -342,28 +351,28 @@ fn group_entries(run: &[IndexEntry], limits: &CompactionLimits) -> Vec<std::ops:
     groups
 }
 
-/// The part of `run` worth rewriting: from the first group that merges
-/// entries through the last of the groups that follow it and merge too.
-/// Entries that would stay alone (runs rewritten before, full entries) are
-/// left where they are instead of being copied again on every pass.
-fn merging_part(run: Vec<IndexEntry>, limits: &CompactionLimits) -> Vec<IndexEntry> {
-    let groups = group_entries(&run, limits);
-    let Some(first) = groups.iter().position(|g| g.len() >= 2) else {
+/// The part of `run` worth rewriting: from the first group that gains
+/// something through the last. A group gains when it merges entries, or
+/// when it moves a flush's run out of its multi-partition object; an entry
+/// of an earlier rewrite that would stay alone gains nothing, and is copied
+/// only between groups that gain. Empty unless some group merges: every
+/// rewrite then leaves fewer entries (a ScyllaDB swap must, docs/design/0008)
+/// or fewer runs in flush objects, so rewrites of a partition come to an end.
+fn worth_rewriting(run: &[IndexEntry], limits: &CompactionLimits) -> Vec<IndexEntry> {
+    let groups = group_entries(run, limits);
+    if groups.iter().all(|g| g.len() < 2) {
+        return Vec::new();
+    }
+    let gains = |g: &std::ops::Range<usize>| {
+        g.len() >= 2 || !is_compacted_object_key(&run[g.start].object_key)
+    };
+    let (Some(first), Some(last)) = (
+        groups.iter().position(gains),
+        groups.iter().rposition(gains),
+    ) else {
         return Vec::new();
     };
-    let end = groups[first..]
-        .iter()
-        .take_while(|g| g.len() >= 2)
-        .last()
-        .map_or(first, |g| g.end);
-    let start = groups[first].start;
-    run.into_iter().skip(start).take(end - start).collect()
-}
-
-/// Whether rewriting `run` merges anything (a rewrite that only moved
-/// entries would find them again next time, for ever).
-fn merges(run: &[IndexEntry], limits: &CompactionLimits) -> bool {
-    group_entries(run, limits).len() < run.len()
+    run[groups[first].start..groups[last].end].to_vec()
 }
 
 /// Waits, boundedly, while produce holds more than half of the flush
@@ -380,6 +389,12 @@ async fn yield_to_produce(inner: &super::Inner) {
     }
 }
 
+/// Waits for a request's slot under `max_requests_per_second`.
+async fn pace(inner: &super::Inner, per_second: u32) {
+    let waited = inner.compaction_pacer.pace(per_second).await;
+    super::stats::bump(&inner.stats.compaction_paced_ms, waited.as_millis() as u64);
+}
+
 /// Reads and checks `old`'s runs, a few ranged reads at a time, and sends
 /// the new object (one partition's runs, copied unchanged, an entry per
 /// group) to `parts` as it fills: in parts of the store's part size when it
@@ -391,6 +406,7 @@ async fn stream_object(
     object_key: &str,
     old: &[IndexEntry],
     groups: &[std::ops::Range<usize>],
+    limits: &CompactionLimits,
     parts: tokio::sync::mpsc::UnboundedSender<Option<Bytes>>,
 ) -> std::result::Result<(Vec<IndexEntry>, u64), Option<Error>> {
     let part_size = inner.store.part_size();
@@ -401,8 +417,11 @@ async fn stream_object(
     // enough for the broker's spawned loop.
     let runs = futures::stream::iter(old.to_vec())
         .map(|entry| {
-            let store = inner.store.clone();
+            let inner = inner.clone();
+            let per_second = limits.max_requests_per_second;
             async move {
+                pace(&inner, per_second).await;
+                let store = &inner.store;
                 let range = entry.position..entry.position + entry.length;
                 let bytes = store.get_range(&entry.object_key, range).await?;
                 verify_run(&entry, &bytes)?;
@@ -429,6 +448,7 @@ async fn stream_object(
             batch_count += batch::batches(&bytes).count() as u32;
             builder.append(&bytes);
             for part in builder.take_parts(part_size.unwrap_or(0)) {
+                pace(inner, limits.max_requests_per_second).await;
                 send(part)?;
             }
         }
@@ -455,6 +475,8 @@ async fn stream_object(
             max_timestamp: footer.max_timestamp,
         });
     }
+    // The last part, and the request that completes the upload.
+    pace(inner, limits.max_requests_per_second).await;
     send(builder.finish())?;
     parts.send(None).map_err(|_| None)?;
     Ok((new, sent))

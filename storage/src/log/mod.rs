@@ -207,6 +207,8 @@ pub(crate) struct Inner {
     /// Objects garbage collection must leave alone.
     pub(crate) unsettled: Arc<UnsettledObjects>,
     pub(crate) stats: stats::LogStats,
+    /// Spaces object compaction's object store requests.
+    pub(crate) compaction_pacer: crate::pacer::Pacer,
 }
 
 impl Inner {
@@ -253,6 +255,7 @@ impl Log {
             seal_lock: Mutex::new(()),
             unsettled: Arc::new(UnsettledObjects::default()),
             stats: stats::LogStats::default(),
+            compaction_pacer: crate::pacer::Pacer::default(),
         });
         let log = Log {
             flusher: Mutex::new(Some(tokio::spawn(flush::run(inner.clone())))),

@@ -21,6 +21,7 @@ pub(crate) struct LogStats {
     pub(crate) tail_cache_hits: AtomicU64,
     pub(crate) block_reads: AtomicU64,
     pub(crate) compaction_produce_waits: AtomicU64,
+    pub(crate) compaction_paced_ms: AtomicU64,
 }
 
 pub(crate) fn bump(counter: &AtomicU64, by: u64) {
@@ -55,6 +56,9 @@ pub struct LogStatsSnapshot {
     /// Times object compaction paused because produce held more than half
     /// of the flush buffer.
     pub compaction_produce_waits: u64,
+    /// Milliseconds object compaction's requests waited for their slot
+    /// under `max_requests_per_second`, summed over requests.
+    pub compaction_paced_ms: u64,
     /// Index entries read from the tail cache (recent objects in memory).
     pub tail_cache_hits: u64,
     /// Index entries read through the block cache (older data).
@@ -96,6 +100,7 @@ impl LogStats {
             tail_cache_hits: load(&self.tail_cache_hits),
             block_reads: load(&self.block_reads),
             compaction_produce_waits: load(&self.compaction_produce_waits),
+            compaction_paced_ms: load(&self.compaction_paced_ms),
             ..LogStatsSnapshot::default()
         }
     }

@@ -128,7 +128,7 @@ async fn entries_are_cut_at_max_entry_bytes_never_inside_a_batch() {
 }
 
 #[tokio::test]
-async fn young_large_and_cut_entries_are_left_alone() {
+async fn young_and_cut_entries_are_left_alone() {
     let r = retained().await;
     let now = r.clock.now_ms();
     r.append_at(&[now; 4]).await;
@@ -139,15 +139,6 @@ async fn young_large_and_cut_entries_are_left_alone() {
     };
     assert_eq!(
         r.log.compact_partition(r.tp, patient).await.unwrap(),
-        Err(NoRewrite::NothingToDo)
-    );
-    // Too large to count as small.
-    let picky = CompactionLimits {
-        small_entry_bytes: 10,
-        ..eager()
-    };
-    assert_eq!(
-        r.log.compact_partition(r.tp, picky).await.unwrap(),
         Err(NoRewrite::NothingToDo)
     );
     // The entry DeleteRecords cut into stays; the run starts after it.
@@ -172,6 +163,68 @@ async fn young_large_and_cut_entries_are_left_alone() {
             .map(|(o, _)| *o)
             .collect::<Vec<_>>(),
         (1..8).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn a_flushs_large_runs_are_carried_but_a_rewrites_are_never_copied_again() {
+    let r = retained().await;
+    let now = r.clock.now_ms();
+    let length = r.append_at(&[now; 4]).await as u64;
+    // Every run counts as large: a flush's runs are rewritten all the same,
+    // out of their multi-partition objects into one of their own.
+    let large = CompactionLimits {
+        small_entry_bytes: length,
+        ..eager()
+    };
+    let first = r.log.compact_partition(r.tp, large).await.unwrap().unwrap();
+    assert_eq!((first.old_entries, first.new_entries), (4, 1));
+    assert!(crate::object_key::is_compacted_object_key(
+        &first.object_key
+    ));
+    // The rewrite's entry is large too: the next rewrite starts after it.
+    r.append_at(&[now; 2]).await;
+    let second = r.log.compact_partition(r.tp, large).await.unwrap().unwrap();
+    assert_eq!((second.old_entries, second.new_entries), (2, 1));
+    let ranges: Vec<(i64, i64)> = entries(&r)
+        .await
+        .iter()
+        .map(|e| (e.base_offset, e.last_offset))
+        .collect();
+    assert_eq!(ranges, [(0, 7), (8, 11)]);
+    // Two large entries of rewrites: nothing left to gain.
+    assert_eq!(
+        r.log.compact_partition(r.tp, large).await.unwrap(),
+        Err(NoRewrite::NothingToDo)
+    );
+}
+
+#[tokio::test]
+async fn a_flushs_run_that_stays_alone_is_moved_with_runs_that_merge() {
+    let r = retained().await;
+    let now = r.clock.now_ms();
+    let hour = 3_600_000;
+    // The first run is hours older than the rest: it merges with none of
+    // them, but it is moved out of its flush object with them.
+    let length = r.append_at(&[now - 3 * hour, now, now, now]).await as u64;
+    let rewrite = r
+        .log
+        .compact_partition(r.tp, eager())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((rewrite.old_entries, rewrite.new_entries), (4, 2));
+    let after = entries(&r).await;
+    assert!(after.iter().all(|e| e.object_key == rewrite.object_key));
+    assert_eq!(
+        after.iter().map(|e| e.length).collect::<Vec<_>>(),
+        [length, 3 * length]
+    );
+    // Runs of flushes that all stay alone are not moved: nothing merges.
+    r.append_at(&[now - 3 * hour, now - hour]).await;
+    assert_eq!(
+        r.log.compact_partition(r.tp, eager()).await.unwrap(),
+        Err(NoRewrite::NothingToDo)
     );
 }
 
@@ -452,4 +505,34 @@ async fn a_rewrite_waits_while_produce_holds_most_of_the_flush_buffer() {
     drop(held);
     let rewrite = compaction.await.unwrap().unwrap();
     assert_eq!(rewrite.old_entries, 4);
+}
+
+#[tokio::test]
+async fn a_rewrites_requests_are_spaced_at_the_limit() {
+    let r = retained().await;
+    let now = r.clock.now_ms();
+    r.append_at(&[now; 5]).await;
+    // Five ranged reads and the object's one part, 50 ms apart at least.
+    let slow = CompactionLimits {
+        max_requests_per_second: 20,
+        ..eager()
+    };
+    let started = std::time::Instant::now();
+    let rewrite = r.log.compact_partition(r.tp, slow).await.unwrap().unwrap();
+    assert_eq!(rewrite.old_entries, 5);
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(5 * 50),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(r.log.stats().compaction_paced_ms >= 200);
+    // No limit: nothing waits.
+    r.append_at(&[now; 2]).await;
+    let paced = r.log.stats().compaction_paced_ms;
+    let free = CompactionLimits {
+        max_requests_per_second: 0,
+        ..eager()
+    };
+    r.log.compact_partition(r.tp, free).await.unwrap().unwrap();
+    assert_eq!(r.log.stats().compaction_paced_ms, paced);
 }

@@ -1,0 +1,76 @@
+//! Pacing: requests spaced evenly so that they never go faster than a rate.
+//! Object compaction paces its object store requests with one, so that its
+//! load on the store (and its request bill) stays flat and bounded whatever
+//! the backlog (`object_compaction_max_requests_per_second`).
+//!
+//! Hand-written rather than `governor`: its waits run on `futures-timer`,
+//! which tokio's paused test clock does not drive; this one sleeps on
+//! tokio's clock, so tests of it advance time instead of waiting.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// Hands out one slot per request, `1 / rate` apart; no bursts.
+#[derive(Debug, Default)]
+pub struct Pacer {
+    /// The next free slot; `None` before the first request.
+    next: Mutex<Option<Instant>>,
+}
+
+impl Pacer {
+    /// Waits for this request's slot, at most `per_second` a second over
+    /// all callers; 0 is no limit. A caller that gives up while waiting
+    /// leaves its slot unused.
+    pub async fn pace(&self, per_second: u32) -> Duration {
+        if per_second == 0 {
+            return Duration::ZERO;
+        }
+        let interval = Duration::from_secs(1) / per_second;
+        let now = Instant::now();
+        let slot = {
+            let mut next = self.next.lock().expect("pacer lock");
+            let slot = next.map_or(now, |n| n.max(now));
+            *next = Some(slot + interval);
+            slot
+        };
+        tokio::time::sleep_until(slot).await;
+        slot - now
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_are_spaced_at_the_rate() {
+        let pacer = std::sync::Arc::new(Pacer::default());
+        let start = Instant::now();
+        let waits = futures::future::join_all((0..10).map(|_| {
+            let pacer = pacer.clone();
+            async move { pacer.pace(100).await }
+        }))
+        .await;
+        // The first goes at once; the tenth 90 ms later.
+        assert_eq!(waits[0], Duration::ZERO);
+        assert_eq!(Instant::now() - start, Duration::from_millis(90));
+        assert_eq!(waits.iter().max().copied(), Some(Duration::from_millis(90)));
+        // After a pause longer than the interval, the next goes at once:
+        // idle time is not saved up for a burst, nor owed.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(pacer.pace(100).await, Duration::ZERO);
+        assert_eq!(pacer.pace(100).await, Duration::from_millis(10));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn zero_is_no_limit() {
+        let pacer = Pacer::default();
+        let start = Instant::now();
+        for _ in 0..1_000 {
+            assert_eq!(pacer.pace(0).await, Duration::ZERO);
+        }
+        assert_eq!(Instant::now(), start);
+    }
+}
