@@ -55,7 +55,10 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// Writes `key` from parts received in order (every part but the last
     /// exactly `part_size()`), completed by `None`. A sender dropped before
     /// `None` abandons the write: nothing is left under `key`. Never
-    /// overwrites. The default joins the parts and calls `put`.
+    /// overwrites. Each part is let go once it is written (or copied): a
+    /// writer may wait for the parts it sent to be let go before it sends
+    /// more (object compaction bounds its memory so). The default joins the
+    /// parts and calls `put`.
     async fn put_parts(&self, key: &str, mut parts: PartReceiver) -> Result<()> {
         let mut object = BytesMut::new();
         loop {

@@ -34,9 +34,9 @@
 //!
 //! Offsets, timestamps and batch bytes are unchanged, so a consumer reading
 //! across a swap sees the same records, none twice and none missing.
-//! Memory: the parts not yet uploaded (a few when the upload keeps up with
-//! the reads; `max_object_bytes` at worst, and always for a store that does
-//! not stream), plus the reads in flight; the broker paces calls.
+//! Memory: at most `PARTS_HELD` parts sent and not yet written plus two
+//! being filled (`max_object_bytes` for a store that does not stream),
+//! plus the reads in flight; the broker paces calls.
 //!
 //! Crash points: `compaction.after_write` (an object nothing references:
 //! GC collects it) and `compaction.after_swap` (the old objects: GC
@@ -58,6 +58,12 @@ const PAGE_ENTRIES: usize = 500;
 
 /// Ranged reads one rewrite keeps in flight.
 const READS_IN_FLIGHT: usize = 16;
+
+/// Parts of the new object one rewrite holds at most once it has sent
+/// them (queued for the store or being uploaded): reads wait beyond it, so
+/// a store slower than the reads bounds the rewrite's memory instead of
+/// letting the object pile up.
+pub(crate) const PARTS_HELD: usize = 4;
 
 /// How long a rewrite waits for produce to drain the flush buffer below
 /// half, at most, between two runs: 10 ms at a time, then it goes on.
@@ -431,8 +437,15 @@ async fn stream_object(
         .buffered(READS_IN_FLIGHT);
     futures::pin_mut!(runs);
     let mut sent = 0u64;
-    let mut send = |part: Bytes| {
+    // A part holds its permit until the store lets it go.
+    let held = std::sync::Arc::new(tokio::sync::Semaphore::new(PARTS_HELD));
+    let mut send = async |part: Bytes| {
+        let permit = held.clone().acquire_owned().await.map_err(|_| None)?;
         sent += part.len() as u64;
+        let part = Bytes::from_owner(HeldPart {
+            part,
+            _permit: permit,
+        });
         parts.send(Some(part)).map_err(|_| None)
     };
     let mut new = Vec::with_capacity(groups.len());
@@ -449,7 +462,7 @@ async fn stream_object(
             builder.append(&bytes);
             for part in builder.take_parts(part_size.unwrap_or(0)) {
                 pace(inner, limits.max_requests_per_second).await;
-                send(part)?;
+                send(part).await?;
             }
         }
         let entries = &old[group.clone()];
@@ -477,7 +490,19 @@ async fn stream_object(
     }
     // The last part, and the request that completes the upload.
     pace(inner, limits.max_requests_per_second).await;
-    send(builder.finish())?;
+    send(builder.finish()).await?;
     parts.send(None).map_err(|_| None)?;
     Ok((new, sent))
+}
+
+/// A part of a new object, with the permit it holds while the store has it.
+struct HeldPart {
+    part: Bytes,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl AsRef<[u8]> for HeldPart {
+    fn as_ref(&self) -> &[u8] {
+        &self.part
+    }
 }

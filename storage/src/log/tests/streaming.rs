@@ -24,6 +24,10 @@ struct StreamingStore {
     abandoned: AtomicUsize,
     /// When set, the first streamed write waits here once complete, then fails.
     first_write_gate: Option<tokio::sync::Semaphore>,
+    /// How long each part takes to write (a store slower than the reads).
+    part_delay: Duration,
+    /// The most parts a compaction's write found waiting for it at once.
+    most_queued_compacted: AtomicUsize,
 }
 
 impl StreamingStore {
@@ -36,6 +40,8 @@ impl StreamingStore {
             writes: AtomicUsize::new(0),
             abandoned: AtomicUsize::new(0),
             first_write_gate: None,
+            part_delay: Duration::ZERO,
+            most_queued_compacted: AtomicUsize::new(0),
         }
     }
 }
@@ -67,6 +73,11 @@ impl crate::ObjectStore for StreamingStore {
         loop {
             match parts.recv().await {
                 Some(Some(part)) => {
+                    if crate::object_key::is_compacted_object_key(key) {
+                        self.most_queued_compacted
+                            .fetch_max(parts.len() + 1, Ordering::SeqCst);
+                    }
+                    tokio::time::sleep(self.part_delay).await;
                     self.arrivals.lock().unwrap().push((key.to_string(), index));
                     index += 1;
                     object.extend_from_slice(&part);
@@ -400,5 +411,39 @@ async fn a_rewrite_whose_write_fails_changes_nothing() {
     assert_eq!(
         f.metadata.index_entries(f.tp, 0, 100).await.unwrap(),
         before
+    );
+}
+
+#[tokio::test]
+async fn a_rewrite_waits_for_a_slow_store_instead_of_piling_up_parts() {
+    let store = StreamingStore {
+        part_delay: Duration::from_millis(2),
+        ..StreamingStore::new(4_096, 0)
+    };
+    let f = fixture_over(LogConfig::default(), store).await;
+    for i in 0..20 {
+        let value = format!("{i}").repeat(5_000);
+        f.log
+            .append(f.tp, batch(&[&value], 1), AppendOptions::default())
+            .await
+            .unwrap();
+    }
+    let limits = crate::CompactionLimits {
+        min_age_ms: 0,
+        ..crate::CompactionLimits::default()
+    };
+    let rewrite = f
+        .log
+        .compact_partition(f.tp, limits)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rewrite.old_entries, 20);
+    // ~100 KB in 4 KiB parts, read from memory at once: without a bound
+    // nearly all of them would wait for the store together.
+    let most = f.store.most_queued_compacted.load(Ordering::SeqCst);
+    assert!(
+        (1..=crate::log::compaction::PARTS_HELD).contains(&most),
+        "{most} parts waited at once"
     );
 }
