@@ -154,6 +154,31 @@ impl BlockCache {
 }
 
 impl BlockCache {
+    /// A reader stopped inside block `range` of `key` (its answer was full)
+    /// and will ask for it again: keep it like a block read ahead, which
+    /// blocks already read are evicted before. A lagging consumer takes a
+    /// large block (a compacted entry is up to 4 MiB) in several fetches of
+    /// `max.partition.fetch.bytes`; evicted in between by other partitions'
+    /// read-ahead, it would be read from the store again. Nothing when the
+    /// block is not kept.
+    pub fn keep_for_next_read(&self, key: &str, range: Range<u64>) {
+        let k: Key = (key.to_string(), range.start, range.end);
+        let mut s = self.state.lock().expect("block cache lock");
+        let tick = s.next_tick;
+        let Some((bytes, used, ahead)) = s.blocks.get_mut(&k) else {
+            return;
+        };
+        if std::mem::replace(ahead, true) {
+            return;
+        }
+        let old = std::mem::replace(used, tick);
+        let len = bytes.len();
+        s.by_use.remove(&old);
+        s.unread_by_use.insert(tick, k);
+        s.unread_ahead += len;
+        s.next_tick += 1;
+    }
+
     /// The first `needed` of `blocks`, ranges of object `key` that lie end
     /// to end and in order; the blocks after them are read ahead. Leading
     /// blocks already kept are hits; the run of blocks after them that no
@@ -656,6 +681,32 @@ mod tests {
             .unwrap();
         let stats = cache.stats();
         assert_eq!((stats.blocks, stats.read_ahead_wasted_bytes), (1, 5));
+    }
+
+    #[tokio::test]
+    async fn a_block_a_reader_stopped_inside_outlives_blocks_read_through() {
+        let store = store().await;
+        store.gate.add_permits(100);
+        let cache = BlockCache::new(8);
+        let read = |range: Range<u64>| cache.get_range(&store, "o", range, |_| Ok(()));
+        read(0..4).await.unwrap(); // A: the reader stopped inside it
+        cache.keep_for_next_read("o", 0..4);
+        read(4..8).await.unwrap(); // B: read through, newer than A
+        read(8..10).await.unwrap(); // C evicts B, not A
+        assert_eq!(store.reads.load(Ordering::SeqCst), 3);
+        read(0..4).await.unwrap();
+        assert_eq!(store.reads.load(Ordering::SeqCst), 3, "A was kept");
+        // Read again, A is an ordinary block: once the oldest, it goes first.
+        assert_eq!(cache.state.lock().unwrap().unread_ahead, 0);
+        read(4..8).await.unwrap(); // B evicts C
+        read(8..10).await.unwrap(); // C evicts A
+        read(0..4).await.unwrap();
+        assert_eq!(store.reads.load(Ordering::SeqCst), 6);
+        // Keeping a block twice counts it once; keeping one not held is nothing.
+        cache.keep_for_next_read("o", 0..4);
+        cache.keep_for_next_read("o", 0..4);
+        cache.keep_for_next_read("o", 1..3);
+        assert_eq!(cache.state.lock().unwrap().unread_ahead, 4);
     }
 
     #[tokio::test]

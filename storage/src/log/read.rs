@@ -108,6 +108,11 @@ impl Log {
         let mut total = 0usize;
         let mut next = offset;
         'pages: for _ in 0..MAX_INDEX_PAGES_PER_READ {
+            // Full (a first batch over max_bytes included): the next entry
+            // would only be read from the store to find it does not fit.
+            if total > 0 && total >= max_bytes {
+                break;
+            }
             let entries = self.index_page(&partition, topic_partition, next).await?;
             if entries.is_empty() {
                 break;
@@ -172,6 +177,11 @@ impl Log {
                     chunks.push(keep_small_slice(&bytes, s, e));
                 }
                 if full {
+                    // The reader's next fetch starts in this entry.
+                    self.inner.block_cache.keep_for_next_read(
+                        &entry.object_key,
+                        entry.position..entry.position + entry.length,
+                    );
                     break 'pages;
                 }
                 next = next.max(entry.last_offset + 1);

@@ -481,6 +481,46 @@ async fn a_compacted_object_is_read_with_one_ranged_read_ahead() {
 }
 
 #[tokio::test]
+async fn an_entry_a_fetch_stopped_inside_is_not_read_from_the_store_again() {
+    // Eight equal batches (a0..a7) rewritten into four entries of two; a
+    // block cache with room for two entries, and no read-ahead.
+    let batch = retained().await.append_at(&[0]).await as usize;
+    let r = retained_with(LogConfig {
+        read_ahead_max_bytes: 0,
+        block_cache_max_bytes: 5 * batch,
+        ..LogConfig::default()
+    })
+    .await;
+    let now = r.clock.now_ms();
+    assert_eq!(r.append_at(&[now; 8]).await as usize, batch);
+    let batch = batch as u64;
+    r.log
+        .compact_partition(
+            r.tp,
+            CompactionLimits {
+                max_entry_bytes: 2 * batch,
+                ..eager()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(entries(&r).await.len(), 4);
+    // A fetch of one batch stops inside the first entry…
+    let first = r.log.read(r.tp, 0, 1, true).await.unwrap();
+    assert_eq!(values(&first.records).len(), 2);
+    // …another reader reads the last two entries through, which fills the
+    // cache…
+    let rest = r.log.read(r.tp, 8, 1 << 20, true).await.unwrap();
+    assert_eq!(values(&rest.records).len(), 8);
+    // …and the next fetch of the first reader finds its entry still there.
+    let misses = r.log.stats().block_cache_misses;
+    let next = r.log.read(r.tp, 2, 1, true).await.unwrap();
+    assert_eq!(values(&next.records).first().map(|v| v.0), Some(2));
+    assert_eq!(r.log.stats().block_cache_misses, misses);
+}
+
+#[tokio::test]
 async fn a_rewrite_waits_while_produce_holds_most_of_the_flush_buffer() {
     let r = retained().await;
     let now = r.clock.now_ms();
