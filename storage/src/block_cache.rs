@@ -34,16 +34,17 @@ type Key = (String, u64, u64);
 
 #[derive(Default)]
 struct State {
-    /// Block → (bytes, last use tick, read ahead and not read since).
-    blocks: HashMap<Key, (Bytes, u64, bool)>,
-    /// Bytes read ahead that no reader asked for yet, kept or in flight:
-    /// at most half the cache, so that reading ahead for many partitions
-    /// at once cannot evict what was read ahead before it is read.
+    /// Block → (bytes, last use tick, whether a reader is yet to read it).
+    blocks: HashMap<Key, (Bytes, u64, Unread)>,
+    /// Bytes read ahead that no reader asked for yet, kept or in flight,
+    /// and blocks a reader stopped inside: read-ahead stops at half the
+    /// cache, so that reading ahead for many partitions at once cannot
+    /// evict what was read ahead before it is read.
     unread_ahead: usize,
     wasted_ahead: u64,
     /// use tick → key, oldest first: blocks read, which go first…
     by_use: BTreeMap<u64, Key>,
-    /// …then blocks read ahead and not read yet. Plain LRU would evict
+    /// …then blocks read ahead or kept and not read yet. Plain LRU would evict
     /// those first (a block just read is newer than one read ahead before
     /// it), and a sequential reader's read-ahead would go before use.
     unread_by_use: BTreeMap<u64, Key>,
@@ -51,6 +52,17 @@ struct State {
     bytes: usize,
     /// Fetches in flight; a waiter locks the slot until the fetch is done.
     in_flight: HashMap<Key, Slot>,
+}
+
+/// Whether a kept block is yet to be read, and why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Unread {
+    /// Read (or asked for) since it was kept: evicted first.
+    No,
+    /// Read ahead, and no reader asked for it yet.
+    Ahead,
+    /// A reader stopped inside it and will ask for it again.
+    Kept,
 }
 
 pub struct BlockCache {
@@ -165,12 +177,13 @@ impl BlockCache {
         let k: Key = (key.to_string(), range.start, range.end);
         let mut s = self.state.lock().expect("block cache lock");
         let tick = s.next_tick;
-        let Some((bytes, used, ahead)) = s.blocks.get_mut(&k) else {
+        let Some((bytes, used, unread)) = s.blocks.get_mut(&k) else {
             return;
         };
-        if std::mem::replace(ahead, true) {
+        if *unread != Unread::No {
             return;
         }
+        *unread = Unread::Kept;
         let old = std::mem::replace(used, tick);
         let len = bytes.len();
         s.by_use.remove(&old);
@@ -398,10 +411,10 @@ impl State {
 
     fn touch(&mut self, k: &Key) -> Option<Bytes> {
         let tick = self.next_tick;
-        let (bytes, used, ahead) = self.blocks.get_mut(k)?;
+        let (bytes, used, unread) = self.blocks.get_mut(k)?;
         let old = std::mem::replace(used, tick);
         let bytes = bytes.clone();
-        if std::mem::take(ahead) {
+        if std::mem::replace(unread, Unread::No) != Unread::No {
             self.unread_ahead -= bytes.len();
             self.unread_by_use.remove(&old);
         } else {
@@ -428,8 +441,10 @@ impl State {
             };
             if let Some((gone, _, unread)) = self.blocks.remove(&oldest) {
                 self.bytes -= gone.len();
-                if unread {
+                if unread != Unread::No {
                     self.unread_ahead -= gone.len();
+                }
+                if unread == Unread::Ahead {
                     self.wasted_ahead += gone.len() as u64;
                 }
             }
@@ -442,7 +457,8 @@ impl State {
         } else {
             self.by_use.insert(tick, k.clone());
         }
-        self.blocks.insert(k, (bytes, tick, ahead));
+        let unread = if ahead { Unread::Ahead } else { Unread::No };
+        self.blocks.insert(k, (bytes, tick, unread));
         true
     }
 }
@@ -707,6 +723,12 @@ mod tests {
         cache.keep_for_next_read("o", 0..4);
         cache.keep_for_next_read("o", 1..3);
         assert_eq!(cache.state.lock().unwrap().unread_ahead, 4);
+        // Evicted unread (by a block as large as the cache), a kept block
+        // is not read-ahead wasted.
+        read(2..10).await.unwrap();
+        let stats = cache.stats();
+        assert_eq!((stats.blocks, stats.read_ahead_wasted_bytes), (1, 0));
+        assert_eq!(cache.state.lock().unwrap().unread_ahead, 0);
     }
 
     #[tokio::test]
