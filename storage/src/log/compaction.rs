@@ -4,7 +4,8 @@
 //! per flush (docs/design/0009, §3).
 //!
 //! One call rewrites one run of a partition this log leads:
-//! 1. From the log start on, the first stretch of consecutive entries in
+//! 1. From the log start on (past the leading entries an earlier call
+//!    found settled: rewrites it never copies again), the first stretch of consecutive entries in
 //!    objects older than `min_age_ms`, in one index segment, up to
 //!    `max_object_bytes` in all, that are each either a flush's run (of any
 //!    size: it is carried along, so that the partition ends up in objects
@@ -143,15 +144,32 @@ impl Log {
     ) -> Result<std::result::Result<Rewrite, NoRewrite>> {
         let inner = &self.inner;
         let partition = inner.partition(&tp).ok_or(Error::NotLeader(tp))?;
-        let (epoch, log_start_offset) = {
+        let (epoch, log_start_offset, settled_to) = {
             let s = partition.state.lock().expect("partition lock");
             if s.resigning {
                 return Err(Error::NotLeader(tp));
             }
-            (s.leader_epoch, s.log_start_offset)
+            let (small, from) = s.compaction_from;
+            let settled_to = if small == limits.small_entry_bytes {
+                from
+            } else {
+                0
+            };
+            (s.leader_epoch, s.log_start_offset, settled_to)
         };
         let session = (*inner.session.lock().expect("session lock")).ok_or(Error::NotLeader(tp))?;
-        let old = self.find_run(tp, log_start_offset, &limits).await?;
+        let (old, settled_to) = self
+            .find_run(tp, log_start_offset.max(settled_to), &limits)
+            .await?;
+        {
+            let mut s = partition.state.lock().expect("partition lock");
+            let (small, from) = &mut s.compaction_from;
+            if *small != limits.small_entry_bytes {
+                *from = 0;
+            }
+            *small = limits.small_entry_bytes;
+            *from = (*from).max(settled_to);
+        }
         if old.len() < 2 {
             return Ok(Err(NoRewrite::NothingToDo));
         }
@@ -267,26 +285,33 @@ impl Log {
         }))
     }
 
-    /// The run to rewrite: the first stretch of eligible entries from the
-    /// log start on (entries the log start cuts into are not eligible: a
-    /// swap must start at or after it).
+    /// The run to rewrite: the first stretch of eligible entries from
+    /// `start` on (at or after the log start: entries the log start cuts
+    /// into are not eligible, a swap must start at or after it); and where
+    /// the next call may start, past the leading entries that no call will
+    /// ever copy (rewrites at least `small_entry_bytes` long).
     async fn find_run(
         &self,
         tp: TopicPartition,
-        log_start_offset: i64,
+        start: i64,
         limits: &CompactionLimits,
-    ) -> Result<Vec<IndexEntry>> {
+    ) -> Result<(Vec<IndexEntry>, i64)> {
         let now_ms = self.inner.clock.now_ms();
+        let settled = |e: &IndexEntry| {
+            is_compacted_object_key(&e.object_key) && e.length >= limits.small_entry_bytes
+        };
         let eligible = |e: &IndexEntry| {
-            e.base_offset >= log_start_offset
-                && (e.length < limits.small_entry_bytes || !is_compacted_object_key(&e.object_key))
+            e.base_offset >= start
+                && !settled(e)
                 && (limits.min_age_ms <= 0
                     || object_key_time_ms(&e.object_key)
                         .is_some_and(|t| now_ms.saturating_sub(t) >= limits.min_age_ms))
         };
         let mut run: Vec<IndexEntry> = Vec::new();
         let mut run_bytes = 0u64;
-        let mut from = log_start_offset;
+        let mut from = start;
+        // Past the leading settled entries, while they lead.
+        let (mut settled_to, mut leading) = (from, true);
         let mut examined = 0usize;
         loop {
             let page = self
@@ -300,6 +325,10 @@ impl Log {
             from = last.last_offset + 1;
             for entry in page {
                 examined += 1;
+                leading = leading && settled(&entry);
+                if leading {
+                    settled_to = entry.last_offset + 1;
+                }
                 let fits = run.first().is_none_or(|first| {
                     index_segment(first.base_offset) == index_segment(entry.base_offset)
                         && run_bytes + entry.length <= limits.max_object_bytes
@@ -311,7 +340,7 @@ impl Log {
                 }
                 let part = worth_rewriting(&run, limits);
                 if !part.is_empty() {
-                    return Ok(part);
+                    return Ok((part, settled_to));
                 }
                 // Nothing to gain in it: a new run may start here.
                 run.clear();
@@ -325,7 +354,7 @@ impl Log {
                 break;
             }
         }
-        Ok(worth_rewriting(&run, limits))
+        Ok((worth_rewriting(&run, limits), settled_to))
     }
 }
 

@@ -160,6 +160,10 @@ pub(crate) struct PartitionMem {
     pub(crate) recent: VecDeque<IndexEntry>,
     /// Idempotent producers' last batches, committed and in flight.
     pub(crate) producers: producers::Producers,
+    /// Where object compaction starts looking (with the `small_entry_bytes`
+    /// it was found under): the entries below it are rewrites it never
+    /// copies again, so a pass does not walk them from the log start.
+    pub(crate) compaction_from: (u64, i64),
 }
 
 pub(crate) struct PendingBatch {
@@ -416,6 +420,7 @@ fn new_partition(state: PartitionState) -> Partition {
             reserved_next_offset: state.next_offset,
             recent: VecDeque::new(),
             producers: producers::Producers::default(),
+            compaction_from: (0, 0),
         }),
     }
 }

@@ -200,6 +200,65 @@ async fn a_flushs_large_runs_are_carried_but_a_rewrites_are_never_copied_again()
 }
 
 #[tokio::test]
+async fn a_pass_starts_after_the_rewrites_it_never_copies_again() {
+    let r = retained().await;
+    let now = r.clock.now_ms();
+    let length = r.append_at(&[now; 4]).await as u64;
+    let large = CompactionLimits {
+        small_entry_bytes: length,
+        ..eager()
+    };
+    let compaction_from = || {
+        let partition = r.log.inner.partition(&r.tp).unwrap();
+        let s = partition.state.lock().unwrap();
+        s.compaction_from
+    };
+    r.log.compact_partition(r.tp, large).await.unwrap().unwrap();
+    // The pass that made the first rewrite began at flush runs.
+    assert_eq!(compaction_from(), (length, 0));
+    r.append_at(&[now; 2]).await;
+    r.log.compact_partition(r.tp, large).await.unwrap().unwrap();
+    // The next pass walked past the first rewrite's entry (offsets 0..7)…
+    assert_eq!(compaction_from(), (length, 8));
+    assert_eq!(
+        r.log.compact_partition(r.tp, large).await.unwrap(),
+        Err(NoRewrite::NothingToDo)
+    );
+    // …and then past the second's.
+    assert_eq!(compaction_from(), (length, 12));
+    // Under a larger `small_entry_bytes` both are small again: the pass
+    // starts from the log start and merges them.
+    let rewrite = r
+        .log
+        .compact_partition(r.tp, eager())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((rewrite.old_entries, rewrite.new_entries), (2, 1));
+    assert_eq!(compaction_from(), (eager().small_entry_bytes, 0));
+    // A pass does not look below where it starts: placed past runs that
+    // would merge, it finds nothing.
+    r.append_at(&[now; 2]).await;
+    let set_from = |from: i64| {
+        let partition = r.log.inner.partition(&r.tp).unwrap();
+        partition.state.lock().unwrap().compaction_from = (eager().small_entry_bytes, from);
+    };
+    set_from(16);
+    assert_eq!(
+        r.log.compact_partition(r.tp, eager()).await.unwrap(),
+        Err(NoRewrite::NothingToDo)
+    );
+    set_from(0);
+    let rewrite = r
+        .log
+        .compact_partition(r.tp, eager())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rewrite.old_entries, 3);
+}
+
+#[tokio::test]
 async fn a_flushs_run_that_stays_alone_is_moved_with_runs_that_merge() {
     let r = retained().await;
     let now = r.clock.now_ms();
