@@ -36,18 +36,24 @@ type Key = (String, u64, u64);
 struct State {
     /// Block → (bytes, last use tick, whether a reader is yet to read it).
     blocks: HashMap<Key, (Bytes, u64, Unread)>,
-    /// Bytes read ahead that no reader asked for yet, kept or in flight,
-    /// and blocks a reader stopped inside: read-ahead stops at half the
-    /// cache, so that reading ahead for many partitions at once cannot
-    /// evict what was read ahead before it is read.
+    /// Bytes read ahead that no reader asked for yet, kept or in flight:
+    /// at most half the cache, so that reading ahead for many partitions
+    /// at once cannot evict what was read ahead before it is read.
     unread_ahead: usize,
     wasted_ahead: u64,
+    /// Bytes of blocks a reader stopped inside: at most a quarter of the
+    /// cache, the oldest going back to the blocks read when a new one
+    /// would go over (a reader that never came back holds nothing for
+    /// long).
+    kept: usize,
     /// use tick → key, oldest first: blocks read, which go first…
     by_use: BTreeMap<u64, Key>,
-    /// …then blocks read ahead or kept and not read yet. Plain LRU would evict
+    /// …then blocks read ahead and not read yet. Plain LRU would evict
     /// those first (a block just read is newer than one read ahead before
-    /// it), and a sequential reader's read-ahead would go before use.
+    /// it), and a sequential reader's read-ahead would go before use…
     unread_by_use: BTreeMap<u64, Key>,
+    /// …then blocks a reader stopped inside.
+    kept_by_use: BTreeMap<u64, Key>,
     next_tick: u64,
     bytes: usize,
     /// Fetches in flight; a waiter locks the slot until the fetch is done.
@@ -167,29 +173,39 @@ impl BlockCache {
 
 impl BlockCache {
     /// A reader stopped inside block `range` of `key` (its answer was full)
-    /// and will ask for it again: keep it like a block read ahead, which
-    /// blocks already read are evicted before. A lagging consumer takes a
-    /// large block (a compacted entry is up to 4 MiB) in several fetches of
+    /// and will ask for it again: keep it past the blocks already read,
+    /// which are evicted first. A lagging consumer takes a large block (a
+    /// compacted entry is up to 4 MiB) in several fetches of
     /// `max.partition.fetch.bytes`; evicted in between by other partitions'
-    /// read-ahead, it would be read from the store again. Nothing when the
-    /// block is not kept.
+    /// read-ahead, it would be read from the store again. Within a quarter
+    /// of the cache: the blocks kept longest become ordinary blocks read
+    /// to make room. Nothing when the block is not held or is read ahead.
     pub fn keep_for_next_read(&self, key: &str, range: Range<u64>) {
         let k: Key = (key.to_string(), range.start, range.end);
         let mut s = self.state.lock().expect("block cache lock");
-        let tick = s.next_tick;
-        let Some((bytes, used, unread)) = s.blocks.get_mut(&k) else {
-            return;
+        let len = match s.blocks.get(&k) {
+            Some((bytes, _, Unread::No)) if bytes.len() <= self.max_bytes / 4 => bytes.len(),
+            _ => return,
         };
-        if *unread != Unread::No {
-            return;
+        while s.kept + len > self.max_bytes / 4 {
+            let Some((tick, oldest)) = s.kept_by_use.pop_first() else {
+                break;
+            };
+            if let Some((gone, _, unread)) = s.blocks.get_mut(&oldest) {
+                *unread = Unread::No;
+                let gone = gone.len();
+                s.kept -= gone;
+                s.by_use.insert(tick, oldest);
+            }
         }
+        let tick = s.next_tick;
+        s.next_tick += 1;
+        let (_, used, unread) = s.blocks.get_mut(&k).expect("held above");
         *unread = Unread::Kept;
         let old = std::mem::replace(used, tick);
-        let len = bytes.len();
         s.by_use.remove(&old);
-        s.unread_by_use.insert(tick, k);
-        s.unread_ahead += len;
-        s.next_tick += 1;
+        s.kept_by_use.insert(tick, k);
+        s.kept += len;
     }
 
     /// The first `needed` of `blocks`, ranges of object `key` that lie end
@@ -414,12 +430,17 @@ impl State {
         let (bytes, used, unread) = self.blocks.get_mut(k)?;
         let old = std::mem::replace(used, tick);
         let bytes = bytes.clone();
-        if std::mem::replace(unread, Unread::No) != Unread::No {
-            self.unread_ahead -= bytes.len();
-            self.unread_by_use.remove(&old);
-        } else {
-            self.by_use.remove(&old);
-        }
+        match std::mem::replace(unread, Unread::No) {
+            Unread::No => self.by_use.remove(&old),
+            Unread::Ahead => {
+                self.unread_ahead -= bytes.len();
+                self.unread_by_use.remove(&old)
+            }
+            Unread::Kept => {
+                self.kept -= bytes.len();
+                self.kept_by_use.remove(&old)
+            }
+        };
         self.by_use.insert(tick, k.clone());
         self.next_tick += 1;
         Some(bytes)
@@ -436,16 +457,19 @@ impl State {
                 .by_use
                 .pop_first()
                 .or_else(|| self.unread_by_use.pop_first())
+                .or_else(|| self.kept_by_use.pop_first())
             else {
                 break;
             };
             if let Some((gone, _, unread)) = self.blocks.remove(&oldest) {
                 self.bytes -= gone.len();
-                if unread != Unread::No {
-                    self.unread_ahead -= gone.len();
-                }
-                if unread == Unread::Ahead {
-                    self.wasted_ahead += gone.len() as u64;
+                match unread {
+                    Unread::No => {}
+                    Unread::Ahead => {
+                        self.unread_ahead -= gone.len();
+                        self.wasted_ahead += gone.len() as u64;
+                    }
+                    Unread::Kept => self.kept -= gone.len(),
                 }
             }
         }
@@ -703,32 +727,53 @@ mod tests {
     async fn a_block_a_reader_stopped_inside_outlives_blocks_read_through() {
         let store = store().await;
         store.gate.add_permits(100);
-        let cache = BlockCache::new(8);
-        let read = |range: Range<u64>| cache.get_range(&store, "o", range, |_| Ok(()));
+        store
+            .inner
+            .put("p", Bytes::from(vec![7u8; 32]))
+            .await
+            .unwrap();
+        // 16 bytes: a quarter is one 4-byte block kept.
+        let cache = BlockCache::new(16);
+        let read = |range: Range<u64>| cache.get_range(&store, "p", range, |_| Ok(()));
+        let kept = || cache.state.lock().unwrap().kept;
         read(0..4).await.unwrap(); // A: the reader stopped inside it
-        cache.keep_for_next_read("o", 0..4);
-        read(4..8).await.unwrap(); // B: read through, newer than A
-        read(8..10).await.unwrap(); // C evicts B, not A
-        assert_eq!(store.reads.load(Ordering::SeqCst), 3);
+        cache.keep_for_next_read("p", 0..4);
+        for start in [4, 8, 12] {
+            read(start..start + 4).await.unwrap(); // B, C, D: read through
+        }
+        read(16..20).await.unwrap(); // E evicts B, not A
+        assert_eq!(store.reads.load(Ordering::SeqCst), 5);
         read(0..4).await.unwrap();
-        assert_eq!(store.reads.load(Ordering::SeqCst), 3, "A was kept");
-        // Read again, A is an ordinary block: once the oldest, it goes first.
-        assert_eq!(cache.state.lock().unwrap().unread_ahead, 0);
-        read(4..8).await.unwrap(); // B evicts C
-        read(8..10).await.unwrap(); // C evicts A
+        assert_eq!(store.reads.load(Ordering::SeqCst), 5, "A was kept");
+        assert_eq!(kept(), 0, "read again, A is an ordinary block");
+        // Keeping twice counts once; a block not held, or over a quarter
+        // of the cache, is not kept.
+        cache.keep_for_next_read("p", 0..4);
+        cache.keep_for_next_read("p", 0..4);
+        cache.keep_for_next_read("p", 1..3);
+        read(20..28).await.unwrap();
+        cache.keep_for_next_read("p", 20..28);
+        assert_eq!(kept(), 4);
+        // A new block kept past the quarter sends the oldest back to the
+        // blocks read: A goes before the blocks read after it.
+        read(4..8).await.unwrap();
+        cache.keep_for_next_read("p", 4..8);
+        assert_eq!(kept(), 4);
+        read(28..32).await.unwrap();
+        let reads = store.reads.load(Ordering::SeqCst);
         read(0..4).await.unwrap();
-        assert_eq!(store.reads.load(Ordering::SeqCst), 6);
-        // Keeping a block twice counts it once; keeping one not held is nothing.
-        cache.keep_for_next_read("o", 0..4);
-        cache.keep_for_next_read("o", 0..4);
-        cache.keep_for_next_read("o", 1..3);
-        assert_eq!(cache.state.lock().unwrap().unread_ahead, 4);
+        assert_eq!(
+            store.reads.load(Ordering::SeqCst),
+            reads + 1,
+            "A was evicted"
+        );
         // Evicted unread (by a block as large as the cache), a kept block
         // is not read-ahead wasted.
-        read(2..10).await.unwrap();
+        assert_eq!(kept(), 4);
+        read(0..16).await.unwrap();
         let stats = cache.stats();
         assert_eq!((stats.blocks, stats.read_ahead_wasted_bytes), (1, 0));
-        assert_eq!(cache.state.lock().unwrap().unread_ahead, 0);
+        assert_eq!(kept(), 0);
     }
 
     #[tokio::test]

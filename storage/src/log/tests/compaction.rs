@@ -541,37 +541,38 @@ async fn a_compacted_object_is_read_with_one_ranged_read_ahead() {
 
 #[tokio::test]
 async fn an_entry_a_fetch_stopped_inside_is_not_read_from_the_store_again() {
-    // Eight equal batches (a0..a7) rewritten into four entries of two; a
-    // block cache with room for two entries, and no read-ahead.
+    // Twelve batches (a10 and a11 two bytes longer) rewritten into six
+    // entries of two; a block cache with room for four entries (a quarter
+    // of it: one entry kept), and no read-ahead.
     let batch = retained().await.append_at(&[0]).await as usize;
     let r = retained_with(LogConfig {
         read_ahead_max_bytes: 0,
-        block_cache_max_bytes: 5 * batch,
+        block_cache_max_bytes: 8 * batch,
         ..LogConfig::default()
     })
     .await;
     let now = r.clock.now_ms();
-    assert_eq!(r.append_at(&[now; 8]).await as usize, batch);
+    assert_eq!(r.append_at(&[now; 12]).await as usize, batch + 2);
     let batch = batch as u64;
     r.log
         .compact_partition(
             r.tp,
             CompactionLimits {
-                max_entry_bytes: 2 * batch,
+                max_entry_bytes: 2 * batch + 4,
                 ..eager()
             },
         )
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(entries(&r).await.len(), 4);
+    assert_eq!(entries(&r).await.len(), 6);
     // A fetch of one batch stops inside the first entry…
     let first = r.log.read(r.tp, 0, 1, true).await.unwrap();
     assert_eq!(values(&first.records).len(), 2);
-    // …another reader reads the last two entries through, which fills the
-    // cache…
-    let rest = r.log.read(r.tp, 8, 1 << 20, true).await.unwrap();
-    assert_eq!(values(&rest.records).len(), 8);
+    // …another reader reads the other five entries through, more than the
+    // cache holds…
+    let rest = r.log.read(r.tp, 4, 1 << 20, true).await.unwrap();
+    assert_eq!(values(&rest.records).len(), 20);
     // …and the next fetch of the first reader finds its entry still there.
     let misses = r.log.stats().block_cache_misses;
     let next = r.log.read(r.tp, 2, 1, true).await.unwrap();
