@@ -5,8 +5,8 @@
 //!
 //! One call rewrites one run of a partition this log leads:
 //! 1. From the log start on (past the leading entries an earlier call
-//!    found settled: rewrites it never copies again), the first stretch of consecutive entries in
-//!    objects older than `min_age_ms`, in one index segment, up to
+//!    found settled: rewrites it never copies again), the first stretch
+//!    of consecutive entries in objects older than `min_age_ms`, in one index segment, up to
 //!    `max_object_bytes` in all, that are each either a flush's run (of any
 //!    size: it is carried along, so that the partition ends up in objects
 //!    of `max_object_bytes` whatever its flushes were like) or an entry of
@@ -144,31 +144,22 @@ impl Log {
     ) -> Result<std::result::Result<Rewrite, NoRewrite>> {
         let inner = &self.inner;
         let partition = inner.partition(&tp).ok_or(Error::NotLeader(tp))?;
-        let (epoch, log_start_offset, settled_to) = {
+        // Where this pass starts: the log start, or past the rewrites an
+        // earlier pass found settled.
+        let (epoch, start) = {
             let s = partition.state.lock().expect("partition lock");
             if s.resigning {
                 return Err(Error::NotLeader(tp));
             }
-            let (small, from) = s.compaction_from;
-            let settled_to = if small == limits.small_entry_bytes {
-                from
-            } else {
-                0
-            };
-            (s.leader_epoch, s.log_start_offset, settled_to)
+            let settled_to = s.compaction_start(limits.small_entry_bytes);
+            (s.leader_epoch, s.log_start_offset.max(settled_to))
         };
         let session = (*inner.session.lock().expect("session lock")).ok_or(Error::NotLeader(tp))?;
-        let (old, settled_to) = self
-            .find_run(tp, log_start_offset.max(settled_to), &limits)
-            .await?;
+        let (old, settled_to) = self.find_run(tp, start, &limits).await?;
         {
             let mut s = partition.state.lock().expect("partition lock");
-            let (small, from) = &mut s.compaction_from;
-            if *small != limits.small_entry_bytes {
-                *from = 0;
-            }
-            *small = limits.small_entry_bytes;
-            *from = (*from).max(settled_to);
+            let small = limits.small_entry_bytes;
+            s.compaction_from = (small, s.compaction_start(small).max(settled_to));
         }
         if old.len() < 2 {
             return Ok(Err(NoRewrite::NothingToDo));
@@ -355,6 +346,16 @@ impl Log {
             }
         }
         Ok((worth_rewriting(&run, limits), settled_to))
+    }
+}
+
+impl super::PartitionMem {
+    /// Where a compaction pass under `small_entry_bytes` may start looking:
+    /// past the settled entries an earlier pass under the same limit found
+    /// (under a larger one they may be eligible again).
+    fn compaction_start(&self, small_entry_bytes: u64) -> i64 {
+        let (small, from) = self.compaction_from;
+        if small == small_entry_bytes { from } else { 0 }
     }
 }
 

@@ -166,17 +166,24 @@ async fn young_and_cut_entries_are_left_alone() {
     );
 }
 
-#[tokio::test]
-async fn a_flushs_large_runs_are_carried_but_a_rewrites_are_never_copied_again() {
+/// Four runs of one flush each, and limits under which every run counts as
+/// large (with the runs' length and the time they were written at).
+async fn four_runs_counted_large() -> (Retained, CompactionLimits, u64, i64) {
     let r = retained().await;
     let now = r.clock.now_ms();
     let length = r.append_at(&[now; 4]).await as u64;
-    // Every run counts as large: a flush's runs are rewritten all the same,
-    // out of their multi-partition objects into one of their own.
     let large = CompactionLimits {
         small_entry_bytes: length,
         ..eager()
     };
+    (r, large, length, now)
+}
+
+#[tokio::test]
+async fn a_flushs_large_runs_are_carried_but_a_rewrites_are_never_copied_again() {
+    // Every run counts as large: a flush's runs are rewritten all the same,
+    // out of their multi-partition objects into one of their own.
+    let (r, large, _, now) = four_runs_counted_large().await;
     let first = r.log.compact_partition(r.tp, large).await.unwrap().unwrap();
     assert_eq!((first.old_entries, first.new_entries), (4, 1));
     assert!(crate::object_key::is_compacted_object_key(
@@ -201,13 +208,7 @@ async fn a_flushs_large_runs_are_carried_but_a_rewrites_are_never_copied_again()
 
 #[tokio::test]
 async fn a_pass_starts_after_the_rewrites_it_never_copies_again() {
-    let r = retained().await;
-    let now = r.clock.now_ms();
-    let length = r.append_at(&[now; 4]).await as u64;
-    let large = CompactionLimits {
-        small_entry_bytes: length,
-        ..eager()
-    };
+    let (r, large, length, now) = four_runs_counted_large().await;
     let compaction_from = || {
         let partition = r.log.inner.partition(&r.tp).unwrap();
         let s = partition.state.lock().unwrap();
