@@ -5,7 +5,9 @@
 //! per flush.
 //!
 //! A pass makes at most `object_compaction_max_rewrites_per_pass` rewrites,
-//! one at a time, each at most `object_compaction_max_object_bytes`
+//! of `object_compaction_max_partitions_at_once` partitions at a time (their
+//! runs in one flush object read with one ranged read), each at most
+//! `object_compaction_max_object_bytes`
 //! (streamed in parts to S3), its requests spaced to at most
 //! `object_compaction_max_requests_per_second`: the object store requests
 //! and memory compaction takes are bounded, and it yields to the runtime
@@ -62,51 +64,81 @@ pub fn spawn(broker: Weak<Broker>, interval_ms: u64, shutdown: CancellationToken
     });
 }
 
-/// One pass: the led partitions in turn, each rewritten until it has
-/// nothing left to rewrite or the pass's budget is spent.
+/// One pass: the led partitions, `object_compaction_max_partitions_at_once`
+/// at a time, each rewritten until it has nothing left to rewrite or the
+/// pass's budget is spent.
 pub async fn pass(broker: &Broker, shutdown: &CancellationToken) {
-    let stats = &broker.compaction_stats;
     let limits = limits(&broker.settings);
-    let mut budget = broker.settings.object_compaction_max_rewrites_per_pass;
-    for (tp, _) in broker.log.led() {
-        while budget > 0 && !shutdown.is_cancelled() {
-            budget -= 1;
+    let at_once = broker
+        .settings
+        .object_compaction_max_partitions_at_once
+        .max(1) as usize;
+    let mut budget = broker.settings.object_compaction_max_rewrites_per_pass as usize;
+    // In partition order, as flushes lay their runs out: partitions
+    // rewritten together then have their runs side by side.
+    let mut led: Vec<_> = broker.log.led().into_iter().map(|(tp, _)| tp).collect();
+    led.sort_unstable();
+    for chunk in led.chunks(at_once) {
+        // The partitions of this chunk that may have more to rewrite.
+        let mut pending = chunk.to_vec();
+        while !pending.is_empty() && budget > 0 && !shutdown.is_cancelled() {
+            let now = &pending[..pending.len().min(budget)];
             tokio::task::yield_now().await;
-            match broker.log.compact_partition(tp, limits).await {
-                Ok(Ok(rewrite)) => {
-                    stats.rewrites.fetch_add(1, Ordering::Relaxed);
-                    stats
-                        .rewritten_bytes
-                        .fetch_add(rewrite.bytes, Ordering::Relaxed);
-                    stats
-                        .replaced_entries
-                        .fetch_add(rewrite.old_entries as u64, Ordering::Relaxed);
+            let answers = broker.log.compact_partitions(now, limits).await;
+            let mut again = Vec::new();
+            for (tp, answer) in answers {
+                // A call that found nothing cost a look at the index, not a rewrite.
+                if !matches!(answer, Ok(Err(NoRewrite::NothingToDo))) {
+                    budget -= 1;
                 }
-                Ok(Err(NoRewrite::NothingToDo)) => {
-                    // The call cost a look at the index, not a rewrite.
-                    budget += 1;
-                    break;
-                }
-                Ok(Err(NoRewrite::Lost(reason))) => {
-                    stats.lost.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(topic_partition = %tp, reason, "a rewrite lost its race");
-                    break;
-                }
-                // Handed over or fenced meanwhile: its new leader goes on.
-                Err(storage::Error::NotLeader(_)) => break,
-                Err(e) => {
-                    stats.failures.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(
-                        topic_partition = %tp,
-                        error = %e,
-                        "object compaction failed (tried again next pass)"
-                    );
-                    break;
+                if record(broker, tp, answer) {
+                    again.push(tp);
                 }
             }
+            again.extend_from_slice(&pending[now.len()..]);
+            pending = again;
         }
         if budget == 0 || shutdown.is_cancelled() {
             return;
+        }
+    }
+}
+
+/// Counts and logs one partition's answer; whether it may have more to
+/// rewrite.
+fn record(
+    broker: &Broker,
+    tp: metadata::TopicPartition,
+    answer: storage::Result<Result<storage::Rewrite, NoRewrite>>,
+) -> bool {
+    let stats = &broker.compaction_stats;
+    match answer {
+        Ok(Ok(rewrite)) => {
+            stats.rewrites.fetch_add(1, Ordering::Relaxed);
+            stats
+                .rewritten_bytes
+                .fetch_add(rewrite.bytes, Ordering::Relaxed);
+            stats
+                .replaced_entries
+                .fetch_add(rewrite.old_entries as u64, Ordering::Relaxed);
+            true
+        }
+        Ok(Err(NoRewrite::NothingToDo)) => false,
+        Ok(Err(NoRewrite::Lost(reason))) => {
+            stats.lost.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(topic_partition = %tp, reason, "a rewrite lost its race");
+            false
+        }
+        // Handed over or fenced meanwhile: its new leader goes on.
+        Err(storage::Error::NotLeader(_)) => false,
+        Err(e) => {
+            stats.failures.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                topic_partition = %tp,
+                error = %e,
+                "object compaction failed (tried again next pass)"
+            );
+            false
         }
     }
 }

@@ -53,7 +53,9 @@ pub trait ObjectStore: Send + Sync + 'static {
     }
 
     /// Writes `key` from parts received in order (every part but the last
-    /// exactly `part_size()`), completed by `None`. A sender dropped before
+    /// of one size: `part_size()`, or a smaller one no smaller than
+    /// `MIN_PART_SIZE` for a writer that holds less, as object compaction
+    /// does), completed by `None`. A sender dropped before
     /// `None` abandons the write: nothing is left under `key`. Never
     /// overwrites. Each part is let go once it is written (or copied): a
     /// writer may wait for the parts it sent to be let go before it sends

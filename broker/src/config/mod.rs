@@ -220,6 +220,9 @@ pub struct Settings {
     /// compaction makes per second on this broker, at most, evenly spaced;
     /// 0 is no limit.
     pub object_compaction_max_requests_per_second: u32,
+    /// Partitions rewritten at once (on S3): their runs in one flush object
+    /// are read with one ranged read. Each holds up to three 5 MiB parts.
+    pub object_compaction_max_partitions_at_once: u32,
     /// The whole shutdown's budget, from SIGTERM to exit: readiness turns
     /// false, partitions and groups are handed over, in-flight requests are
     /// answered and buffered produces flushed. Keep it below Kubernetes'
@@ -339,6 +342,7 @@ impl Default for Settings {
             object_compaction_max_entry_span_ms: 3_600_000,
             object_compaction_max_rewrites_per_pass: 20,
             object_compaction_max_requests_per_second: 1_000,
+            object_compaction_max_partitions_at_once: 8,
             shutdown_timeout_ms: 30_000,
             broker_rack: None,
             broker_session_timeout_ms: 9_000,

@@ -58,6 +58,12 @@ impl Settings {
                 "must be at least object_compaction_max_entry_bytes, which must be at least 1",
             );
         }
+        if self.object_compaction_max_partitions_at_once == 0 {
+            return invalid(
+                "object_compaction_max_partitions_at_once",
+                "must be at least 1",
+            );
+        }
         if self.shutdown_timeout_ms == 0 {
             return invalid("shutdown_timeout_ms", "must be at least 1");
         }

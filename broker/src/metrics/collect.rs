@@ -303,6 +303,13 @@ impl Collector for BrokerState {
         )?;
         counter(
             e,
+            "object_compaction_span_reads",
+            "Ranged reads object compaction made of several partitions' runs in one flush object at once",
+            None,
+            log.compaction_span_reads,
+        )?;
+        counter(
+            e,
             "read_streams_resumed",
             "Reads of older data that went on with a streamed GET an earlier read parked, without a new request",
             None,

@@ -35,9 +35,16 @@
 //!
 //! Offsets, timestamps and batch bytes are unchanged, so a consumer reading
 //! across a swap sees the same records, none twice and none missing.
-//! Memory: at most `PARTS_HELD` parts sent and not yet written plus two
-//! being filled (`max_object_bytes` for a store that does not stream),
-//! plus the reads in flight; the broker paces calls.
+//! Rewrites of several partitions may run together
+//! (`Log::compact_partitions`): the runs they have in one flush object are
+//! then read with one ranged read instead of one each (`compaction_reads`).
+//!
+//! Memory, per rewrite: at most `PARTS_HELD` parts sent and not yet written
+//! plus one being filled, in parts of `MIN_PART_SIZE` (S3's smallest; 5 MiB)
+//! or the store's part size when smaller (`max_object_bytes` for a store
+//! that does not stream: its rewrites run one at a time), plus
+//! `READS_IN_FLIGHT` runs; rewrites running together also share up to
+//! `SPAN_BYTES_HELD` of spans. The broker paces calls.
 //!
 //! Crash points: `compaction.after_write` (an object nothing references:
 //! GC collects it) and `compaction.after_swap` (the old objects: GC
@@ -48,6 +55,7 @@ use futures::StreamExt;
 use metadata::{IndexEntry, IndexSwap, TopicPartition, index_segment};
 use protocol::batch;
 
+use super::compaction_reads::{RunReads, SPAN_BYTES_HELD};
 use super::read::verify_run;
 use super::{Log, flush::metadata_call, leadership::drop_partitions};
 use crate::object_format::{FooterEntry, ObjectBuilder};
@@ -64,7 +72,7 @@ const READS_IN_FLIGHT: usize = 16;
 /// them (queued for the store or being uploaded): reads wait beyond it, so
 /// a store slower than the reads bounds the rewrite's memory instead of
 /// letting the object pile up.
-pub(crate) const PARTS_HELD: usize = 4;
+pub(crate) const PARTS_HELD: usize = 2;
 
 /// How long a rewrite waits for produce to drain the flush buffer below
 /// half, at most, between two runs: 10 ms at a time, then it goes on.
@@ -134,6 +142,14 @@ pub enum NoRewrite {
     Lost(String),
 }
 
+/// A rewrite about to be made: the run it replaces, and under what.
+struct Planned {
+    tp: TopicPartition,
+    epoch: i32,
+    session: metadata::BrokerSession,
+    old: Vec<IndexEntry>,
+}
+
 impl Log {
     /// Rewrites the first run of small, old entries of `tp` (see the module
     /// doc). `NotLeader` unless this log leads `tp`.
@@ -142,6 +158,62 @@ impl Log {
         tp: TopicPartition,
         limits: CompactionLimits,
     ) -> Result<std::result::Result<Rewrite, NoRewrite>> {
+        let mut answers = self.compact_partitions(&[tp], limits).await;
+        answers.pop().expect("one answer per partition").1
+    }
+
+    /// Rewrites the first run of small, old entries of each of `tps`, as
+    /// `compact_partition` does, all at once when the store streams: the
+    /// runs they have in one flush object are then read with one ranged
+    /// read (`compaction_reads`). Memory grows with `tps.len()` (each
+    /// rewrite holds a few parts, see the module doc); a store that does
+    /// not stream gets them one after the other (each holds its object
+    /// whole). An answer per partition, in the order of `tps`.
+    pub async fn compact_partitions(
+        &self,
+        tps: &[TopicPartition],
+        limits: CompactionLimits,
+    ) -> Vec<(
+        TopicPartition,
+        Result<std::result::Result<Rewrite, NoRewrite>>,
+    )> {
+        let mut answers = Vec::with_capacity(tps.len());
+        let mut planned = Vec::with_capacity(tps.len());
+        for &tp in tps {
+            match self.plan_rewrite(tp, &limits).await {
+                Ok(Some(plan)) => planned.push(plan),
+                Ok(None) => answers.push((tp, Ok(Err(NoRewrite::NothingToDo)))),
+                Err(e) => answers.push((tp, Err(e))),
+            }
+        }
+        let inner = &self.inner;
+        let per_second = limits.max_requests_per_second;
+        if inner.store.part_size().is_some() {
+            let runs = planned.iter().flat_map(|p| &p.old);
+            let reads = RunReads::new(inner.clone(), per_second, runs, SPAN_BYTES_HELD);
+            let reads = std::sync::Arc::new(reads);
+            let rewrites = planned.into_iter().map(|plan| {
+                let reads = reads.clone();
+                async move { (plan.tp, self.rewrite(plan, reads, &limits).await) }
+            });
+            answers.extend(futures::future::join_all(rewrites).await);
+        } else {
+            for plan in planned {
+                let reads = RunReads::new(inner.clone(), per_second, &plan.old, 0);
+                let tp = plan.tp;
+                answers.push((tp, self.rewrite(plan, reads.into(), &limits).await));
+            }
+        }
+        answers.sort_by_key(|(tp, _)| tps.iter().position(|t| t == tp));
+        answers
+    }
+
+    /// The run of `tp` to rewrite, if any: `None` when none is worth it.
+    async fn plan_rewrite(
+        &self,
+        tp: TopicPartition,
+        limits: &CompactionLimits,
+    ) -> Result<Option<Planned>> {
         let inner = &self.inner;
         let partition = inner.partition(&tp).ok_or(Error::NotLeader(tp))?;
         // Where this pass starts: the log start, or past the rewrites an
@@ -155,18 +227,38 @@ impl Log {
             (s.leader_epoch, s.log_start_offset.max(settled_to))
         };
         let session = (*inner.session.lock().expect("session lock")).ok_or(Error::NotLeader(tp))?;
-        let (old, settled_to) = self.find_run(tp, start, &limits).await?;
+        let (old, settled_to) = self.find_run(tp, start, limits).await?;
         {
             let mut s = partition.state.lock().expect("partition lock");
             let small = limits.small_entry_bytes;
             s.compaction_from = (small, s.compaction_start(small).max(settled_to));
         }
-        if old.len() < 2 {
-            return Ok(Err(NoRewrite::NothingToDo));
-        }
+        Ok((old.len() >= 2).then_some(Planned {
+            tp,
+            epoch,
+            session,
+            old,
+        }))
+    }
 
+    /// Writes `plan`'s new object from its runs (read through `reads`) and
+    /// swaps the index entries for it.
+    async fn rewrite(
+        &self,
+        plan: Planned,
+        reads: std::sync::Arc<RunReads>,
+        limits: &CompactionLimits,
+    ) -> Result<std::result::Result<Rewrite, NoRewrite>> {
+        let inner = &self.inner;
+        let Planned {
+            tp,
+            epoch,
+            session,
+            old,
+        } = plan;
+        let partition = inner.partition(&tp).ok_or(Error::NotLeader(tp))?;
         let object_key = new_compacted_object_key();
-        let groups = group_entries(&old, &limits);
+        let groups = group_entries(&old, limits);
         let bytes: u64 = old.iter().map(|e| e.length).sum();
         let old_objects = {
             let mut keys: Vec<&str> = old.iter().map(|e| e.object_key.as_str()).collect();
@@ -182,7 +274,7 @@ impl Log {
         let (parts, received) = tokio::sync::mpsc::unbounded_channel();
         let (written, built) = tokio::join!(
             inner.store.put_parts(&object_key, received),
-            stream_object(inner, tp, &object_key, &old, &groups, &limits, parts),
+            stream_object(inner, reads, tp, &object_key, &old, &groups, limits, parts),
         );
         let outcome = match (built, written) {
             (Ok(built), Ok(())) => Ok(built),
@@ -426,7 +518,7 @@ async fn yield_to_produce(inner: &super::Inner) {
 }
 
 /// Waits for a request's slot under `max_requests_per_second`.
-async fn pace(inner: &super::Inner, per_second: u32) {
+pub(super) async fn pace(inner: &super::Inner, per_second: u32) {
     let waited = inner.compaction_pacer.pace(per_second).await;
     super::stats::bump(&inner.stats.compaction_paced_ms, waited.as_millis() as u64);
 }
@@ -436,8 +528,10 @@ async fn pace(inner: &super::Inner, per_second: u32) {
 /// group) to `parts` as it fills: in parts of the store's part size when it
 /// streams, else whole. Returns the new entries and the object's size;
 /// `Err(None)` when the writer went away (its error says why).
+#[allow(clippy::too_many_arguments)]
 async fn stream_object(
     inner: &std::sync::Arc<super::Inner>,
+    reads: std::sync::Arc<RunReads>,
     tp: TopicPartition,
     object_key: &str,
     old: &[IndexEntry],
@@ -445,7 +539,9 @@ async fn stream_object(
     limits: &CompactionLimits,
     parts: tokio::sync::mpsc::UnboundedSender<Option<Bytes>>,
 ) -> std::result::Result<(Vec<IndexEntry>, u64), Option<Error>> {
-    let part_size = inner.store.part_size();
+    // Parts of S3's smallest size (or the store's, when smaller): a rewrite
+    // holds a few of them, and several rewrites run at once.
+    let part_size = inner.store.part_size().map(|p| p.min(crate::MIN_PART_SIZE));
     let total = old.iter().map(|e| e.length as usize).sum::<usize>();
     let held = part_size.map_or(total, |p| total.min(2 * p));
     let mut builder = ObjectBuilder::with_capacity(held, groups.len());
@@ -453,13 +549,9 @@ async fn stream_object(
     // enough for the broker's spawned loop.
     let runs = futures::stream::iter(old.to_vec())
         .map(|entry| {
-            let inner = inner.clone();
-            let per_second = limits.max_requests_per_second;
+            let reads = reads.clone();
             async move {
-                pace(&inner, per_second).await;
-                let store = &inner.store;
-                let range = entry.position..entry.position + entry.length;
-                let bytes = store.get_range(&entry.object_key, range).await?;
+                let bytes = reads.run(&entry).await?;
                 verify_run(&entry, &bytes)?;
                 Ok::<Bytes, Error>(bytes)
             }

@@ -18,6 +18,7 @@
 //! returned offset.
 
 mod compaction;
+mod compaction_reads;
 mod flush;
 mod leadership;
 mod producers;

@@ -212,7 +212,9 @@ pub(super) fn seal_step(
     let generation = inner.generation.load(Ordering::Acquire);
     let stale = open.take_if(|o| o.generation != generation);
     let total_bytes: usize = batches.iter().map(|b| b.bytes.len()).sum();
-    // Group by partition, keeping arrival order inside each partition.
+    // Group by partition, keeping arrival order inside each partition; runs
+    // in partition order, so that object compaction reads the runs of
+    // partitions it rewrites together in one range (`compaction_reads`).
     let mut order = Vec::new();
     let mut groups: HashMap<_, Vec<PendingBatch>> = HashMap::new();
     for b in batches {
@@ -222,6 +224,7 @@ pub(super) fn seal_step(
         }
         group.push(b);
     }
+    order.sort_unstable();
     let flush = match open {
         Some(flush) => {
             flush.builder.reserve(total_bytes, order.len());

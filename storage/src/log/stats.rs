@@ -22,6 +22,7 @@ pub(crate) struct LogStats {
     pub(crate) block_reads: AtomicU64,
     pub(crate) compaction_produce_waits: AtomicU64,
     pub(crate) compaction_paced_ms: AtomicU64,
+    pub(crate) compaction_span_reads: AtomicU64,
 }
 
 pub(crate) fn bump(counter: &AtomicU64, by: u64) {
@@ -59,6 +60,9 @@ pub struct LogStatsSnapshot {
     /// Milliseconds object compaction's requests waited for their slot
     /// under `max_requests_per_second`, summed over requests.
     pub compaction_paced_ms: u64,
+    /// Ranged reads object compaction made of several partitions' runs at
+    /// once (rewrites running together sharing a flush object).
+    pub compaction_span_reads: u64,
     /// Index entries read from the tail cache (recent objects in memory).
     pub tail_cache_hits: u64,
     /// Index entries read through the block cache (older data).
@@ -101,6 +105,7 @@ impl LogStats {
             block_reads: load(&self.block_reads),
             compaction_produce_waits: load(&self.compaction_produce_waits),
             compaction_paced_ms: load(&self.compaction_paced_ms),
+            compaction_span_reads: load(&self.compaction_span_reads),
             ..LogStatsSnapshot::default()
         }
     }

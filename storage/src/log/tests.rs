@@ -11,6 +11,7 @@ use protocol::testing::{offsets_and_values, record_batch};
 use super::*;
 
 mod compaction;
+mod compaction_reads;
 mod damage;
 mod idempotence;
 mod leadership;

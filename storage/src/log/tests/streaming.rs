@@ -13,8 +13,8 @@ use crate::PartReceiver;
 
 /// A memory store that streams: it records each part as it arrives, can
 /// fail a share of writes, and counts writes abandoned mid-way.
-struct StreamingStore {
-    inner: MemoryStore,
+pub(super) struct StreamingStore {
+    pub(super) inner: MemoryStore,
     part_size: usize,
     /// (object key, part index) in arrival order.
     arrivals: Mutex<Vec<(String, usize)>>,
@@ -28,10 +28,13 @@ struct StreamingStore {
     part_delay: Duration,
     /// The most parts a compaction's write found waiting for it at once.
     most_queued_compacted: AtomicUsize,
+    /// Ranged reads made, and the bytes they asked for.
+    pub(super) gets: AtomicUsize,
+    pub(super) got_bytes: AtomicUsize,
 }
 
 impl StreamingStore {
-    fn new(part_size: usize, fail_every: usize) -> Self {
+    pub(super) fn new(part_size: usize, fail_every: usize) -> Self {
         StreamingStore {
             inner: MemoryStore::new(),
             part_size,
@@ -42,6 +45,8 @@ impl StreamingStore {
             first_write_gate: None,
             part_delay: Duration::ZERO,
             most_queued_compacted: AtomicUsize::new(0),
+            gets: AtomicUsize::new(0),
+            got_bytes: AtomicUsize::new(0),
         }
     }
 }
@@ -52,6 +57,9 @@ impl crate::ObjectStore for StreamingStore {
         self.inner.put(key, bytes).await
     }
     async fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> crate::Result<Bytes> {
+        self.gets.fetch_add(1, Ordering::SeqCst);
+        let asked = range.end.saturating_sub(range.start) as usize;
+        self.got_bytes.fetch_add(asked, Ordering::SeqCst);
         self.inner.get_range(key, range).await
     }
     async fn get(&self, key: &str) -> crate::Result<Bytes> {

@@ -1,0 +1,129 @@
+//! Rewrites running together (`Log::compact_partitions`) read the runs they
+//! have in one flush object with one ranged read; a span that does not fit
+//! in the room left is not read, its runs are read alone.
+
+use std::sync::atomic::Ordering;
+
+use metadata::{IndexEntry, LogStore};
+
+use super::compaction::eager;
+use super::streaming::StreamingStore;
+use super::*;
+use crate::log::compaction_reads::RunReads;
+
+/// A log over a streaming store whose topic's two partitions each got a
+/// run in each of `flushes` flush objects, and the two partitions.
+async fn shared_flushes(flushes: usize) -> (Fixture<StreamingStore>, [TopicPartition; 2]) {
+    let f = fixture_over(LogConfig::default(), StreamingStore::new(4_096, 0)).await;
+    let tps = [f.tp, TopicPartition::new(f.tp.topic_id, 1)];
+    for i in 0..flushes {
+        // Appended together, flushed together.
+        let (a, b) = tokio::join!(
+            f.log.append(
+                tps[0],
+                batch(&[&format!("a{i}")], 1),
+                AppendOptions::default()
+            ),
+            f.log.append(
+                tps[1],
+                batch(&[&format!("b{i}")], 1),
+                AppendOptions::default()
+            ),
+        );
+        a.unwrap();
+        b.unwrap();
+    }
+    let mut keys = Vec::new();
+    for tp in tps {
+        let entries = f.metadata.index_entries(tp, 0, usize::MAX).await.unwrap();
+        keys.push(
+            entries
+                .into_iter()
+                .map(|e| e.object_key)
+                .collect::<Vec<_>>(),
+        );
+    }
+    let (a, b) = (&keys[0], &keys[1]);
+    assert_eq!(a.len(), flushes);
+    assert_eq!(a, b, "each flush holds a run of both partitions");
+    (f, tps)
+}
+
+async fn all_values(f: &Fixture<StreamingStore>, tp: TopicPartition) -> Vec<(i64, String)> {
+    values(&f.log.read(tp, 0, 1 << 20, true).await.unwrap().records)
+}
+
+#[tokio::test]
+async fn rewrites_running_together_read_each_flush_object_once() {
+    let (f, tps) = shared_flushes(6).await;
+    let before = [all_values(&f, tps[0]).await, all_values(&f, tps[1]).await];
+    assert_eq!(before[0].len(), 6);
+
+    let gets = f.store.gets.load(Ordering::SeqCst);
+    let answers = f.log.compact_partitions(&tps, eager()).await;
+    assert_eq!(answers.len(), 2);
+    for ((tp, answer), expected) in answers.into_iter().zip(tps) {
+        assert_eq!(tp, expected);
+        assert_eq!(answer.unwrap().unwrap().old_entries, 6);
+    }
+    // One ranged read per flush object, not one per (object, partition).
+    assert_eq!(f.store.gets.load(Ordering::SeqCst) - gets, 6);
+    assert_eq!(f.log.stats().compaction_span_reads, 6);
+    for (tp, before) in tps.into_iter().zip(before) {
+        assert_eq!(all_values(&f, tp).await, before);
+        let entries = f.metadata.index_entries(tp, 0, usize::MAX).await.unwrap();
+        assert_eq!(entries.len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn a_span_that_does_not_fit_is_not_read_and_its_runs_are_read_alone() {
+    let (f, tps) = shared_flushes(2).await;
+    let a = f
+        .metadata
+        .index_entries(tps[0], 0, usize::MAX)
+        .await
+        .unwrap();
+    let b = f
+        .metadata
+        .index_entries(tps[1], 0, usize::MAX)
+        .await
+        .unwrap();
+    let span = |i: usize| {
+        let start = a[i].position.min(b[i].position);
+        (a[i].position + a[i].length).max(b[i].position + b[i].length) - start
+    };
+    // Room for one span at a time.
+    let room = span(0).max(span(1)).next_multiple_of(1024);
+    let runs = [&a[0], &b[0], &a[1], &b[1]];
+    let reads = RunReads::new(f.log.inner.clone(), 0, runs, room);
+    let gets = f.store.gets.load(Ordering::SeqCst);
+    let count = || f.store.gets.load(Ordering::SeqCst) - gets;
+    let expect = |e: &IndexEntry| {
+        let store = f.store.clone();
+        let e = e.clone();
+        async move {
+            store
+                .inner
+                .get_range(&e.object_key, e.position..e.position + e.length)
+                .await
+                .unwrap()
+        }
+    };
+    // The first object's span is read and held…
+    assert_eq!(reads.run(&a[0]).await.unwrap(), expect(&a[0]).await);
+    assert_eq!(count(), 1);
+    // …so the second's does not fit: this run is read alone…
+    assert_eq!(reads.run(&a[1]).await.unwrap(), expect(&a[1]).await);
+    assert_eq!(count(), 2);
+    // …the first span's last run comes out of it, and it goes…
+    assert_eq!(reads.run(&b[0]).await.unwrap(), expect(&b[0]).await);
+    assert_eq!(count(), 2);
+    // …and the second span is read without the run already taken.
+    let bytes = f.store.got_bytes.load(Ordering::SeqCst);
+    assert_eq!(reads.run(&b[1]).await.unwrap(), expect(&b[1]).await);
+    assert_eq!(count(), 3);
+    let span_bytes = f.store.got_bytes.load(Ordering::SeqCst) - bytes;
+    assert_eq!(span_bytes as u64, b[1].length);
+    assert_eq!(f.log.stats().compaction_span_reads, 2);
+}
