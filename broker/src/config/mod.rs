@@ -221,7 +221,8 @@ pub struct Settings {
     /// 0 is no limit.
     pub object_compaction_max_requests_per_second: u32,
     /// Partitions rewritten at once (on S3): their runs in one flush object
-    /// are read with one ranged read. Each holds up to three 5 MiB parts.
+    /// are read with one ranged read. Each rewrite holds about 20 MiB (four
+    /// 5 MiB parts); together they share 32 MiB of reads.
     pub object_compaction_max_partitions_at_once: u32,
     /// The whole shutdown's budget, from SIGTERM to exit: readiness turns
     /// false, partitions and groups are handed over, in-flight requests are

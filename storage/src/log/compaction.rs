@@ -40,10 +40,12 @@
 //! then read with one ranged read instead of one each (`compaction_reads`).
 //!
 //! Memory, per rewrite: at most `PARTS_HELD` parts sent and not yet written
-//! plus one being filled, in parts of `MIN_PART_SIZE` (S3's smallest; 5 MiB)
-//! or the store's part size when smaller (`max_object_bytes` for a store
-//! that does not stream: its rewrites run one at a time), plus
-//! `READS_IN_FLIGHT` runs; rewrites running together also share up to
+//! plus the part being filled, in parts of `MIN_PART_SIZE` (S3's smallest;
+//! 5 MiB) or the store's part size when smaller; the object builder's
+//! buffer is two parts long and a part keeps the buffer it was cut from, so
+//! about four parts (~20 MiB) in all. A store that does not stream gets
+//! `max_object_bytes`, and its rewrites run one at a time. Rewrites running
+//! together share `READS_IN_FLIGHT` runs read ahead and up to
 //! `SPAN_BYTES_HELD` of spans. The broker paces calls.
 //!
 //! Crash points: `compaction.after_write` (an object nothing references:
@@ -168,7 +170,8 @@ impl Log {
     /// read (`compaction_reads`). Memory grows with `tps.len()` (each
     /// rewrite holds a few parts, see the module doc); a store that does
     /// not stream gets them one after the other (each holds its object
-    /// whole). An answer per partition, in the order of `tps`.
+    /// whole). An answer per partition, in the order of `tps` (a partition
+    /// listed twice is rewritten and answered once).
     pub async fn compact_partitions(
         &self,
         tps: &[TopicPartition],
@@ -178,8 +181,12 @@ impl Log {
         Result<std::result::Result<Rewrite, NoRewrite>>,
     )> {
         let mut answers = Vec::with_capacity(tps.len());
-        let mut planned = Vec::with_capacity(tps.len());
-        for &tp in tps {
+        let mut planned: Vec<Planned> = Vec::with_capacity(tps.len());
+        for (i, &tp) in tps.iter().enumerate() {
+            // Each partition once: two rewrites of one run would race.
+            if tps[..i].contains(&tp) {
+                continue;
+            }
             match self.plan_rewrite(tp, &limits).await {
                 Ok(Some(plan)) => planned.push(plan),
                 Ok(None) => answers.push((tp, Ok(Err(NoRewrite::NothingToDo)))),
@@ -190,16 +197,23 @@ impl Log {
         let per_second = limits.max_requests_per_second;
         if inner.store.part_size().is_some() {
             let runs = planned.iter().flat_map(|p| &p.old);
-            let reads = RunReads::new(inner.clone(), per_second, runs, SPAN_BYTES_HELD);
+            let n = planned.len();
+            let reads = RunReads::new(inner.clone(), per_second, n, runs, SPAN_BYTES_HELD);
             let reads = std::sync::Arc::new(reads);
             let rewrites = planned.into_iter().map(|plan| {
                 let reads = reads.clone();
-                async move { (plan.tp, self.rewrite(plan, reads, &limits).await) }
+                async move {
+                    let (tp, old) = (plan.tp, plan.old.clone());
+                    let answer = self.rewrite(plan, reads.clone(), &limits).await;
+                    // Runs it never asked for (it stopped early) hold no span.
+                    reads.release(&old).await;
+                    (tp, answer)
+                }
             });
             answers.extend(futures::future::join_all(rewrites).await);
         } else {
             for plan in planned {
-                let reads = RunReads::new(inner.clone(), per_second, &plan.old, 0);
+                let reads = RunReads::new(inner.clone(), per_second, 1, &plan.old, 0);
                 let tp = plan.tp;
                 answers.push((tp, self.rewrite(plan, reads.into(), &limits).await));
             }
@@ -545,18 +559,26 @@ async fn stream_object(
     let total = old.iter().map(|e| e.length as usize).sum::<usize>();
     let held = part_size.map_or(total, |p| total.min(2 * p));
     let mut builder = ObjectBuilder::with_capacity(held, groups.len());
-    // Owned entries and store handles: a borrowing stream is not `Send`
-    // enough for the broker's spawned loop.
+    // Each read is a task of its own, so that it finishes (and lets go of
+    // its object store request slot and its span) while this rewrite waits
+    // for a part to be written: rewrites running together in one task
+    // would otherwise hold each other's reads, and the store's requests,
+    // still. `READS_IN_FLIGHT` are shared among them.
+    let in_flight = reads.reads_per_rewrite(READS_IN_FLIGHT);
     let runs = futures::stream::iter(old.to_vec())
         .map(|entry| {
             let reads = reads.clone();
-            async move {
+            let read = tokio::spawn(async move {
                 let bytes = reads.run(&entry).await?;
                 verify_run(&entry, &bytes)?;
                 Ok::<Bytes, Error>(bytes)
+            });
+            async move {
+                read.await
+                    .map_err(|e| Error::Io(format!("a compaction read failed: {e}")))?
             }
         })
-        .buffered(READS_IN_FLIGHT);
+        .buffered(in_flight);
     futures::pin_mut!(runs);
     let mut sent = 0u64;
     // A part holds its permit until the store lets it go.

@@ -20,7 +20,7 @@
 
 use std::collections::HashMap;
 use std::ops::Range;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use metadata::IndexEntry;
@@ -41,6 +41,8 @@ const SPAN_MAX_WASTE: u64 = 2;
 pub(crate) struct RunReads {
     inner: Arc<Inner>,
     per_second: u32,
+    /// The rewrites sharing these reads.
+    rewrites: usize,
     /// The spans of each object (runs asked for alone have none).
     spans: HashMap<String, Vec<Arc<Span>>>,
     /// Room for held spans, in KiB.
@@ -52,11 +54,31 @@ pub(crate) struct RunReads {
 struct Span {
     /// Where the runs lie in the object.
     range: Range<u64>,
+    /// Held by the ask that reads the span, so that the others wait for it.
+    state: tokio::sync::Mutex<SpanState>,
+}
+
+struct SpanState {
     /// (position, length, taken) of each run.
-    runs: Mutex<Vec<(u64, u64, bool)>>,
-    /// Held by the ask that reads the span, so that the others wait for
-    /// it; `None` until read, and again once every run is taken.
-    read: tokio::sync::Mutex<Option<SpanRead>>,
+    runs: Vec<(u64, u64, bool)>,
+    /// `None` until read, and again once every run is taken.
+    read: Option<SpanRead>,
+}
+
+impl SpanState {
+    fn wanted(&self, position: u64) -> bool {
+        self.runs.iter().any(|r| r.0 == position && !r.2)
+    }
+
+    /// Marks the run at `position` taken; lets the read go after the last.
+    fn take(&mut self, position: u64) {
+        if let Some(run) = self.runs.iter_mut().find(|r| r.0 == position) {
+            run.2 = true;
+        }
+        if self.runs.iter().all(|r| r.2) {
+            self.read = None;
+        }
+    }
 }
 
 struct SpanRead {
@@ -66,12 +88,13 @@ struct SpanRead {
 }
 
 impl RunReads {
-    /// Reads for rewrites of the runs in `runs` (each an index entry,
-    /// listed once), each request paced to `per_second`, holding at most
-    /// `max_held_bytes` of spans.
+    /// Reads for `rewrites` rewrites of the runs in `runs` (each an index
+    /// entry, listed once), each request paced to `per_second`, holding at
+    /// most `max_held_bytes` of spans.
     pub(crate) fn new<'a>(
         inner: Arc<Inner>,
         per_second: u32,
+        rewrites: usize,
         runs: impl IntoIterator<Item = &'a IndexEntry>,
         max_held_bytes: u64,
     ) -> RunReads {
@@ -90,89 +113,96 @@ impl RunReads {
         RunReads {
             inner,
             per_second,
+            rewrites: rewrites.max(1),
             spans,
             room: Arc::new(Semaphore::new(kib(max_held_bytes) as usize)),
         }
+    }
+
+    /// Reads each rewrite keeps in flight: `total` shared among them.
+    pub(crate) fn reads_per_rewrite(&self, total: usize) -> usize {
+        total.div_ceil(self.rewrites).max(2)
     }
 
     /// The bytes of `entry`'s run: out of its span when it has one (read now
     /// if no rewrite asked for it yet, when it fits), else read alone.
     pub(crate) async fn run(&self, entry: &IndexEntry) -> Result<Bytes> {
         let range = entry.position..entry.position + entry.length;
-        let span = self
-            .spans
-            .get(&entry.object_key)
-            .and_then(|spans| spans.iter().find(|s| s.range.contains(&range.start)));
-        let Some(span) = span else {
+        let Some(span) = self.span_of(entry) else {
             return self.read(&entry.object_key, range).await;
         };
         let from_span = {
-            let mut read = span.read.lock().await;
-            if read.is_none() {
-                match self.read_span(&entry.object_key, span).await {
-                    Ok(got) => *read = Some(got),
+            let mut state = span.state.lock().await;
+            // Not wanted any more: its rewrite gave up on it (`release`).
+            let wanted = state.wanted(range.start);
+            // Read as a span only while others want runs in it too.
+            let shared = state.runs.iter().filter(|r| !r.2).count() >= 2;
+            if wanted && shared && state.read.is_none() {
+                match self.read_span(&entry.object_key, &state).await {
+                    Ok(got) => state.read = Some(got),
                     // This run is read alone; the next ask tries again.
                     Err(SpanError::NoRoom) => {}
                     Err(SpanError::Failed(e)) => {
-                        drop(read);
-                        self.take(span, range.start).await;
+                        state.take(range.start);
                         return Err(e);
                     }
                 }
             }
-            read.as_ref().and_then(|read| {
+            let bytes = state.read.as_ref().filter(|_| wanted).and_then(|read| {
                 let at = range.start.checked_sub(read.start)? as usize;
                 let bytes = read.bytes.get(at..at + entry.length as usize)?;
                 // A copy, so that the span goes once every run is taken.
                 Some(Bytes::copy_from_slice(bytes))
-            })
+            });
+            state.take(range.start);
+            bytes
         };
-        self.take(span, range.start).await;
         match from_span {
             Some(bytes) => Ok(bytes),
             None => self.read(&entry.object_key, range).await,
         }
     }
 
+    /// Marks every run of `entries` taken, asked for or not: a rewrite
+    /// that stopped early lets go of the spans it would have shared.
+    pub(crate) async fn release(&self, entries: &[IndexEntry]) {
+        for entry in entries {
+            if let Some(span) = self.span_of(entry) {
+                span.state.lock().await.take(entry.position);
+            }
+        }
+    }
+
+    fn span_of(&self, entry: &IndexEntry) -> Option<&Arc<Span>> {
+        let spans = self.spans.get(&entry.object_key)?;
+        spans.iter().find(|s| s.range.contains(&entry.position))
+    }
+
     /// Reads the span of the runs not taken yet; `NoRoom` when that would
     /// not fit in the room left.
-    async fn read_span(&self, key: &str, span: &Span) -> std::result::Result<SpanRead, SpanError> {
-        let range = {
-            let runs = span.runs.lock().expect("span lock");
-            let wanted = runs.iter().filter(|r| !r.2);
-            let start = wanted.clone().map(|r| r.0).min().unwrap_or(0);
-            let end = wanted.map(|r| r.0 + r.1).max().unwrap_or(0);
-            start..end
-        };
+    async fn read_span(
+        &self,
+        key: &str,
+        state: &SpanState,
+    ) -> std::result::Result<SpanRead, SpanError> {
+        let wanted = state.runs.iter().filter(|r| !r.2);
+        let start = wanted.clone().map(|r| r.0).min().unwrap_or(0);
+        let end = wanted.map(|r| r.0 + r.1).max().unwrap_or(0);
         let room = self
             .room
             .clone()
-            .try_acquire_many_owned(kib(range.end - range.start))
+            .try_acquire_many_owned(kib(end - start))
             .map_err(|_| SpanError::NoRoom)?;
         let bytes = self
-            .read(key, range.clone())
+            .read(key, start..end)
             .await
             .map_err(SpanError::Failed)?;
         super::stats::bump(&self.inner.stats.compaction_span_reads, 1);
         Ok(SpanRead {
-            start: range.start,
+            start,
             bytes,
             _room: room,
         })
-    }
-
-    /// Marks the run at `position` taken; lets the span go after the last.
-    async fn take(&self, span: &Span, position: u64) {
-        let all_taken = {
-            let mut runs = span.runs.lock().expect("span lock");
-            if let Some(run) = runs.iter_mut().find(|r| r.0 == position) {
-                run.2 = true;
-            }
-            runs.iter().all(|r| r.2)
-        };
-        if all_taken {
-            *span.read.lock().await = None;
-        }
     }
 
     async fn read(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
@@ -199,10 +229,13 @@ fn spans_of(mut runs: Vec<(u64, u64, bool)>) -> Vec<Arc<Span>> {
         if current.len() >= 2 {
             let start = current[0].0;
             let end = current.iter().map(|r| r.0 + r.1).max().unwrap_or(start);
+            let state = SpanState {
+                runs: std::mem::take(current),
+                read: None,
+            };
             spans.push(Arc::new(Span {
                 range: start..end,
-                runs: Mutex::new(std::mem::take(current)),
-                read: tokio::sync::Mutex::new(None),
+                state: tokio::sync::Mutex::new(state),
             }));
         }
         current.clear();

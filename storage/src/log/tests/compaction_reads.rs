@@ -96,7 +96,7 @@ async fn a_span_that_does_not_fit_is_not_read_and_its_runs_are_read_alone() {
     // Room for one span at a time.
     let room = span(0).max(span(1)).next_multiple_of(1024);
     let runs = [&a[0], &b[0], &a[1], &b[1]];
-    let reads = RunReads::new(f.log.inner.clone(), 0, runs, room);
+    let reads = RunReads::new(f.log.inner.clone(), 0, 2, runs, room);
     let gets = f.store.gets.load(Ordering::SeqCst);
     let count = || f.store.gets.load(Ordering::SeqCst) - gets;
     let expect = |e: &IndexEntry| {
@@ -119,11 +119,125 @@ async fn a_span_that_does_not_fit_is_not_read_and_its_runs_are_read_alone() {
     // …the first span's last run comes out of it, and it goes…
     assert_eq!(reads.run(&b[0]).await.unwrap(), expect(&b[0]).await);
     assert_eq!(count(), 2);
-    // …and the second span is read without the run already taken.
+    // …and the second object's last run is read alone (the other was).
     let bytes = f.store.got_bytes.load(Ordering::SeqCst);
     assert_eq!(reads.run(&b[1]).await.unwrap(), expect(&b[1]).await);
     assert_eq!(count(), 3);
     let span_bytes = f.store.got_bytes.load(Ordering::SeqCst) - bytes;
     assert_eq!(span_bytes as u64, b[1].length);
+    assert_eq!(f.log.stats().compaction_span_reads, 1);
+}
+
+#[tokio::test]
+async fn a_rewrite_that_stops_early_lets_go_of_the_spans_it_shared() {
+    let (f, tps) = shared_flushes(2).await;
+    let a = f
+        .metadata
+        .index_entries(tps[0], 0, usize::MAX)
+        .await
+        .unwrap();
+    let b = f
+        .metadata
+        .index_entries(tps[1], 0, usize::MAX)
+        .await
+        .unwrap();
+    let span = |i: usize| {
+        let start = a[i].position.min(b[i].position);
+        (a[i].position + a[i].length).max(b[i].position + b[i].length) - start
+    };
+    // Room for one span at a time.
+    let room = span(0).max(span(1)).next_multiple_of(1024);
+    let runs = [&a[0], &b[0], &a[1], &b[1]];
+    let reads = RunReads::new(f.log.inner.clone(), 0, 2, runs, room);
+    let gets = f.store.gets.load(Ordering::SeqCst);
+    // The first object's span is read for `a`, and `b`'s rewrite gives up
+    // before asking for its run in it: the span goes…
+    reads.run(&a[0]).await.unwrap();
+    reads.release(&b[..1]).await;
+    // …so the second object's span fits, and serves both runs in it.
+    reads.run(&a[1]).await.unwrap();
+    reads.run(&b[1]).await.unwrap();
+    assert_eq!(f.store.gets.load(Ordering::SeqCst) - gets, 2);
     assert_eq!(f.log.stats().compaction_span_reads, 2);
+}
+
+/// A memory store that streams in small parts and serves at most `slots`
+/// requests at once, a part's write included (as the S3 store bounds its
+/// requests with `s3_max_concurrent_requests`).
+struct SlotStore {
+    inner: crate::MemoryStore,
+    slots: tokio::sync::Semaphore,
+}
+
+#[async_trait::async_trait]
+impl crate::ObjectStore for SlotStore {
+    async fn put(&self, key: &str, bytes: Bytes) -> crate::Result<()> {
+        let _slot = self.slots.acquire().await.expect("slots");
+        self.inner.put(key, bytes).await
+    }
+    async fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> crate::Result<Bytes> {
+        let _slot = self.slots.acquire().await.expect("slots");
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        self.inner.get_range(key, range).await
+    }
+    async fn get(&self, key: &str) -> crate::Result<Bytes> {
+        self.inner.get(key).await
+    }
+    async fn delete(&self, key: &str) -> crate::Result<()> {
+        self.inner.delete(key).await
+    }
+    async fn list(&self, prefix: &str) -> crate::Result<Vec<String>> {
+        self.inner.list(prefix).await
+    }
+    fn part_size(&self) -> Option<usize> {
+        Some(1_024)
+    }
+    async fn put_parts(&self, key: &str, mut parts: crate::PartReceiver) -> crate::Result<()> {
+        let mut object = Vec::new();
+        loop {
+            match parts.recv().await {
+                Some(Some(part)) => {
+                    let _slot = self.slots.acquire().await.expect("slots");
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                    object.extend_from_slice(&part);
+                }
+                Some(None) => break,
+                None => return Err(crate::Error::Unavailable("abandoned".to_string())),
+            }
+        }
+        let _slot = self.slots.acquire().await.expect("slots");
+        self.inner.put(key, Bytes::from(object)).await
+    }
+}
+
+#[tokio::test]
+async fn rewrites_running_together_never_hold_each_others_request_slots() {
+    let store = SlotStore {
+        inner: crate::MemoryStore::new(),
+        slots: tokio::sync::Semaphore::new(2),
+    };
+    let f = fixture_over(LogConfig::default(), store).await;
+    let tps = [f.tp, TopicPartition::new(f.tp.topic_id, 1)];
+    for i in 0..60 {
+        let value = format!("{i:0>300}");
+        let (a, b) = tokio::join!(
+            f.log
+                .append(tps[0], batch(&[&value], 1), AppendOptions::default()),
+            f.log
+                .append(tps[1], batch(&[&value], 1), AppendOptions::default()),
+        );
+        a.unwrap();
+        b.unwrap();
+    }
+    // Each rewrite waits for its parts (two held, 1 KiB each) to be
+    // written while its reads are in flight; with only two request slots,
+    // reads that stood still while their rewrite waited would keep the
+    // slots the parts need.
+    let rewrites = f.log.compact_partitions(&tps, eager());
+    let answers = tokio::time::timeout(std::time::Duration::from_secs(30), rewrites)
+        .await
+        .expect("the rewrites finish");
+    for (_, answer) in answers {
+        assert_eq!(answer.unwrap().unwrap().old_entries, 60);
+    }
 }
