@@ -49,6 +49,7 @@ pub fn limits(settings: &Settings) -> CompactionLimits {
         max_entry_span_ms: i64::try_from(settings.object_compaction_max_entry_span_ms)
             .unwrap_or(i64::MAX),
         max_requests_per_second: settings.object_compaction_max_requests_per_second,
+        max_bytes_per_second: settings.object_compaction_max_bytes_per_second,
     }
 }
 

@@ -24,10 +24,18 @@ impl Pacer {
     /// all callers; 0 is no limit. A caller that gives up while waiting
     /// leaves its slot unused.
     pub async fn pace(&self, per_second: u32) -> Duration {
+        self.pace_amount(1, u64::from(per_second)).await
+    }
+
+    /// Waits for the slot of a request that counts `amount` (bytes, say)
+    /// against `per_second` of them over all callers; 0 is no limit. The
+    /// request goes at its slot, and the next one `amount / per_second`
+    /// seconds later: a large request makes the next wait, not itself.
+    pub async fn pace_amount(&self, amount: u64, per_second: u64) -> Duration {
         if per_second == 0 {
             return Duration::ZERO;
         }
-        let interval = Duration::from_secs(1) / per_second;
+        let interval = Duration::from_secs_f64(amount as f64 / per_second as f64);
         let now = Instant::now();
         let slot = {
             let mut next = self.next.lock().expect("pacer lock");
@@ -62,6 +70,25 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(5)).await;
         assert_eq!(pacer.pace(100).await, Duration::ZERO);
         assert_eq!(pacer.pace(100).await, Duration::from_millis(10));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn amounts_space_the_requests_that_follow_them() {
+        let pacer = Pacer::default();
+        let start = Instant::now();
+        // 1,000 bytes a second: 500 bytes go at once, the next request
+        // half a second later, and 250 more a quarter of a second after.
+        assert_eq!(pacer.pace_amount(500, 1_000).await, Duration::ZERO);
+        assert_eq!(
+            pacer.pace_amount(250, 1_000).await,
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            pacer.pace_amount(1, 1_000).await,
+            Duration::from_millis(250)
+        );
+        assert_eq!(Instant::now() - start, Duration::from_millis(750));
+        assert_eq!(pacer.pace_amount(1 << 40, 0).await, Duration::ZERO);
     }
 
     #[tokio::test(start_paused = true)]

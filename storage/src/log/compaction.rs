@@ -106,6 +106,10 @@ pub struct CompactionLimits {
     /// Object store requests (ranged reads, parts written) all rewrites of
     /// this log make per second, at most, evenly spaced; 0 is no limit.
     pub max_requests_per_second: u32,
+    /// Bytes all rewrites of this log read and write per second, at most
+    /// (as Kafka's `log.cleaner.io.max.bytes.per.second` throttles its
+    /// cleaner); 0 is no limit.
+    pub max_bytes_per_second: u64,
 }
 
 impl Default for CompactionLimits {
@@ -117,6 +121,7 @@ impl Default for CompactionLimits {
             max_entry_bytes: 4 * 1024 * 1024,
             max_entry_span_ms: 60 * 60 * 1000,
             max_requests_per_second: 1_000,
+            max_bytes_per_second: 0,
         }
     }
 }
@@ -194,11 +199,10 @@ impl Log {
             }
         }
         let inner = &self.inner;
-        let per_second = limits.max_requests_per_second;
         if inner.store.part_size().is_some() {
             let runs = planned.iter().flat_map(|p| &p.old);
             let n = planned.len();
-            let reads = RunReads::new(inner.clone(), per_second, n, runs, SPAN_BYTES_HELD);
+            let reads = RunReads::new(inner.clone(), limits, n, runs, SPAN_BYTES_HELD);
             let reads = std::sync::Arc::new(reads);
             let rewrites = planned.into_iter().map(|plan| {
                 let reads = reads.clone();
@@ -213,7 +217,7 @@ impl Log {
             answers.extend(futures::future::join_all(rewrites).await);
         } else {
             for plan in planned {
-                let reads = RunReads::new(inner.clone(), per_second, 1, &plan.old, 0);
+                let reads = RunReads::new(inner.clone(), limits, 1, &plan.old, 0);
                 let tp = plan.tp;
                 answers.push((tp, self.rewrite(plan, reads.into(), &limits).await));
             }
@@ -531,10 +535,19 @@ async fn yield_to_produce(inner: &super::Inner) {
     }
 }
 
-/// Waits for a request's slot under `max_requests_per_second`.
-pub(super) async fn pace(inner: &super::Inner, per_second: u32) {
-    let waited = inner.compaction_pacer.pace(per_second).await;
-    super::stats::bump(&inner.stats.compaction_paced_ms, waited.as_millis() as u64);
+/// Waits for a request's slot under `max_requests_per_second`, then for
+/// its `bytes` (read or written) under `max_bytes_per_second`.
+pub(super) async fn pace(inner: &super::Inner, limits: &CompactionLimits, bytes: u64) {
+    let waited = inner
+        .compaction_pacer
+        .pace(limits.max_requests_per_second)
+        .await;
+    let bytes_waited = inner
+        .compaction_byte_pacer
+        .pace_amount(bytes, limits.max_bytes_per_second)
+        .await;
+    let ms = (waited + bytes_waited).as_millis() as u64;
+    super::stats::bump(&inner.stats.compaction_paced_ms, ms);
 }
 
 /// Reads and checks `old`'s runs, a few ranged reads at a time, and sends
@@ -605,7 +618,7 @@ async fn stream_object(
             batch_count += batch::batches(&bytes).count() as u32;
             builder.append(&bytes);
             for part in builder.take_parts(part_size.unwrap_or(0)) {
-                pace(inner, limits.max_requests_per_second).await;
+                pace(inner, limits, part.len() as u64).await;
                 send(part).await?;
             }
         }
@@ -633,8 +646,9 @@ async fn stream_object(
         });
     }
     // The last part, and the request that completes the upload.
-    pace(inner, limits.max_requests_per_second).await;
-    send(builder.finish()).await?;
+    let last = builder.finish();
+    pace(inner, limits, last.len() as u64).await;
+    send(last).await?;
     parts.send(None).map_err(|_| None)?;
     Ok((new, sent))
 }

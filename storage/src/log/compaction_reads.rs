@@ -26,7 +26,7 @@ use bytes::Bytes;
 use metadata::IndexEntry;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::Inner;
+use super::{CompactionLimits, Inner};
 use crate::{Error, Result};
 
 /// Bytes of spans held at once, by default.
@@ -40,7 +40,7 @@ const SPAN_MAX_WASTE: u64 = 2;
 /// Reads the runs of one or more rewrites (see the module doc).
 pub(crate) struct RunReads {
     inner: Arc<Inner>,
-    per_second: u32,
+    limits: CompactionLimits,
     /// The rewrites sharing these reads.
     rewrites: usize,
     /// The spans of each object (runs asked for alone have none).
@@ -89,11 +89,11 @@ struct SpanRead {
 
 impl RunReads {
     /// Reads for `rewrites` rewrites of the runs in `runs` (each an index
-    /// entry, listed once), each request paced to `per_second`, holding at
-    /// most `max_held_bytes` of spans.
+    /// entry, listed once), each request paced to `limits`, holding at most
+    /// `max_held_bytes` of spans.
     pub(crate) fn new<'a>(
         inner: Arc<Inner>,
-        per_second: u32,
+        limits: CompactionLimits,
         rewrites: usize,
         runs: impl IntoIterator<Item = &'a IndexEntry>,
         max_held_bytes: u64,
@@ -112,7 +112,7 @@ impl RunReads {
             .collect();
         RunReads {
             inner,
-            per_second,
+            limits,
             rewrites: rewrites.max(1),
             spans,
             room: Arc::new(Semaphore::new(kib(max_held_bytes) as usize)),
@@ -206,7 +206,8 @@ impl RunReads {
     }
 
     async fn read(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
-        super::compaction::pace(&self.inner, self.per_second).await;
+        let bytes = range.end - range.start;
+        super::compaction::pace(&self.inner, &self.limits, bytes).await;
         self.inner.store.get_range(key, range).await
     }
 }

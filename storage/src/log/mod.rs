@@ -214,6 +214,8 @@ pub(crate) struct Inner {
     pub(crate) stats: stats::LogStats,
     /// Spaces object compaction's object store requests.
     pub(crate) compaction_pacer: crate::pacer::Pacer,
+    /// Spaces object compaction's bytes read and written.
+    pub(crate) compaction_byte_pacer: crate::pacer::Pacer,
 }
 
 impl Inner {
@@ -261,6 +263,7 @@ impl Log {
             unsettled: Arc::new(UnsettledObjects::default()),
             stats: stats::LogStats::default(),
             compaction_pacer: crate::pacer::Pacer::default(),
+            compaction_byte_pacer: crate::pacer::Pacer::default(),
         });
         let log = Log {
             flusher: Mutex::new(Some(tokio::spawn(flush::run(inner.clone())))),

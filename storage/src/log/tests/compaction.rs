@@ -637,3 +637,26 @@ async fn a_rewrites_requests_are_spaced_at_the_limit() {
     r.log.compact_partition(r.tp, free).await.unwrap().unwrap();
     assert_eq!(r.log.stats().compaction_paced_ms, paced);
 }
+
+#[tokio::test]
+async fn a_rewrites_bytes_are_spaced_at_the_limit() {
+    let r = retained().await;
+    let now = r.clock.now_ms();
+    let length = r.append_at(&[now; 5]).await as u64;
+    // Five runs read, then the object written: the write waits until the
+    // five runs' bytes have had their time, a quarter of a second.
+    let slow = CompactionLimits {
+        max_requests_per_second: 0,
+        max_bytes_per_second: 4 * 5 * length,
+        ..eager()
+    };
+    let started = std::time::Instant::now();
+    let rewrite = r.log.compact_partition(r.tp, slow).await.unwrap().unwrap();
+    assert_eq!(rewrite.old_entries, 5);
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(250),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(r.log.stats().compaction_paced_ms >= 200);
+}
