@@ -268,16 +268,18 @@ PY
     stop_broker
     echo "== compaction: lagging consumer before compaction"
     lagging_read before
-    echo "== compaction: the compactor alone (every 100 ms, any age, up to 1,000 rewrites a pass), until it has nothing left"
+    echo "== compaction: the compactor alone (every 100 ms, any age, up to 1,000 rewrites a pass, default byte limit), until it has nothing left"
     KEEP_DATA=1 LIGHTSTREAM_OBJECT_COMPACTION_INTERVAL_MS=100 LIGHTSTREAM_OBJECT_COMPACTION_MIN_AGE_MS=0 \
         LIGHTSTREAM_OBJECT_COMPACTION_MAX_REWRITES_PER_PASS=1000 start_broker
     C_CPU0=$(cpu_s "$BROKER_PID"); C_S3_CPU0=$(cpu_s "$S3_PID"); C_REQ0=$(s3_requests); C_T0=$(date +%s.%N)
-    # Done when the rewritten bytes have not moved for 40 s (a rewrite of
-    # 64 MiB of ~10 KiB runs takes ~20 s here); at most 15 minutes.
+    # Done when neither the rewritten bytes nor the reads and parts written
+    # have moved for 40 s (eight rewrites of 64 MiB run together, within
+    # object_compaction_max_bytes_per_second: a minute or more before the
+    # first lands); at most 15 minutes.
     last=-1; still=0; settled_at=$C_T0
     for _ in $(seq 450); do
         sleep 2
-        now=$(metric lightstream_object_compaction_rewritten_bytes_total)
+        now="$(metric lightstream_object_compaction_rewritten_bytes_total) $(s3_requests | { grep -oE '(get|upload_part)=[0-9]+' || true; } | tr '\n' ' ')"
         if [[ "$now" == "$last" ]]; then
             still=$((still + 1))
             [[ $still -ge 20 ]] && break
