@@ -290,7 +290,7 @@ PY
     C_T1=$settled_at
     echo "compactor: span_reads=$(metric lightstream_object_compaction_span_reads_total) (ranged GETs of several partitions' runs at once)"
     python3 - "$(cpu_s "$BROKER_PID")" "$C_CPU0" "$(cpu_s "$S3_PID")" "$C_S3_CPU0" "$C_REQ0" "$(s3_requests)" \
-        "$last" "$(metric lightstream_object_compaction_rewrites_total)" "$(metric lightstream_object_compaction_replaced_entries_total)" \
+        "$(metric lightstream_object_compaction_rewritten_bytes_total)" "$(metric lightstream_object_compaction_rewrites_total)" "$(metric lightstream_object_compaction_replaced_entries_total)" \
         "$C_T0" "$C_T1" "$(metric lightstream_object_compaction_lost_total)" "$(metric lightstream_object_compaction_failures_total)" <<'PY'
 import sys
 cpu1, cpu0, s31, s30, req0, req1, rewritten, rewrites, replaced, t0, t1, lost, failures = sys.argv[1:]
