@@ -285,10 +285,12 @@ PY
             [[ $still -ge 20 ]] && break
         else
             still=0; last=$now; settled_at=$(date +%s.%N)
+            [[ -n "${BENCH_TRACE:-}" ]] && echo "trace t=$(date +%s) $now paced_s=$(metric lightstream_object_compaction_paced_seconds_total)"
         fi
     done
     C_T1=$settled_at
-    echo "compactor: span_reads=$(metric lightstream_object_compaction_span_reads_total) (ranged GETs of several partitions' runs at once)"
+    echo "compactor: span_reads=$(metric lightstream_object_compaction_span_reads_total) (ranged GETs of several partitions' runs at once)" \
+        "paced_s=$(metric lightstream_object_compaction_paced_seconds_total) (waits for request and byte slots, summed over requests)"
     python3 - "$(cpu_s "$BROKER_PID")" "$C_CPU0" "$(cpu_s "$S3_PID")" "$C_S3_CPU0" "$C_REQ0" "$(s3_requests)" \
         "$(metric lightstream_object_compaction_rewritten_bytes_total)" "$(metric lightstream_object_compaction_rewrites_total)" "$(metric lightstream_object_compaction_replaced_entries_total)" \
         "$C_T0" "$C_T1" "$(metric lightstream_object_compaction_lost_total)" "$(metric lightstream_object_compaction_failures_total)" <<'PY'

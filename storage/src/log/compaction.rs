@@ -44,9 +44,10 @@
 //! 5 MiB) or the store's part size when smaller; the object builder's
 //! buffer is two parts long and a part keeps the buffer it was cut from, so
 //! about four parts (~20 MiB) in all. A store that does not stream gets
-//! `max_object_bytes`, and its rewrites run one at a time. Rewrites running
-//! together share `READS_IN_FLIGHT` runs read ahead and up to
-//! `SPAN_BYTES_HELD` of spans. The broker paces calls.
+//! `max_object_bytes`, and its rewrites run one at a time. Each rewrite
+//! holds up to `READS_IN_FLIGHT` runs read ahead (the rewrites running
+//! together make that many ranged reads at once in all) and they share up
+//! to `SPAN_BYTES_HELD` of spans. The broker paces calls.
 //!
 //! Crash points: `compaction.after_write` (an object nothing references:
 //! GC collects it) and `compaction.after_swap` (the old objects: GC
@@ -201,8 +202,13 @@ impl Log {
         let inner = &self.inner;
         if inner.store.part_size().is_some() {
             let runs = planned.iter().flat_map(|p| &p.old);
-            let n = planned.len();
-            let reads = RunReads::new(inner.clone(), limits, n, runs, SPAN_BYTES_HELD);
+            let reads = RunReads::new(
+                inner.clone(),
+                limits,
+                READS_IN_FLIGHT,
+                runs,
+                SPAN_BYTES_HELD,
+            );
             let reads = std::sync::Arc::new(reads);
             let rewrites = planned.into_iter().map(|plan| {
                 let reads = reads.clone();
@@ -217,7 +223,7 @@ impl Log {
             answers.extend(futures::future::join_all(rewrites).await);
         } else {
             for plan in planned {
-                let reads = RunReads::new(inner.clone(), limits, 1, &plan.old, 0);
+                let reads = RunReads::new(inner.clone(), limits, READS_IN_FLIGHT, &plan.old, 0);
                 let tp = plan.tp;
                 answers.push((tp, self.rewrite(plan, reads.into(), &limits).await));
             }
@@ -576,8 +582,10 @@ async fn stream_object(
     // its object store request slot and its span) while this rewrite waits
     // for a part to be written: rewrites running together in one task
     // would otherwise hold each other's reads, and the store's requests,
-    // still. `READS_IN_FLIGHT` are shared among them.
-    let in_flight = reads.reads_per_rewrite(READS_IN_FLIGHT);
+    // still. Each rewrite asks for `READS_IN_FLIGHT` runs ahead, and they
+    // make at most as many ranged reads at once in all (`RunReads`):
+    // rewrites that go together ask for runs of the same spans, so fewer
+    // asks each would leave the store idle while they wait on each other.
     let runs = futures::stream::iter(old.to_vec())
         .map(|entry| {
             let reads = reads.clone();
@@ -591,7 +599,7 @@ async fn stream_object(
                     .map_err(|e| Error::Io(format!("a compaction read failed: {e}")))?
             }
         })
-        .buffered(in_flight);
+        .buffered(READS_IN_FLIGHT);
     futures::pin_mut!(runs);
     let mut sent = 0u64;
     // A part holds its permit until the store lets it go.

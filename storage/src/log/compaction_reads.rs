@@ -41,8 +41,8 @@ const SPAN_MAX_WASTE: u64 = 2;
 pub(crate) struct RunReads {
     inner: Arc<Inner>,
     limits: CompactionLimits,
-    /// The rewrites sharing these reads.
-    rewrites: usize,
+    /// Ranged reads in flight at once, over all the rewrites.
+    gets: Arc<Semaphore>,
     /// The spans of each object (runs asked for alone have none).
     spans: HashMap<String, Vec<Arc<Span>>>,
     /// Room for held spans, in KiB.
@@ -88,13 +88,13 @@ struct SpanRead {
 }
 
 impl RunReads {
-    /// Reads for `rewrites` rewrites of the runs in `runs` (each an index
-    /// entry, listed once), each request paced to `limits`, holding at most
-    /// `max_held_bytes` of spans.
+    /// Reads for rewrites of the runs in `runs` (each an index entry,
+    /// listed once), at most `gets` ranged reads at once, each paced to
+    /// `limits`, holding at most `max_held_bytes` of spans.
     pub(crate) fn new<'a>(
         inner: Arc<Inner>,
         limits: CompactionLimits,
-        rewrites: usize,
+        gets: usize,
         runs: impl IntoIterator<Item = &'a IndexEntry>,
         max_held_bytes: u64,
     ) -> RunReads {
@@ -113,15 +113,10 @@ impl RunReads {
         RunReads {
             inner,
             limits,
-            rewrites: rewrites.max(1),
+            gets: Arc::new(Semaphore::new(gets.max(1))),
             spans,
             room: Arc::new(Semaphore::new(kib(max_held_bytes) as usize)),
         }
-    }
-
-    /// Reads each rewrite keeps in flight: `total` shared among them.
-    pub(crate) fn reads_per_rewrite(&self, total: usize) -> usize {
-        total.div_ceil(self.rewrites).max(2)
     }
 
     /// The bytes of `entry`'s run: out of its span when it has one (read now
@@ -206,6 +201,7 @@ impl RunReads {
     }
 
     async fn read(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
+        let _get = self.gets.acquire().await.expect("never closed");
         let bytes = range.end - range.start;
         super::compaction::pace(&self.inner, &self.limits, bytes).await;
         self.inner.store.get_range(key, range).await

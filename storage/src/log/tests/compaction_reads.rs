@@ -104,7 +104,7 @@ async fn a_span_that_does_not_fit_is_not_read_and_its_runs_are_read_alone() {
     // Room for one span at a time.
     let room = span(0).max(span(1)).next_multiple_of(1024);
     let runs = [&a[0], &b[0], &a[1], &b[1]];
-    let reads = RunReads::new(f.log.inner.clone(), unpaced(), 2, runs, room);
+    let reads = RunReads::new(f.log.inner.clone(), unpaced(), 16, runs, room);
     let gets = f.store.gets.load(Ordering::SeqCst);
     let count = || f.store.gets.load(Ordering::SeqCst) - gets;
     let expect = |e: &IndexEntry| {
@@ -156,7 +156,7 @@ async fn a_rewrite_that_stops_early_lets_go_of_the_spans_it_shared() {
     // Room for one span at a time.
     let room = span(0).max(span(1)).next_multiple_of(1024);
     let runs = [&a[0], &b[0], &a[1], &b[1]];
-    let reads = RunReads::new(f.log.inner.clone(), unpaced(), 2, runs, room);
+    let reads = RunReads::new(f.log.inner.clone(), unpaced(), 16, runs, room);
     let gets = f.store.gets.load(Ordering::SeqCst);
     // The first object's span is read for `a`, and `b`'s rewrite gives up
     // before asking for its run in it: the span goes…
