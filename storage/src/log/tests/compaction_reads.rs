@@ -84,9 +84,12 @@ async fn rewrites_running_together_read_each_flush_object_once() {
     }
 }
 
-#[tokio::test]
-async fn a_span_that_does_not_fit_is_not_read_and_its_runs_are_read_alone() {
-    let (f, tps) = shared_flushes(2).await;
+/// The two partitions' entries of two shared flushes, and reads of all
+/// four runs with room for one of the two objects' spans at a time.
+async fn reads_with_room_for_one_span(
+    f: &Fixture<StreamingStore>,
+    tps: [TopicPartition; 2],
+) -> (Vec<IndexEntry>, Vec<IndexEntry>, RunReads) {
     let a = f
         .metadata
         .index_entries(tps[0], 0, usize::MAX)
@@ -101,10 +104,16 @@ async fn a_span_that_does_not_fit_is_not_read_and_its_runs_are_read_alone() {
         let start = a[i].position.min(b[i].position);
         (a[i].position + a[i].length).max(b[i].position + b[i].length) - start
     };
-    // Room for one span at a time.
     let room = span(0).max(span(1)).next_multiple_of(1024);
     let runs = [&a[0], &b[0], &a[1], &b[1]];
     let reads = RunReads::new(f.log.inner.clone(), unpaced(), 16, runs, room);
+    (a, b, reads)
+}
+
+#[tokio::test]
+async fn a_span_that_does_not_fit_is_not_read_and_its_runs_are_read_alone() {
+    let (f, tps) = shared_flushes(2).await;
+    let (a, b, reads) = reads_with_room_for_one_span(&f, tps).await;
     let gets = f.store.gets.load(Ordering::SeqCst);
     let count = || f.store.gets.load(Ordering::SeqCst) - gets;
     let expect = |e: &IndexEntry| {
@@ -139,24 +148,7 @@ async fn a_span_that_does_not_fit_is_not_read_and_its_runs_are_read_alone() {
 #[tokio::test]
 async fn a_rewrite_that_stops_early_lets_go_of_the_spans_it_shared() {
     let (f, tps) = shared_flushes(2).await;
-    let a = f
-        .metadata
-        .index_entries(tps[0], 0, usize::MAX)
-        .await
-        .unwrap();
-    let b = f
-        .metadata
-        .index_entries(tps[1], 0, usize::MAX)
-        .await
-        .unwrap();
-    let span = |i: usize| {
-        let start = a[i].position.min(b[i].position);
-        (a[i].position + a[i].length).max(b[i].position + b[i].length) - start
-    };
-    // Room for one span at a time.
-    let room = span(0).max(span(1)).next_multiple_of(1024);
-    let runs = [&a[0], &b[0], &a[1], &b[1]];
-    let reads = RunReads::new(f.log.inner.clone(), unpaced(), 16, runs, room);
+    let (a, b, reads) = reads_with_room_for_one_span(&f, tps).await;
     let gets = f.store.gets.load(Ordering::SeqCst);
     // The first object's span is read for `a`, and `b`'s rewrite gives up
     // before asking for its run in it: the span goes…
