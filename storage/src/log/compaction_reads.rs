@@ -105,8 +105,10 @@ impl RunReads {
                 .or_default()
                 .push((e.position, e.length, false));
         }
+        // No room: every run is read alone.
         let spans = by_object
             .into_iter()
+            .filter(|_| max_held_bytes > 0)
             .map(|(key, runs)| (key, spans_of(runs)))
             .filter(|(_, spans)| !spans.is_empty())
             .collect();

@@ -161,61 +161,9 @@ async fn a_rewrite_that_stops_early_lets_go_of_the_spans_it_shared() {
     assert_eq!(f.log.stats().compaction_span_reads, 2);
 }
 
-/// A memory store that streams in small parts and serves at most `slots`
-/// requests at once, a part's write included (as the S3 store bounds its
-/// requests with `s3_max_concurrent_requests`).
-struct SlotStore {
-    inner: crate::MemoryStore,
-    slots: tokio::sync::Semaphore,
-}
-
-#[async_trait::async_trait]
-impl crate::ObjectStore for SlotStore {
-    async fn put(&self, key: &str, bytes: Bytes) -> crate::Result<()> {
-        let _slot = self.slots.acquire().await.expect("slots");
-        self.inner.put(key, bytes).await
-    }
-    async fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> crate::Result<Bytes> {
-        let _slot = self.slots.acquire().await.expect("slots");
-        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-        self.inner.get_range(key, range).await
-    }
-    async fn get(&self, key: &str) -> crate::Result<Bytes> {
-        self.inner.get(key).await
-    }
-    async fn delete(&self, key: &str) -> crate::Result<()> {
-        self.inner.delete(key).await
-    }
-    async fn list(&self, prefix: &str) -> crate::Result<Vec<String>> {
-        self.inner.list(prefix).await
-    }
-    fn part_size(&self) -> Option<usize> {
-        Some(1_024)
-    }
-    async fn put_parts(&self, key: &str, mut parts: crate::PartReceiver) -> crate::Result<()> {
-        let mut object = Vec::new();
-        loop {
-            match parts.recv().await {
-                Some(Some(part)) => {
-                    let _slot = self.slots.acquire().await.expect("slots");
-                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-                    object.extend_from_slice(&part);
-                }
-                Some(None) => break,
-                None => return Err(crate::Error::Unavailable("abandoned".to_string())),
-            }
-        }
-        let _slot = self.slots.acquire().await.expect("slots");
-        self.inner.put(key, Bytes::from(object)).await
-    }
-}
-
 #[tokio::test]
 async fn rewrites_running_together_never_hold_each_others_request_slots() {
-    let store = SlotStore {
-        inner: crate::MemoryStore::new(),
-        slots: tokio::sync::Semaphore::new(2),
-    };
+    let store = StreamingStore::new(1_024, 0).with_request_slots(2);
     let f = fixture_over(LogConfig::default(), store).await;
     let tps = [f.tp, TopicPartition::new(f.tp.topic_id, 1)];
     for i in 0..60 {

@@ -31,6 +31,10 @@ pub(super) struct StreamingStore {
     /// Ranged reads made, and the bytes they asked for.
     pub(super) gets: AtomicUsize,
     pub(super) got_bytes: AtomicUsize,
+    /// When set, at most this many requests at once (a part's write
+    /// included), each taking a millisecond at least, as the S3 store
+    /// bounds its requests with `s3_max_concurrent_requests`.
+    request_slots: Option<tokio::sync::Semaphore>,
 }
 
 impl StreamingStore {
@@ -47,6 +51,7 @@ impl StreamingStore {
             most_queued_compacted: AtomicUsize::new(0),
             gets: AtomicUsize::new(0),
             got_bytes: AtomicUsize::new(0),
+            request_slots: None,
         }
     }
 }
@@ -60,6 +65,7 @@ impl crate::ObjectStore for StreamingStore {
         self.gets.fetch_add(1, Ordering::SeqCst);
         let asked = range.end.saturating_sub(range.start) as usize;
         self.got_bytes.fetch_add(asked, Ordering::SeqCst);
+        let _slot = self.request_slot().await;
         self.inner.get_range(key, range).await
     }
     async fn get(&self, key: &str) -> crate::Result<Bytes> {
@@ -85,7 +91,9 @@ impl crate::ObjectStore for StreamingStore {
                         self.most_queued_compacted
                             .fetch_max(parts.len() + 1, Ordering::SeqCst);
                     }
+                    let slot = self.request_slot().await;
                     tokio::time::sleep(self.part_delay).await;
+                    drop(slot);
                     self.arrivals.lock().unwrap().push((key.to_string(), index));
                     index += 1;
                     object.extend_from_slice(&part);
@@ -107,7 +115,25 @@ impl crate::ObjectStore for StreamingStore {
             tokio::time::sleep(Duration::from_millis(20)).await;
             return Err(Error::Io("injected streamed write failure".to_string()));
         }
+        let _slot = self.request_slot().await;
         self.inner.put(key, Bytes::from(object)).await
+    }
+}
+
+impl StreamingStore {
+    /// This store serving at most `slots` requests at once.
+    pub(super) fn with_request_slots(self, slots: usize) -> Self {
+        StreamingStore {
+            request_slots: Some(tokio::sync::Semaphore::new(slots)),
+            ..self
+        }
+    }
+
+    /// A request slot (held for a millisecond at least), when slots are set.
+    async fn request_slot(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        let slot = self.request_slots.as_ref()?.acquire().await.expect("slots");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        Some(slot)
     }
 }
 
