@@ -93,7 +93,7 @@ impl Broker {
         check_writable(&settings.data_dir)?;
         let mut store_stats = StoreStats::default();
         let metadata = open_metadata(&settings, &mut store_stats).await?;
-        let objects = open_objects(&settings, &mut store_stats).await?;
+        let (objects, compaction_objects) = open_objects(&settings, &mut store_stats).await?;
         let mut broker = Self::with_components(
             settings,
             bound_port,
@@ -102,6 +102,9 @@ impl Broker {
             Arc::new(SystemClock),
         )
         .await?;
+        if let Some(store) = compaction_objects {
+            broker.log.set_compaction_store(store);
+        }
         broker.store_stats = store_stats;
         Ok(broker)
     }
@@ -287,6 +290,7 @@ impl Broker {
         crate::compaction::spawn(
             Arc::downgrade(self),
             self.settings.object_compaction_interval_ms,
+            self.settings.object_compaction_thread_niceness,
             self.shutdown.clone(),
         );
     }
@@ -427,16 +431,17 @@ async fn open_metadata(
 
 /// The object store the settings name: `data_dir/objects`, or S3 for an
 /// `s3://` storage URL (whose request counts are then logged every
-/// `s3_stats_interval_ms`).
+/// `s3_stats_interval_ms`); and for S3 a second client of it for object
+/// compaction, counted with the first.
 async fn open_objects(
     settings: &Settings,
     stats: &mut StoreStats,
-) -> Result<Arc<dyn ObjectStore>, OpenError> {
+) -> Result<(Arc<dyn ObjectStore>, Option<Arc<dyn ObjectStore>>), OpenError> {
     if settings.storage_url.is_empty() {
         let dir = settings.data_dir.join("objects");
         let store = LocalDirStore::open(dir.clone())?;
         check_writable(&dir)?;
-        return Ok(Arc::new(store));
+        return Ok((Arc::new(store), None));
     }
     let non_empty = |s: &String| Some(s.clone()).filter(|s| !s.is_empty());
     let config = S3Config {
@@ -455,13 +460,17 @@ async fn open_objects(
     }
     .with_url(&settings.storage_url)?;
     tracing::info!(bucket = config.bucket, prefix = config.prefix, endpoint = ?config.endpoint, "objects in S3");
-    let store = Arc::new(S3Store::open(config).await?);
+    let store = Arc::new(S3Store::open(config.clone()).await?);
+    // Object compaction runs on a thread of its own (crate::compaction):
+    // a client of its own keeps that thread's connections (which the
+    // thread drives) out of produce's and fetch's pool.
+    let compaction = S3Store::open(config).await?.counting_into(store.stats());
     stats.s3 = Some(store.stats());
     spawn_stale_upload_sweep(Arc::downgrade(&store), settings);
     log_stats_every(settings, Arc::downgrade(&store), "s3 stats", |s| {
         s.stats().to_string()
     });
-    Ok(store)
+    Ok((store, Some(Arc::new(compaction))))
 }
 
 /// Refuses a directory the broker cannot write, at start rather than at
@@ -560,18 +569,29 @@ pub fn spawn_periodic<F, Fut>(
     pass: F,
 ) where
     F: Fn(Arc<Broker>, CancellationToken) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(interval) => {}
-                _ = shutdown.cancelled() => return,
-            }
-            let Some(broker) = broker.upgrade() else {
-                return;
-            };
-            pass(broker, shutdown.clone()).await;
+    tokio::spawn(run_periodic(broker, interval, shutdown, pass));
+}
+
+/// What `spawn_periodic` spawns, for a caller that runs it elsewhere.
+pub async fn run_periodic<F, Fut>(
+    broker: std::sync::Weak<Broker>,
+    interval: std::time::Duration,
+    shutdown: CancellationToken,
+    pass: F,
+) where
+    F: Fn(Arc<Broker>, CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.cancelled() => return,
         }
-    });
+        let Some(broker) = broker.upgrade() else {
+            return;
+        };
+        pass(broker, shutdown.clone()).await;
+    }
 }

@@ -54,15 +54,68 @@ pub fn limits(settings: &Settings) -> CompactionLimits {
 }
 
 /// Runs passes until `shutdown` (not at all when the interval is 0); holds
-/// the broker weakly.
-pub fn spawn(broker: Weak<Broker>, interval_ms: u64, shutdown: CancellationToken) {
+/// the broker weakly. They run on a thread of their own, with a runtime of
+/// its own, at `niceness` (Linux): when produce, fetch and compaction all
+/// want the cores, the kernel gives them to produce and fetch first, and
+/// compaction takes what is left (at most one core). The byte and request
+/// limits still apply when the cores are idle.
+pub fn spawn(broker: Weak<Broker>, interval_ms: u64, niceness: i32, shutdown: CancellationToken) {
     if interval_ms == 0 {
         return;
     }
     let interval = Duration::from_millis(interval_ms);
-    crate::broker::spawn_periodic(broker, interval, shutdown, |broker, shutdown| async move {
-        pass(&broker, &shutdown).await
-    });
+    let run = move || {
+        lower_priority(niceness);
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime,
+            Err(e) => {
+                tracing::error!(error = %e, "object compaction could not start its runtime; it is off");
+                return;
+            }
+        };
+        runtime.block_on(crate::broker::run_periodic(
+            broker,
+            interval,
+            shutdown,
+            |broker, shutdown| async move { pass(&broker, &shutdown).await },
+        ));
+    };
+    if let Err(e) = std::thread::Builder::new()
+        .name("ls-compaction".into())
+        .spawn(run)
+    {
+        tracing::error!(error = %e, "object compaction could not start its thread; it is off");
+    }
+}
+
+/// Lowers the calling thread's CPU priority to `niceness` (on Linux a
+/// nice value is per thread); logs and goes on at the broker's priority
+/// when it cannot.
+fn lower_priority(niceness: i32) {
+    if niceness == 0 {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid and setpriority only read their arguments; a
+        // thread id is a valid `who` for PRIO_PROCESS on Linux.
+        let result = unsafe {
+            let tid = libc::gettid();
+            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, niceness)
+        };
+        if result != 0 {
+            let e = std::io::Error::last_os_error();
+            tracing::warn!(niceness, error = %e, "object compaction runs at the broker's priority");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    tracing::warn!(
+        niceness,
+        "thread priorities are Linux only; object compaction runs at the broker's priority"
+    );
 }
 
 /// One pass: the led partitions, `object_compaction_max_partitions_at_once`

@@ -228,6 +228,12 @@ pub struct Settings {
     /// are read with one ranged read. Each rewrite holds about 20 MiB (four
     /// 5 MiB parts); together they share 32 MiB of reads.
     pub object_compaction_max_partitions_at_once: u32,
+    /// The nice value of object compaction's thread (Linux): it runs on a
+    /// thread of its own, below produce's and fetch's priority, so that
+    /// when the cores are busy the compactor waits and produce does not
+    /// (as RocksDB lowers its compaction threads' CPU priority). 0 keeps
+    /// the broker's priority; 19 is the lowest.
+    pub object_compaction_thread_niceness: i32,
     /// The whole shutdown's budget, from SIGTERM to exit: readiness turns
     /// false, partitions and groups are handed over, in-flight requests are
     /// answered and buffered produces flushed. Keep it below Kubernetes'
@@ -349,6 +355,7 @@ impl Default for Settings {
             object_compaction_max_requests_per_second: 1_000,
             object_compaction_max_bytes_per_second: 32 * 1024 * 1024,
             object_compaction_max_partitions_at_once: 8,
+            object_compaction_thread_niceness: 10,
             shutdown_timeout_ms: 30_000,
             broker_rack: None,
             broker_session_timeout_ms: 9_000,

@@ -66,6 +66,21 @@ fn storage_settings_that_would_lose_or_waste_data_are_refused() {
         ..d()
     };
     assert_eq!(refused(no_flushes), "max_flushes_in_flight");
+    // Raising a thread's priority needs privileges; 19 is the lowest.
+    for niceness in [-1, 20] {
+        let wrong = Settings {
+            object_compaction_thread_niceness: niceness,
+            ..d()
+        };
+        assert_eq!(refused(wrong), "object_compaction_thread_niceness");
+    }
+    for niceness in [0, 19] {
+        let right = Settings {
+            object_compaction_thread_niceness: niceness,
+            ..d()
+        };
+        assert!(right.validate().is_ok());
+    }
 }
 
 #[test]

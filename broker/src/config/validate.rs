@@ -64,6 +64,12 @@ impl Settings {
                 "must be at least 1",
             );
         }
+        if !(0..=19).contains(&self.object_compaction_thread_niceness) {
+            return invalid(
+                "object_compaction_thread_niceness",
+                "must be from 0 (the broker's priority) to 19 (the lowest)",
+            );
+        }
         if self.shutdown_timeout_ms == 0 {
             return invalid("shutdown_timeout_ms", "must be at least 1");
         }

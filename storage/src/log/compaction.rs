@@ -200,7 +200,7 @@ impl Log {
             }
         }
         let inner = &self.inner;
-        if inner.store.part_size().is_some() {
+        if inner.compaction_store().part_size().is_some() {
             let runs = planned.iter().flat_map(|p| &p.old);
             let reads = RunReads::new(
                 inner.clone(),
@@ -297,7 +297,7 @@ impl Log {
         // (nothing is left under the key, or GC's grace covers it).
         let (parts, received) = tokio::sync::mpsc::unbounded_channel();
         let (written, built) = tokio::join!(
-            inner.store.put_parts(&object_key, received),
+            inner.compaction_store().put_parts(&object_key, received),
             stream_object(inner, reads, tp, &object_key, &old, &groups, limits, parts),
         );
         let outcome = match (built, written) {
@@ -574,7 +574,10 @@ async fn stream_object(
 ) -> std::result::Result<(Vec<IndexEntry>, u64), Option<Error>> {
     // Parts of S3's smallest size (or the store's, when smaller): a rewrite
     // holds a few of them, and several rewrites run at once.
-    let part_size = inner.store.part_size().map(|p| p.min(crate::MIN_PART_SIZE));
+    let part_size = inner
+        .compaction_store()
+        .part_size()
+        .map(|p| p.min(crate::MIN_PART_SIZE));
     let total = old.iter().map(|e| e.length as usize).sum::<usize>();
     let held = part_size.map_or(total, |p| total.min(2 * p));
     let mut builder = ObjectBuilder::with_capacity(held, groups.len());

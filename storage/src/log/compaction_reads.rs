@@ -206,7 +206,7 @@ impl RunReads {
         let _get = self.gets.acquire().await.expect("never closed");
         let bytes = range.end - range.start;
         super::compaction::pace(&self.inner, &self.limits, bytes).await;
-        self.inner.store.get_range(key, range).await
+        self.inner.compaction_store().get_range(key, range).await
     }
 }
 

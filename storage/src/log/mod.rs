@@ -187,6 +187,9 @@ pub(crate) struct Pending {
 pub(crate) struct Inner {
     pub(crate) config: LogConfig,
     pub(crate) store: Arc<dyn ObjectStore>,
+    /// The store object compaction reads and writes through, when not
+    /// `store` (`Log::set_compaction_store`).
+    pub(crate) compaction_store: std::sync::OnceLock<Arc<dyn ObjectStore>>,
     pub(crate) metadata: Arc<dyn MetadataStore>,
     pub(crate) clock: Arc<dyn Clock>,
     /// The broker session this log commits as; `None` until it leads anything.
@@ -219,6 +222,11 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
+    /// The store object compaction goes through.
+    pub(crate) fn compaction_store(&self) -> &Arc<dyn ObjectStore> {
+        self.compaction_store.get().unwrap_or(&self.store)
+    }
+
     pub(crate) fn partition(&self, tp: &TopicPartition) -> Option<Arc<Partition>> {
         self.partitions
             .read()
@@ -250,6 +258,7 @@ impl Log {
             reported_unreadable: Mutex::new(Default::default()),
             config,
             store,
+            compaction_store: std::sync::OnceLock::new(),
             metadata,
             clock,
             session: Mutex::new(None),
@@ -296,6 +305,15 @@ impl Log {
             partitions_led: inner.partitions.read().expect("partitions lock").len() as u64,
             ..inner.stats.snapshot()
         }
+    }
+
+    /// Has object compaction read and write through `store` (the same
+    /// objects as the log's store) rather than the log's own: a client of
+    /// its own keeps its connections, and its request slots, apart from
+    /// produce's and fetch's. Set once, before compaction first runs;
+    /// `false` when it was already set.
+    pub fn set_compaction_store(&self, store: Arc<dyn ObjectStore>) -> bool {
+        self.inner.compaction_store.set(store).is_ok()
     }
 
     /// The objects of flushes not yet settled, for garbage collection.

@@ -194,6 +194,13 @@ impl S3Store {
         self.stats.clone()
     }
 
+    /// This store, counting its requests in `stats` (another store's, so
+    /// that two clients of one bucket report as one).
+    pub fn counting_into(mut self, stats: Arc<S3Stats>) -> S3Store {
+        self.stats = stats;
+        self
+    }
+
     fn full_key(&self, key: &str) -> Result<String> {
         if key.is_empty() || key.starts_with('/') {
             return Err(Error::InvalidKey(key.to_string()));

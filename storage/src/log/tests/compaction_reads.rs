@@ -189,3 +189,35 @@ async fn rewrites_running_together_never_hold_each_others_request_slots() {
         assert_eq!(answer.unwrap().unwrap().old_entries, 60);
     }
 }
+
+#[tokio::test]
+async fn compaction_reads_and_writes_through_its_own_store_when_given_one() {
+    let (f, tps) = shared_flushes(3).await;
+    // A second client of the same objects (here, a copy of them).
+    let own = Arc::new(StreamingStore::new(4_096, 0));
+    for key in f.store.inner.list("").await.unwrap() {
+        let object = f.store.inner.get(&key).await.unwrap();
+        own.inner.put(&key, object).await.unwrap();
+    }
+    assert!(f.log.set_compaction_store(own.clone()));
+    assert!(!f.log.set_compaction_store(own.clone()), "set once");
+
+    let gets = f.store.gets.load(Ordering::SeqCst);
+    let answers = f.log.compact_partitions(&tps, eager()).await;
+    for (_, answer) in answers {
+        let rewrite = answer.unwrap().unwrap();
+        assert_eq!(rewrite.old_entries, 3);
+        assert!(own.inner.get(&rewrite.object_key).await.is_ok());
+        assert!(f.store.inner.get(&rewrite.object_key).await.is_err());
+    }
+    assert_eq!(
+        f.store.gets.load(Ordering::SeqCst),
+        gets,
+        "no read through the log's store"
+    );
+    assert_eq!(
+        own.gets.load(Ordering::SeqCst),
+        3,
+        "one ranged read per flush object"
+    );
+}
