@@ -10,8 +10,10 @@
 //! `object_compaction_max_object_bytes`
 //! (streamed in parts to S3), its requests spaced to at most
 //! `object_compaction_max_requests_per_second`: the object store requests
-//! and memory compaction takes are bounded, and it yields to the runtime
-//! between rewrites so that produce goes first.
+//! and memory compaction takes are bounded. Passes run on a thread of their
+//! own, below the broker's CPU priority (`object_compaction_thread_niceness`),
+//! with an S3 client of their own, so that produce and fetch get the cores
+//! first.
 
 use std::sync::Weak;
 use std::sync::atomic::{AtomicU64, Ordering};

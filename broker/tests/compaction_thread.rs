@@ -10,6 +10,16 @@ use std::time::Duration;
 use broker::config::Settings;
 use common::TestBroker;
 
+/// A thread's name and nice value, from its `/proc/…/stat`: "tid (comm)
+/// state ppid …". The name may hold spaces, so the line is split at its
+/// closing parenthesis; nice is the 19th field, the 17th after it.
+fn name_and_niceness(stat: &str) -> (&str, i32) {
+    let (head, rest) = stat.rsplit_once(')').unwrap();
+    let name = &head[head.find('(').unwrap() + 1..];
+    let nice = rest.split_whitespace().nth(16).unwrap().parse().unwrap();
+    (name, nice)
+}
+
 /// The nice value of each of this process's threads named `name`.
 fn niceness_of_threads(name: &str) -> Vec<i32> {
     let mut found = Vec::new();
@@ -17,13 +27,9 @@ fn niceness_of_threads(name: &str) -> Vec<i32> {
         let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
             continue; // the thread ended meanwhile
         };
-        // "tid (comm) state ppid …": the name may hold spaces, so split at
-        // its closing parenthesis; nice is the 19th field, the 17th after it.
-        let (head, rest) = stat.rsplit_once(')').unwrap();
-        let comm = &head[head.find('(').unwrap() + 1..];
-        if comm == name {
-            let nice = rest.split_whitespace().nth(16).unwrap();
-            found.push(nice.parse().unwrap());
+        let (thread, nice) = name_and_niceness(&stat);
+        if thread == name {
+            found.push(nice);
         }
     }
     found
@@ -55,12 +61,8 @@ async fn compaction_runs_on_its_own_thread_below_the_brokers_priority_and_ends_w
     .await;
     assert_eq!(niceness_of_threads("ls-compaction"), vec![7]);
     // The broker's own threads keep their priority.
-    let own: i32 = {
-        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
-        let (_, rest) = stat.rsplit_once(')').unwrap();
-        rest.split_whitespace().nth(16).unwrap().parse().unwrap()
-    };
-    assert_eq!(own, 0);
+    let own = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+    assert_eq!(name_and_niceness(&own).1, 0);
 
     broker.stop().await;
     wait_for("the compaction thread ended", || {
