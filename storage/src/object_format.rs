@@ -84,6 +84,30 @@ impl ObjectBuilder {
         parts
     }
 
+    /// Appends raw batch bytes to the current run, cutting off each part of
+    /// `part_size` as it fills (a rewrite streams its object this way).
+    /// Unlike `take_parts`, each part is an allocation of its own, cut
+    /// where it ends, and the builder goes on in a fresh one: a part sent
+    /// lets go of exactly its bytes once written, and the builder holds one
+    /// part being filled, never the buffer a sent part came from.
+    pub fn append_in_parts(&mut self, mut batch: &[u8], part_size: usize) -> Vec<Bytes> {
+        assert!(part_size > 0, "parts of no bytes");
+        let mut parts = Vec::new();
+        loop {
+            if self.buf.len() >= part_size {
+                let full = std::mem::replace(&mut self.buf, BytesMut::with_capacity(part_size));
+                self.shipped += full.len() as u64;
+                parts.push(full.freeze());
+            }
+            if batch.is_empty() {
+                return parts;
+            }
+            let n = (part_size - self.buf.len()).min(batch.len());
+            self.buf.put_slice(&batch[..n]);
+            batch = &batch[n..];
+        }
+    }
+
     /// Appends raw batch bytes to the current run; returns a mutable view of them
     /// so the caller can patch offsets in place.
     pub fn append(&mut self, batch: &[u8]) -> &mut [u8] {
@@ -216,6 +240,40 @@ mod tests {
         assert_eq!(entries, vec![e0.clone(), e1]);
         let run = &object[e0.position as usize..(e0.position + e0.length) as usize];
         assert_eq!(run, b"partition zero bytes");
+    }
+
+    #[test]
+    fn parts_appended_in_place_make_the_same_object_each_in_memory_of_its_own() {
+        let runs: Vec<Vec<u8>> = (0..7u8).map(|i| vec![i; 3 + 5 * i as usize]).collect();
+        let build = |part_size: Option<usize>| {
+            let mut b = ObjectBuilder::with_capacity(part_size.unwrap_or(200), runs.len());
+            let mut parts = Vec::new();
+            for (i, run) in runs.iter().enumerate() {
+                let p = b.position();
+                match part_size {
+                    Some(size) => parts.extend(b.append_in_parts(run, size)),
+                    None => {
+                        b.append(run);
+                    }
+                }
+                b.finish_run(entry(i as i32), p);
+            }
+            parts.push(b.finish());
+            parts
+        };
+        let whole = build(None).concat();
+        let parts = build(Some(16));
+        assert!(parts.len() > 5, "{} parts", parts.len());
+        assert_eq!(
+            parts.concat(),
+            whole,
+            "the same bytes, footer positions included"
+        );
+        for part in &parts[..parts.len() - 1] {
+            assert_eq!(part.len(), 16);
+            // `take_parts`' parts share the buffer they were cut from.
+            assert!(part.is_unique(), "a part shares its memory");
+        }
     }
 
     #[test]

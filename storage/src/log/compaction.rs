@@ -39,11 +39,11 @@
 //! (`Log::compact_partitions`): the runs they have in one flush object are
 //! then read with one ranged read instead of one each (`compaction_reads`).
 //!
-//! Memory, per rewrite: at most `PARTS_HELD` parts sent and not yet written
-//! plus the part being filled, in parts of `MIN_PART_SIZE` (S3's smallest;
-//! 5 MiB) or the store's part size when smaller; the object builder's
-//! buffer is two parts long and a part keeps the buffer it was cut from, so
-//! about four parts (~20 MiB) in all. A store that does not stream gets
+//! Memory, per rewrite: the part being filled and at most `PARTS_HELD`
+//! (two) sent and not yet written, in parts of `MIN_PART_SIZE` (S3's
+//! smallest; 5 MiB) or the store's part size when smaller, each an
+//! allocation of its own (`ObjectBuilder::append_in_parts`): three parts
+//! (~15 MiB) in all. A store that does not stream gets
 //! `max_object_bytes`, and its rewrites run one at a time. Each rewrite
 //! holds up to `READS_IN_FLIGHT` runs read ahead (the rewrites running
 //! together make that many ranged reads at once in all) and they share up
@@ -74,7 +74,9 @@ const READS_IN_FLIGHT: usize = 16;
 /// Parts of the new object one rewrite holds at most once it has sent
 /// them (queued for the store or being uploaded): reads wait beyond it, so
 /// a store slower than the reads bounds the rewrite's memory instead of
-/// letting the object pile up.
+/// letting the object pile up. Two, not one: the S3 store holds the first
+/// part until the second comes, to tell an object of one part (a single
+/// PutObject) from a multipart upload, so one would wait for itself.
 pub(crate) const PARTS_HELD: usize = 2;
 
 /// How long a rewrite waits for produce to drain the flush buffer below
@@ -579,8 +581,8 @@ async fn stream_object(
         .part_size()
         .map(|p| p.min(crate::MIN_PART_SIZE));
     let total = old.iter().map(|e| e.length as usize).sum::<usize>();
-    let held = part_size.map_or(total, |p| total.min(2 * p));
-    let mut builder = ObjectBuilder::with_capacity(held, groups.len());
+    let mut builder =
+        ObjectBuilder::with_capacity(part_size.map_or(total, |p| total.min(p)), groups.len());
     // Each read is a task of its own, so that it finishes (and lets go of
     // its object store request slot and its span) while this rewrite waits
     // for a part to be written: rewrites running together in one task
@@ -627,8 +629,11 @@ async fn stream_object(
                 .await
                 .ok_or_else(|| Some(Error::Io("a run was not read".to_string())))??;
             batch_count += batch::batches(&bytes).count() as u32;
-            builder.append(&bytes);
-            for part in builder.take_parts(part_size.unwrap_or(0)) {
+            let Some(part_size) = part_size else {
+                builder.append(&bytes);
+                continue;
+            };
+            for part in builder.append_in_parts(&bytes, part_size) {
                 pace(inner, limits, part.len() as u64).await;
                 send(part).await?;
             }
