@@ -9,6 +9,9 @@
 # Prints every figure; asserts nothing. Installs iperf3 if missing.
 #
 # Usage: bash compat-tests/bench/run.sh [N]     (N defaults to 2,000,000)
+#   BENCH_SECTIONS=a,b   the sections to run (all by default)
+#   BENCH_BROKER=path    another broker binary (an older build, to compare
+#                        in one run on this noisy machine)
 set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$REPO_ROOT"
@@ -20,6 +23,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$REPO_ROOT/target}"
 command -v iperf3 >/dev/null || { apt-get update -q && apt-get install -y -q iperf3; }
 cargo build --release -q -p broker -p compat-tests
 BIN="$CARGO_TARGET_DIR/release"
+BROKER="${BENCH_BROKER:-$BIN/lightstream}"
 
 WORK="$(mktemp -d)"
 BROKER_PID=""
@@ -72,7 +76,7 @@ start_broker() {
     PORT=$(free_port)
     ADMIN_PORT=$(free_port)
     [[ -n "${KEEP_DATA:-}" ]] || rm -rf "$WORK/data"
-    "$BIN/lightstream" --listen "127.0.0.1:$PORT" --admin-listen "127.0.0.1:$ADMIN_PORT" --data-dir "$WORK/data" --log "${BROKER_LOG:-warn}" 2>>"$WORK/broker.log" &
+    "$BROKER" --listen "127.0.0.1:$PORT" --admin-listen "127.0.0.1:$ADMIN_PORT" --data-dir "$WORK/data" --log "${BROKER_LOG:-warn}" 2>>"$WORK/broker.log" &
     BROKER_PID=$!
     for _ in $(seq 100); do
         (echo >/dev/tcp/127.0.0.1/"$PORT") 2>/dev/null && return 0
@@ -223,9 +227,12 @@ print(f'cpu_s_per_gb client={client / gb:.2f} broker={broker / gb:.2f} s3_server
     done
 fi
 
-if section compaction; then
+if section compaction || section compactor; then
     # Issue 14: a lagging consumer of data written by many small flushes,
     # before and after object compaction, and what compaction costs.
+    # Section `compactor` is the produce and the compactor alone, without
+    # the reads and the produce pairs (a few minutes instead of ~15): to
+    # compare compaction settings, given as LIGHTSTREAM_* variables.
     start_s3
     C_N=$(( N < 1000000 ? N : 1000000 ))
     C_PARTITIONS=16
@@ -266,8 +273,10 @@ PY
         --partitions "$C_PARTITIONS" --rate-mb-s 25 --no-consume | grep -E "produce"
     echo "flushes=$(metric lightstream_flushes_total)"
     stop_broker
-    echo "== compaction: lagging consumer before compaction"
-    lagging_read before
+    if section compaction; then
+        echo "== compaction: lagging consumer before compaction"
+        lagging_read before
+    fi
     echo "== compaction: the compactor alone (every 100 ms, any age, up to 1,000 rewrites a pass, default byte limit), until it has nothing left"
     KEEP_DATA=1 LIGHTSTREAM_OBJECT_COMPACTION_INTERVAL_MS=100 LIGHTSTREAM_OBJECT_COMPACTION_MIN_AGE_MS=0 \
         LIGHTSTREAM_OBJECT_COMPACTION_MAX_REWRITES_PER_PASS=1000 start_broker
@@ -293,9 +302,10 @@ PY
         "paced_s=$(metric lightstream_object_compaction_paced_seconds_total) (waits for request and byte slots, summed over requests)"
     python3 - "$(cpu_s "$BROKER_PID")" "$C_CPU0" "$(cpu_s "$S3_PID")" "$C_S3_CPU0" "$C_REQ0" "$(s3_requests)" \
         "$(metric lightstream_object_compaction_rewritten_bytes_total)" "$(metric lightstream_object_compaction_rewrites_total)" "$(metric lightstream_object_compaction_replaced_entries_total)" \
-        "$C_T0" "$C_T1" "$(metric lightstream_object_compaction_lost_total)" "$(metric lightstream_object_compaction_failures_total)" <<'PY'
+        "$C_T0" "$C_T1" "$(metric lightstream_object_compaction_lost_total)" "$(metric lightstream_object_compaction_failures_total)" \
+        "$(awk '/VmHWM/ {print $2}' "/proc/$BROKER_PID/status")" <<'PY'
 import sys
-cpu1, cpu0, s31, s30, req0, req1, rewritten, rewrites, replaced, t0, t1, lost, failures = sys.argv[1:]
+cpu1, cpu0, s31, s30, req0, req1, rewritten, rewrites, replaced, t0, t1, lost, failures, hwm_kb = sys.argv[1:]
 parse = lambda s: {k: int(v) for k, v in (kv.split("=") for kv in s.split())}
 r0, r1 = parse(req0), parse(req1)
 gb = max(float(rewritten), 1) / 1e9
@@ -305,46 +315,48 @@ print(f"compactor: rewritten_gb={gb:.3f} rewrites={rewrites} replaced_entries={r
 print(f"compactor: cpu_s_per_gb broker={(float(cpu1) - float(cpu0)) / gb:.2f} s3_server={(float(s31) - float(s30)) / gb:.2f} "
       "(CPU counted to the end of the 40 s wait)")
 print("compactor: s3_requests_per_gb_rewritten " + " ".join(f"{k}={v / gb:.1f}" for k, v in sorted(reqs.items()) if v))
+print(f"compactor: broker_peak_rss_mb={int(hwm_kb) / 1024:.0f} (the broker's whole life: its start and the compactor)")
 PY
     stop_broker
-    echo "== compaction: yardstick: s3s-fs ranged GETs through the broker's S3 client, 16 x 64 MiB objects (the rewritten ones' size), 16 at a time"
-    "$BIN/lightstream-s3-upload" --endpoint "http://127.0.0.1:$S3_PORT" --url s3://bench/raw-get \
-        --access-key-id bench --secret-access-key bench-secret --objects 16 --size 67108864 --concurrency 16 --read-back \
-        | grep s3_ranged_get
-    rm -rf "$WORK/s3/bench/raw-get"
-    echo "== compaction: lagging consumer after compaction (default block cache, 256 MiB: read-ahead for 2 partitions at a time)"
-    lagging_read after
-    echo "== compaction: lagging consumer after compaction, block cache 2 GiB (read-ahead for all 16 partitions)"
-    LIGHTSTREAM_BLOCK_CACHE_MAX_BYTES=2147483648 lagging_read after-2GiB-cache
-    echo "== compaction: the same, default block cache, raw Fetch requests instead of librdkafka (the broker's side alone)"
-    lagging_read after-raw-fetch --raw-fetch
-    # 128 partitions: unthrottled flushes of ~8 MiB hold ~64 KiB runs, small
-    # enough for the compactor to rewrite while the produce goes on; 3x the
-    # records so that the run lasts long enough for rewrites to land.
-    P_N=$(( C_N * 3 ))
-    # Off and on alternate, three pairs: single runs here swing by +-15 %
-    # (docs/benchmarks.md), so the machine's drift falls on both and the
-    # mean of the pairs is the figure.
-    echo "== compaction: produce N=$P_N S=1024 P=128 unthrottled, compaction off, then on (every 100 ms, any age), 3 pairs"
-    P_OUT="$WORK/compaction-produce.txt"; : > "$P_OUT"
-    for PAIR in 1 2 3; do
-        for SETTING in 0 100; do
-            # Each run from empty metadata and an empty bucket: alike, and
-            # 18 GB need not stay on disk.
-            rm -rf "$WORK/s3/bench/compaction"
-            LIGHTSTREAM_OBJECT_COMPACTION_INTERVAL_MS=$SETTING LIGHTSTREAM_OBJECT_COMPACTION_MIN_AGE_MS=0 \
-                LIGHTSTREAM_OBJECT_COMPACTION_MAX_REWRITES_PER_PASS=1000 start_broker
-            P_CPU0=$(cpu_s "$BROKER_PID")
-            "$BIN/lightstream-load" --bootstrap "127.0.0.1:$PORT" --topic "compaction-produce-$PAIR-$SETTING" --records "$P_N" \
-                --size 1024 --partitions 128 --no-consume | grep -E "produce" | sed "s/^/pair=$PAIR compaction_interval_ms=$SETTING /" \
-                | tee -a "$P_OUT"
-            echo "pair=$PAIR compaction_interval_ms=$SETTING broker_cpu_s_per_gb=$(python3 -c "print(f'{($(cpu_s "$BROKER_PID") - $P_CPU0) / ($P_N * 1024 / 1e9):.2f}')")" \
-                "rewrites=$(metric lightstream_object_compaction_rewrites_total) rewritten_bytes=$(metric lightstream_object_compaction_rewritten_bytes_total)" \
-                "lost=$(metric lightstream_object_compaction_lost_total) failures=$(metric lightstream_object_compaction_failures_total)"
-            stop_broker
+    if section compaction; then
+        echo "== compaction: yardstick: s3s-fs ranged GETs through the broker's S3 client, 16 x 64 MiB objects (the rewritten ones' size), 16 at a time"
+        "$BIN/lightstream-s3-upload" --endpoint "http://127.0.0.1:$S3_PORT" --url s3://bench/raw-get \
+            --access-key-id bench --secret-access-key bench-secret --objects 16 --size 67108864 --concurrency 16 --read-back \
+            | grep s3_ranged_get
+        rm -rf "$WORK/s3/bench/raw-get"
+        echo "== compaction: lagging consumer after compaction (default block cache, 256 MiB: read-ahead for 2 partitions at a time)"
+        lagging_read after
+        echo "== compaction: lagging consumer after compaction, block cache 2 GiB (read-ahead for all 16 partitions)"
+        LIGHTSTREAM_BLOCK_CACHE_MAX_BYTES=2147483648 lagging_read after-2GiB-cache
+        echo "== compaction: the same, default block cache, raw Fetch requests instead of librdkafka (the broker's side alone)"
+        lagging_read after-raw-fetch --raw-fetch
+        # 128 partitions: unthrottled flushes of ~8 MiB hold ~64 KiB runs, small
+        # enough for the compactor to rewrite while the produce goes on; 3x the
+        # records so that the run lasts long enough for rewrites to land.
+        P_N=$(( C_N * 3 ))
+        # Off and on alternate, three pairs: single runs here swing by +-15 %
+        # (docs/benchmarks.md), so the machine's drift falls on both and the
+        # mean of the pairs is the figure.
+        echo "== compaction: produce N=$P_N S=1024 P=128 unthrottled, compaction off, then on (every 100 ms, any age), 3 pairs"
+        P_OUT="$WORK/compaction-produce.txt"; : > "$P_OUT"
+        for PAIR in 1 2 3; do
+            for SETTING in 0 100; do
+                # Each run from empty metadata and an empty bucket: alike, and
+                # 18 GB need not stay on disk.
+                rm -rf "$WORK/s3/bench/compaction"
+                LIGHTSTREAM_OBJECT_COMPACTION_INTERVAL_MS=$SETTING LIGHTSTREAM_OBJECT_COMPACTION_MIN_AGE_MS=0 \
+                    LIGHTSTREAM_OBJECT_COMPACTION_MAX_REWRITES_PER_PASS=1000 start_broker
+                P_CPU0=$(cpu_s "$BROKER_PID")
+                "$BIN/lightstream-load" --bootstrap "127.0.0.1:$PORT" --topic "compaction-produce-$PAIR-$SETTING" --records "$P_N" \
+                    --size 1024 --partitions 128 --no-consume | grep -E "produce" | sed "s/^/pair=$PAIR compaction_interval_ms=$SETTING /" \
+                    | tee -a "$P_OUT"
+                echo "pair=$PAIR compaction_interval_ms=$SETTING broker_cpu_s_per_gb=$(python3 -c "print(f'{($(cpu_s "$BROKER_PID") - $P_CPU0) / ($P_N * 1024 / 1e9):.2f}')")" \
+                    "rewrites=$(metric lightstream_object_compaction_rewrites_total) rewritten_bytes=$(metric lightstream_object_compaction_rewritten_bytes_total)" \
+                    "lost=$(metric lightstream_object_compaction_lost_total) failures=$(metric lightstream_object_compaction_failures_total)"
+                stop_broker
+            done
         done
-    done
-    python3 - "$P_OUT" <<'PY'
+        python3 - "$P_OUT" <<'PY'
 import re, sys
 runs = {}
 for line in open(sys.argv[1]):
@@ -357,6 +369,7 @@ if off and on:
     print(f"produce while compacting: off_mean_mb_s={mean(off):.1f} on_mean_mb_s={mean(on):.1f} "
           f"change={(mean(on) / mean(off) - 1) * 100:+.1f}% pairs={pairs}")
 PY
+    fi
     unset LIGHTSTREAM_STORAGE_URL LIGHTSTREAM_S3_ENDPOINT LIGHTSTREAM_S3_PATH_STYLE LIGHTSTREAM_S3_ACCESS_KEY_ID \
         LIGHTSTREAM_S3_SECRET_ACCESS_KEY
 fi
