@@ -225,7 +225,7 @@ pub struct Settings {
     /// cleaner); 0 is no limit.
     pub object_compaction_max_bytes_per_second: u64,
     /// Partitions rewritten at once (on S3): their runs in one flush object
-    /// are read with one ranged read. Each rewrite holds about 20 MiB (four
+    /// are read with one ranged read. Each rewrite holds about 15 MiB (three
     /// 5 MiB parts); together they share 32 MiB of reads.
     pub object_compaction_max_partitions_at_once: u32,
     /// The nice value of object compaction's thread (Linux): it runs on a
@@ -354,7 +354,7 @@ impl Default for Settings {
             object_compaction_max_rewrites_per_pass: 20,
             object_compaction_max_requests_per_second: 1_000,
             object_compaction_max_bytes_per_second: 32 * 1024 * 1024,
-            object_compaction_max_partitions_at_once: 8,
+            object_compaction_max_partitions_at_once: 16,
             object_compaction_thread_niceness: 10,
             shutdown_timeout_ms: 30_000,
             broker_rack: None,
