@@ -60,8 +60,8 @@ pub fn limits(settings: &Settings) -> CompactionLimits {
 /// its own, at `niceness` (Linux): when produce, fetch and compaction all
 /// want the cores, the kernel gives them to produce and fetch first, and
 /// compaction takes what is left (its async work on this one thread; the
-/// blocking threads it starts, for SQLite, inherit its nice value). The byte and request
-/// limits still apply when the cores are idle.
+/// blocking threads it starts, for SQLite, inherit its nice value). The
+/// byte and request limits still apply when the cores are idle.
 pub fn spawn(broker: Weak<Broker>, interval_ms: u64, niceness: i32, shutdown: CancellationToken) {
     if interval_ms == 0 {
         return;
