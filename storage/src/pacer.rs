@@ -3,6 +3,9 @@
 //! load on the store (and its request bill) stays flat and bounded whatever
 //! the backlog (`object_compaction_max_requests_per_second`).
 //!
+//! `RecentRate` measures what the compactor yields to: the bytes produce
+//! flushed over the last second.
+//!
 //! Hand-written rather than `governor`: its waits run on `futures-timer`,
 //! which tokio's paused test clock does not drive; this one sleeps on
 //! tokio's clock, so tests of it advance time instead of waiting.
@@ -45,6 +48,58 @@ impl Pacer {
         };
         tokio::time::sleep_until(slot).await;
         slot - now
+    }
+}
+
+/// Tenths of a second `RecentRate` counts in.
+const TENTH_MS: u128 = 100;
+const TENTHS: usize = 10;
+
+/// Amounts (bytes, say) counted over the last second, a tenth of a second
+/// at a time: what `per_second` reports follows a change within 100 ms.
+#[derive(Debug)]
+pub struct RecentRate {
+    origin: Instant,
+    /// (tenth of a second since `origin`, amount counted in it), each
+    /// tenth at its index modulo `TENTHS`.
+    tenths: Mutex<[(u64, u64); TENTHS]>,
+}
+
+impl Default for RecentRate {
+    fn default() -> Self {
+        RecentRate {
+            origin: Instant::now(),
+            tenths: Mutex::new([(0, 0); TENTHS]),
+        }
+    }
+}
+
+impl RecentRate {
+    fn tenth(&self) -> u64 {
+        (self.origin.elapsed().as_millis() / TENTH_MS) as u64
+    }
+
+    /// Counts `amount` now.
+    pub fn count(&self, amount: u64) {
+        let tenth = self.tenth();
+        let mut tenths = self.tenths.lock().expect("rate lock");
+        let slot = &mut tenths[tenth as usize % TENTHS];
+        if slot.0 != tenth {
+            *slot = (tenth, 0);
+        }
+        slot.1 += amount;
+    }
+
+    /// The amount counted over the last second: this tenth and the nine
+    /// before it.
+    pub fn per_second(&self) -> u64 {
+        let tenth = self.tenth();
+        let tenths = self.tenths.lock().expect("rate lock");
+        tenths
+            .iter()
+            .filter(|(at, _)| tenth.saturating_sub(*at) < TENTHS as u64)
+            .map(|(_, amount)| amount)
+            .sum()
     }
 }
 
@@ -99,5 +154,26 @@ mod tests {
             assert_eq!(pacer.pace(0).await, Duration::ZERO);
         }
         assert_eq!(Instant::now(), start);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_recent_rate_counts_the_last_second() {
+        let rate = RecentRate::default();
+        assert_eq!(rate.per_second(), 0);
+        rate.count(100);
+        tokio::time::sleep(Duration::from_millis(450)).await;
+        rate.count(50);
+        assert_eq!(rate.per_second(), 150);
+        // The first count leaves the window a second after its tenth
+        // began; the second stays until its own second is over.
+        tokio::time::sleep(Duration::from_millis(550)).await;
+        assert_eq!(rate.per_second(), 50);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(rate.per_second(), 0);
+        // A tenth's slot is reused ten tenths later, not added to.
+        rate.count(7);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        rate.count(9);
+        assert_eq!(rate.per_second(), 9);
     }
 }

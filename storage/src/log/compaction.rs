@@ -84,6 +84,10 @@ pub(crate) const PARTS_HELD: usize = 2;
 const PRODUCE_WAIT: std::time::Duration = std::time::Duration::from_millis(10);
 const PRODUCE_WAITS_MAX: usize = 500;
 
+/// The share of `max_bytes_per_second` object compaction keeps, at least,
+/// however much produce flushes: an eighth.
+const YIELD_FLOOR: u64 = 8;
+
 /// Index entries one call looks at, at most, before it gives up looking.
 const MAX_ENTRIES_EXAMINED: usize = 100_000;
 
@@ -111,7 +115,8 @@ pub struct CompactionLimits {
     pub max_requests_per_second: u32,
     /// Bytes all rewrites of this log read and write per second, at most
     /// (as Kafka's `log.cleaner.io.max.bytes.per.second` throttles its
-    /// cleaner); 0 is no limit.
+    /// cleaner), less the bytes produce flushed over the last second
+    /// (down to an eighth of it: `byte_allowance`); 0 is no limit.
     pub max_bytes_per_second: u64,
 }
 
@@ -543,16 +548,31 @@ async fn yield_to_produce(inner: &super::Inner) {
     }
 }
 
+/// The bytes per second object compaction may read and write while
+/// produce flushes `produced` a second: `max_bytes_per_second` less what
+/// produce takes, and never below `1 / YIELD_FLOOR` of it, so that the
+/// compactor does what produce leaves and still moves under a produce
+/// that takes it all. 0 is no limit, and then nothing is yielded.
+pub(super) fn byte_allowance(max_bytes_per_second: u64, produced: u64) -> u64 {
+    if max_bytes_per_second == 0 {
+        return 0;
+    }
+    max_bytes_per_second
+        .saturating_sub(produced)
+        .max(max_bytes_per_second.div_ceil(YIELD_FLOOR))
+}
+
 /// Waits for a request's slot under `max_requests_per_second`, then for
-/// its `bytes` (read or written) under `max_bytes_per_second`.
+/// its `bytes` (read or written) under the byte allowance.
 pub(super) async fn pace(inner: &super::Inner, limits: &CompactionLimits, bytes: u64) {
     let waited = inner
         .compaction_pacer
         .pace(limits.max_requests_per_second)
         .await;
+    let allowance = byte_allowance(limits.max_bytes_per_second, inner.produce_rate.per_second());
     let bytes_waited = inner
         .compaction_byte_pacer
-        .pace_amount(bytes, limits.max_bytes_per_second)
+        .pace_amount(bytes, allowance)
         .await;
     let ms = (waited + bytes_waited).as_millis() as u64;
     super::stats::bump(&inner.stats.compaction_paced_ms, ms);

@@ -212,6 +212,7 @@ async fn commit(inner: &Inner, flush: SealedFlush) {
     crate::failpoint::crash_point("flush.after_commit");
     stats::bump(&inner.stats.flushes, 1);
     stats::bump(&inner.stats.flushed_bytes, object.len() as u64);
+    inner.produce_rate.count(object.len() as u64);
     inner.stats.flush_latency.observe(sealed_at.elapsed());
     inner.stats.object_write_latency.observe(write_took);
     tracing::debug!(

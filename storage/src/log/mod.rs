@@ -219,6 +219,9 @@ pub(crate) struct Inner {
     pub(crate) compaction_pacer: crate::pacer::Pacer,
     /// Spaces object compaction's bytes read and written.
     pub(crate) compaction_byte_pacer: crate::pacer::Pacer,
+    /// Bytes flushed over the last second, which object compaction yields
+    /// its byte allowance to.
+    pub(crate) produce_rate: crate::pacer::RecentRate,
 }
 
 impl Inner {
@@ -273,6 +276,7 @@ impl Log {
             stats: stats::LogStats::default(),
             compaction_pacer: crate::pacer::Pacer::default(),
             compaction_byte_pacer: crate::pacer::Pacer::default(),
+            produce_rate: crate::pacer::RecentRate::default(),
         });
         let log = Log {
             flusher: Mutex::new(Some(tokio::spawn(flush::run(inner.clone())))),

@@ -660,3 +660,55 @@ async fn a_rewrites_bytes_are_spaced_at_the_limit() {
     );
     assert!(r.log.stats().compaction_paced_ms >= 200);
 }
+
+#[test]
+fn the_byte_allowance_is_what_produce_leaves_down_to_an_eighth() {
+    use crate::log::compaction::byte_allowance;
+    assert_eq!(byte_allowance(800, 0), 800);
+    assert_eq!(byte_allowance(800, 300), 500);
+    assert_eq!(byte_allowance(800, 700), 100);
+    assert_eq!(byte_allowance(800, 10_000), 100);
+    assert_eq!(byte_allowance(7, 10_000), 1);
+    // No limit yields nothing.
+    assert_eq!(byte_allowance(0, 10_000), 0);
+}
+
+/// How long a rewrite of five one-batch flushes takes under a byte limit
+/// of twice their flushed bytes, with `idle` between the flushes and the
+/// rewrite; and the five runs' bytes and the flushes' bytes.
+async fn paced_rewrite_after(idle: std::time::Duration) -> (std::time::Duration, u64, u64) {
+    let r = retained().await;
+    let now = r.clock.now_ms();
+    let length = r.append_at(&[now; 5]).await as u64;
+    let flushed = r.log.stats().flushed_bytes;
+    tokio::time::sleep(idle).await;
+    let limits = CompactionLimits {
+        max_requests_per_second: 0,
+        max_bytes_per_second: 2 * flushed,
+        ..eager()
+    };
+    let started = tokio::time::Instant::now();
+    let rewrite = r
+        .log
+        .compact_partition(r.tp, limits)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rewrite.old_entries, 5);
+    (started.elapsed(), 5 * length, flushed)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rewrite_yields_its_bytes_to_produce() {
+    use std::time::Duration;
+    // The object waits until the five runs read have had their time.
+    // Produce flushed `flushed` in the last second: the rewrite gets the
+    // other half of its limit, `flushed` a second.
+    let (took, read, flushed) = paced_rewrite_after(Duration::ZERO).await;
+    let yielded = Duration::from_secs_f64(read as f64 / flushed as f64);
+    assert!(took >= yielded, "{took:?} < {yielded:?}");
+    // A second and more after the flushes, the whole limit.
+    let (took, read, flushed) = paced_rewrite_after(Duration::from_millis(1_100)).await;
+    let whole = Duration::from_secs_f64(read as f64 / (2 * flushed) as f64);
+    assert!(took >= whole && took < yielded, "{took:?}, {whole:?}");
+}
