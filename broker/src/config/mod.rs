@@ -222,7 +222,8 @@ pub struct Settings {
     pub object_compaction_max_requests_per_second: u32,
     /// Bytes object compaction reads and writes per second on this broker,
     /// at most (Kafka's `log.cleaner.io.max.bytes.per.second` for its
-    /// cleaner); 0 is no limit.
+    /// cleaner), less the bytes produce flushed over the last second, down
+    /// to an eighth of it; 0 is no limit (and nothing yielded).
     pub object_compaction_max_bytes_per_second: u64,
     /// Partitions rewritten at once (on S3): their runs in one flush object
     /// are read with one ranged read. Each rewrite holds about 15 MiB (three
@@ -353,7 +354,7 @@ impl Default for Settings {
             object_compaction_max_entry_span_ms: 3_600_000,
             object_compaction_max_rewrites_per_pass: 20,
             object_compaction_max_requests_per_second: 1_000,
-            object_compaction_max_bytes_per_second: 32 * 1024 * 1024,
+            object_compaction_max_bytes_per_second: 48 * 1024 * 1024,
             object_compaction_max_partitions_at_once: 16,
             object_compaction_thread_niceness: 10,
             shutdown_timeout_ms: 30_000,
