@@ -12,11 +12,13 @@
 #   BENCH_SECTIONS=a,b   the sections to run (all by default)
 #   BENCH_BROKER=path    another broker binary (an older build, to compare
 #                        in one run on this noisy machine)
+#   BENCH_STEADY="12:600000 30:1500000"   section compaction-steady's
+#                        produce rates (MB/s) and record counts
 set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$REPO_ROOT"
 N="${1:-2000000}"
-SECTIONS="${BENCH_SECTIONS:-throughput,latency,idempotence,groups,s3,compaction}"
+SECTIONS="${BENCH_SECTIONS:-throughput,latency,idempotence,groups,s3,compaction,compaction-steady}"
 section() { [[ ",$SECTIONS," == *",$1,"* ]]; }
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$REPO_ROOT/target}"
 
@@ -150,6 +152,15 @@ fi
 CLK_TCK=$(getconf CLK_TCK)
 cpu_s() { awk -v hz="$CLK_TCK" '{print ($14 + $15) / hz}' "/proc/$1/stat"; }
 
+# A metric of the running broker, and its S3 requests so far by kind
+# ("get=.. put=..").
+metric() { curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
+s3_requests() {
+    curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" \
+        | awk '/^lightstream_object_store_requests_total\{/ {match($0, /kind="[a-z_]+"/); k = substr($0, RSTART + 6, RLENGTH - 7); n[k] += $2} END {for (k in n) printf "%s=%d ", k, n[k]}'
+}
+s3_gets() { s3_requests | { grep -oE '(^| )get=[0-9]+' || echo get=0; } | cut -d= -f2; }
+
 start_s3() {
     [[ -n "$S3_PID" ]] && return 0
     command -v s3s-fs >/dev/null || cargo install s3s-fs@0.14.1 --features binary --locked
@@ -238,11 +249,6 @@ if section compaction || section compactor; then
     C_PARTITIONS=16
     export LIGHTSTREAM_STORAGE_URL="s3://bench/compaction" LIGHTSTREAM_S3_ENDPOINT="http://127.0.0.1:$S3_PORT" \
         LIGHTSTREAM_S3_PATH_STYLE=true LIGHTSTREAM_S3_ACCESS_KEY_ID=bench LIGHTSTREAM_S3_SECRET_ACCESS_KEY=bench-secret
-    metric() { curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
-    s3_requests() {  # the broker's S3 requests so far, by kind, as "get=.. put=.."
-        curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" \
-            | awk '/^lightstream_object_store_requests_total\{/ {match($0, /kind="[a-z_]+"/); k = substr($0, RSTART + 6, RLENGTH - 7); n[k] += $2} END {for (k in n) printf "%s=%d ", k, n[k]}'
-    }
     lagging_read() {  # $1: label, $2: extra load-tool flags. One consume of the whole topic from S3 by a fresh broker.
         KEEP_DATA=1 LIGHTSTREAM_OBJECT_COMPACTION_INTERVAL_MS=0 start_broker
         local cpu0; cpu0=$(cpu_s "$BROKER_PID")
@@ -370,6 +376,49 @@ if off and on:
           f"change={(mean(on) / mean(off) - 1) * 100:+.1f}% pairs={pairs}")
 PY
     fi
+    unset LIGHTSTREAM_STORAGE_URL LIGHTSTREAM_S3_ENDPOINT LIGHTSTREAM_S3_PATH_STYLE LIGHTSTREAM_S3_ACCESS_KEY_ID \
+        LIGHTSTREAM_S3_SECRET_ACCESS_KEY
+fi
+
+if section compaction-steady; then
+    # Does object compaction keep up with a steady produce? (The compaction
+    # section's produce either takes the machine or stops.) For each rate,
+    # a fresh bucket and a broker with compaction on (every 100 ms, any
+    # age, the default byte limit, which yields to produce) taking the
+    # records to 16 partitions; then a fresh broker with compaction off
+    # reads the whole topic at once. Its GETs per GB show how much was
+    # left in flush objects: ~70,000 when none was rewritten, ~16 when all
+    # went into 64 MiB objects; in between when all was rewritten but
+    # passes every 100 ms made small objects of it. The default rates
+    # (about 50 s of produce each) are below and above a third of the
+    # default byte limit, what compaction keeps up with.
+    start_s3
+    export LIGHTSTREAM_STORAGE_URL="s3://bench/steady" LIGHTSTREAM_S3_ENDPOINT="http://127.0.0.1:$S3_PORT" \
+        LIGHTSTREAM_S3_PATH_STYLE=true LIGHTSTREAM_S3_ACCESS_KEY_ID=bench LIGHTSTREAM_S3_SECRET_ACCESS_KEY=bench-secret
+    for RUN in ${BENCH_STEADY:-12:600000 30:1500000}; do
+        RATE=${RUN%%:*}
+        RECORDS=${RUN##*:}
+        rm -rf "$WORK/s3/bench/steady"
+        echo "== compaction-steady: produce $RECORDS x 1 KiB to 16 partitions at $RATE MB/s, compaction on (every 100 ms, any age)"
+        LIGHTSTREAM_OBJECT_COMPACTION_INTERVAL_MS=100 LIGHTSTREAM_OBJECT_COMPACTION_MIN_AGE_MS=0 \
+            LIGHTSTREAM_OBJECT_COMPACTION_MAX_REWRITES_PER_PASS=1000 start_broker
+        "$BIN/lightstream-load" --bootstrap "127.0.0.1:$PORT" --topic steady --records "$RECORDS" --size 1024 \
+            --partitions 16 --rate-mb-s "$RATE" --no-consume | grep -E "produce"
+        # Rewritten bytes count a run again when a later rewrite merges it
+        # with newer runs, so they can pass the flushed bytes.
+        echo "at the end of produce: flushed_mb=$(( $(metric lightstream_flushed_bytes_total) / 1000000 ))" \
+            "rewritten_mb=$(( $(metric lightstream_object_compaction_rewritten_bytes_total) / 1000000 ))" \
+            "rewrites=$(metric lightstream_object_compaction_rewrites_total)" \
+            "lost=$(metric lightstream_object_compaction_lost_total) failures=$(metric lightstream_object_compaction_failures_total)"
+        stop_broker
+        echo "== compaction-steady: the whole topic read at once by a fresh broker, compaction off"
+        KEEP_DATA=1 LIGHTSTREAM_OBJECT_COMPACTION_INTERVAL_MS=0 start_broker
+        G0=$(s3_gets)
+        "$BIN/lightstream-load" --bootstrap "127.0.0.1:$PORT" --topic steady --records "$RECORDS" --size 1024 \
+            --partitions 16 --consumers 2 --no-produce | grep -E "consume"
+        python3 -c "print(f'rate_mb_s=$RATE lagging_read_gets_per_gb={($(s3_gets) - $G0) / ($RECORDS * 1024 / 1e9):.0f}')"
+        stop_broker
+    done
     unset LIGHTSTREAM_STORAGE_URL LIGHTSTREAM_S3_ENDPOINT LIGHTSTREAM_S3_PATH_STYLE LIGHTSTREAM_S3_ACCESS_KEY_ID \
         LIGHTSTREAM_S3_SECRET_ACCESS_KEY
 fi
