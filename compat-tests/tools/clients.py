@@ -182,9 +182,10 @@ def high_watermarks(bootstrap: str, topic: str, partitions: list[int]) -> dict[i
     out: dict[int, tuple[int, int]] = {}
     for p in partitions:
         while True:
-            # A new client each time: one seen to keep "Unknown partition"
-            # for 60 s while every partition had a leader (its cached
-            # metadata, perhaps from a broker that had just started).
+            # A new client each time: librdkafka takes a cached leaderless
+            # partition as final and does not refresh it, so one client kept
+            # "Unknown partition" for 60 s while every partition had a
+            # leader (docs/protocol-traps.md, "librdkafka").
             c = consumer(bootstrap)
             try:
                 out[p] = c.get_watermark_offsets(
