@@ -14,6 +14,9 @@
 #                        in one run on this noisy machine)
 #   BENCH_STEADY="12:600000 30:1500000"   section compaction-steady's
 #                        produce rates (MB/s) and record counts
+#   BENCH_COMPARE_BROKER=path   section compaction reads the compacted topic
+#                        with this broker too, after each read with BROKER
+#   BENCH_PRODUCE_PAIRS=3   section compaction's produce pairs (0: none)
 set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$REPO_ROOT"
@@ -330,12 +333,18 @@ PY
             --access-key-id bench --secret-access-key bench-secret --objects 16 --size 67108864 --concurrency 16 --read-back \
             | grep s3_ranged_get
         rm -rf "$WORK/s3/bench/raw-get"
+        read_after() {  # lagging_read, then the same with BENCH_COMPARE_BROKER
+            lagging_read "$@"
+            if [[ -n "${BENCH_COMPARE_BROKER:-}" ]]; then
+                BROKER="$BENCH_COMPARE_BROKER" lagging_read "$1-compare" "${@:2}"
+            fi
+        }
         echo "== compaction: lagging consumer after compaction (default block cache, 256 MiB: read-ahead for 2 partitions at a time)"
-        lagging_read after
+        read_after after
         echo "== compaction: lagging consumer after compaction, block cache 2 GiB (read-ahead for all 16 partitions)"
-        LIGHTSTREAM_BLOCK_CACHE_MAX_BYTES=2147483648 lagging_read after-2GiB-cache
+        LIGHTSTREAM_BLOCK_CACHE_MAX_BYTES=2147483648 read_after after-2GiB-cache
         echo "== compaction: the same, default block cache, raw Fetch requests instead of librdkafka (the broker's side alone)"
-        lagging_read after-raw-fetch --raw-fetch
+        read_after after-raw-fetch --raw-fetch
         # 128 partitions: unthrottled flushes of ~8 MiB hold ~64 KiB runs, small
         # enough for the compactor to rewrite while the produce goes on; 3x the
         # records so that the run lasts long enough for rewrites to land.
@@ -343,9 +352,9 @@ PY
         # Off and on alternate, three pairs: single runs here swing by +-15 %
         # (docs/benchmarks.md), so the machine's drift falls on both and the
         # mean of the pairs is the figure.
-        echo "== compaction: produce N=$P_N S=1024 P=128 unthrottled, compaction off, then on (every 100 ms, any age), 3 pairs"
+        echo "== compaction: produce N=$P_N S=1024 P=128 unthrottled, compaction off, then on (every 100 ms, any age), ${BENCH_PRODUCE_PAIRS:-3} pairs"
         P_OUT="$WORK/compaction-produce.txt"; : > "$P_OUT"
-        for PAIR in 1 2 3; do
+        for PAIR in $(seq "${BENCH_PRODUCE_PAIRS:-3}"); do
             for SETTING in 0 100; do
                 # Each run from empty metadata and an empty bucket: alike, and
                 # 18 GB need not stay on disk.

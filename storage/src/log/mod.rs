@@ -200,7 +200,7 @@ pub(crate) struct Inner {
     pub(crate) pending_changed: Notify,
     pub(crate) buffer_room: Arc<Semaphore>,
     pub(crate) tail_cache: Mutex<TailCache>,
-    pub(crate) block_cache: crate::block_cache::BlockCache,
+    pub(crate) block_cache: Arc<crate::block_cache::BlockCache>,
     /// Objects already reported unreadable, so that the log names each once
     /// and not once per fetch (cleared when it grows past a bound).
     pub(crate) reported_unreadable: Mutex<std::collections::HashSet<String>>,
@@ -257,7 +257,9 @@ impl Log {
         let buffer_room = Arc::new(Semaphore::new(config.flush_buffer_max_bytes));
         let inner = Arc::new(Inner {
             tail_cache: Mutex::new(TailCache::new(config.tail_cache_max_bytes)),
-            block_cache: crate::block_cache::BlockCache::new(config.block_cache_max_bytes),
+            block_cache: Arc::new(crate::block_cache::BlockCache::new(
+                config.block_cache_max_bytes,
+            )),
             reported_unreadable: Mutex::new(Default::default()),
             config,
             store,

@@ -4,6 +4,8 @@
 //! whose produce has not been answered. Bytes come from the tail cache when
 //! the object is recent, else from a ranged read of the object store.
 
+use std::sync::Arc;
+
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use metadata::{IndexEntry, TopicPartition};
@@ -365,18 +367,22 @@ impl Log {
             .iter()
             .map(|e| e.position..e.position + e.length)
             .collect();
+        // The blocks read ahead are checked after the answer, by the task
+        // that pulls them: it owns the entries it checks them against.
+        let span = Arc::new(span);
+        let checked = span.clone();
         let results = self
             .inner
             .block_cache
             .get_span(
-                self.inner.store.as_ref(),
+                self.inner.store.clone(),
                 &span[0].object_key,
                 &ranges,
                 needed,
-                |i, bytes| verify_run(&span[i], bytes),
+                move |i, bytes| verify_run(&checked[i], bytes),
             )
             .await;
-        span.into_iter().zip(results).collect()
+        span.iter().cloned().zip(results).collect()
     }
 
     /// The bytes of one index entry: from the tail cache, else the block
