@@ -29,7 +29,9 @@ pub use log::{
     OffsetSpec, PendingAppend, ReadResult, RetentionLimits, Rewrite, TimestampOffset,
     UnsettledObjects,
 };
-pub use object_store::{ByteChunks, LocalDirStore, MemoryStore, ObjectStore, PartReceiver};
+pub use object_store::{
+    ByteChunks, LocalDirStore, MemoryStore, ObjectStore, PartCount, PartReceiver,
+};
 pub use s3::{MIN_PART_SIZE, RequestStats, S3Config, S3Stats, S3Store};
 
 use std::ops::Range;

@@ -59,9 +59,11 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// `None` abandons the write: nothing is left under `key`. Never
     /// overwrites. Each part is let go once it is written (or copied): a
     /// writer may wait for the parts it sent to be let go before it sends
-    /// more (object compaction bounds its memory so). The default joins the
-    /// parts and calls `put`.
-    async fn put_parts(&self, key: &str, mut parts: PartReceiver) -> Result<()> {
+    /// more (object compaction bounds its memory so): with
+    /// `PartCount::Several`, the store does not hold the first part back
+    /// for the second, so such a writer may hold one part at a time. The
+    /// default joins the parts and calls `put`.
+    async fn put_parts(&self, key: &str, mut parts: PartReceiver, _count: PartCount) -> Result<()> {
         let mut object = BytesMut::new();
         loop {
             match parts.recv().await {
@@ -82,6 +84,19 @@ const FILE_CHUNK: u64 = 1 << 20;
 
 /// The parts of a streamed object write, then `None` to complete it.
 pub type PartReceiver = tokio::sync::mpsc::UnboundedReceiver<Option<Bytes>>;
+
+/// What the writer of a streamed object knows of its number of parts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PartCount {
+    /// One or more (a flush does not know its size): the S3 store holds
+    /// the first part until the second or the end comes, to choose between
+    /// one PutObject and a multipart upload.
+    Unknown,
+    /// Two or more (a rewrite knows its size): the S3 store starts a
+    /// multipart upload with the first part. (Should only one come, the
+    /// upload completes with that one part, which S3 allows at any size.)
+    Several,
+}
 
 /// A streamed write whose sender went away before completing it.
 pub(crate) fn abandoned(key: &str) -> Error {

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use storage::object_key::object_key_at;
-use storage::{MIN_PART_SIZE, ObjectStore, S3Config, S3Store, contract};
+use storage::{MIN_PART_SIZE, ObjectStore, PartCount, S3Config, S3Store, contract};
 
 mod common;
 
@@ -96,6 +96,7 @@ async fn multipart_checks(store: Arc<S3Store>) {
         (1, 0),
         "the refused upload is aborted"
     );
+    several_parts_start_the_upload_with_the_first(&store).await;
     // A write dropped half-way (a flush's write timeout drops it) aborts
     // its upload and leaves no object. The drop must land after
     // CreateMultipartUpload and before Complete; retried if it missed.
@@ -130,6 +131,78 @@ async fn multipart_checks(store: Arc<S3Store>) {
         return;
     }
     panic!("every 30 MiB upload completed before it could be dropped");
+}
+
+/// A part that tells the writer when the store lets go of it.
+struct Watched(Bytes, Option<tokio::sync::oneshot::Sender<()>>);
+
+impl AsRef<[u8]> for Watched {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        if let Some(gone) = self.1.take() {
+            let _ = gone.send(());
+        }
+    }
+}
+
+/// With `PartCount::Several` the first part is uploaded before the second
+/// is sent (a writer holding one part at a time, as a rewrite does, would
+/// otherwise wait forever); one part alone completes as a one-part upload.
+async fn several_parts_start_the_upload_with_the_first(store: &Arc<S3Store>) {
+    let stats = store.stats();
+    let object = object_of(2 * MIN_PART_SIZE + 7, 4);
+    let (parts, received) = tokio::sync::mpsc::unbounded_channel();
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .put_parts("mp/one-at-a-time.obj", received, PartCount::Several)
+                .await
+        })
+    };
+    for part in storage_parts(&object) {
+        let (gone, let_go) = tokio::sync::oneshot::channel();
+        parts
+            .send(Some(Bytes::from_owner(Watched(part, Some(gone)))))
+            .unwrap();
+        // Bounds a deadlock, not a speed: the upload takes milliseconds.
+        tokio::time::timeout(Duration::from_secs(60), let_go)
+            .await
+            .expect("the store held the part for the next one")
+            .unwrap();
+    }
+    parts.send(None).unwrap();
+    writer.await.unwrap().unwrap();
+    assert!(store.get("mp/one-at-a-time.obj").await.unwrap() == object);
+    // One part only, though several were announced.
+    let (creates, uploads) = (
+        requests(&stats.create_multipart).0,
+        requests(&stats.upload_part).0,
+    );
+    let (parts, received) = tokio::sync::mpsc::unbounded_channel();
+    let small = object_of(1_000, 5);
+    parts.send(Some(small.clone())).unwrap();
+    parts.send(None).unwrap();
+    store
+        .put_parts("mp/announced-several.obj", received, PartCount::Several)
+        .await
+        .unwrap();
+    assert!(store.get("mp/announced-several.obj").await.unwrap() == small);
+    assert_eq!(requests(&stats.create_multipart).0, creates + 1);
+    assert_eq!(requests(&stats.upload_part).0, uploads + 1);
+}
+
+/// `object` in parts of `MIN_PART_SIZE`, the last one short.
+fn storage_parts(object: &Bytes) -> Vec<Bytes> {
+    object
+        .chunks(MIN_PART_SIZE)
+        .map(|c| object.slice_ref(c))
+        .collect()
 }
 
 #[tokio::test]

@@ -226,7 +226,7 @@ pub struct Settings {
     /// to an eighth of it; 0 is no limit (and nothing yielded).
     pub object_compaction_max_bytes_per_second: u64,
     /// Partitions rewritten at once (on S3): their runs in one flush object
-    /// are read with one ranged read. Each rewrite holds about 15 MiB (three
+    /// are read with one ranged read. Each rewrite holds about 10 MiB (two
     /// 5 MiB parts); together they share 32 MiB of reads.
     pub object_compaction_max_partitions_at_once: u32,
     /// The nice value of object compaction's thread (Linux): it runs on a

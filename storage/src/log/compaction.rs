@@ -40,10 +40,10 @@
 //! then read with one ranged read instead of one each (`compaction_reads`).
 //!
 //! Memory, per rewrite: the part being filled and at most `PARTS_HELD`
-//! (two) sent and not yet written, in parts of `MIN_PART_SIZE` (S3's
+//! (one) sent and not yet written, in parts of `MIN_PART_SIZE` (S3's
 //! smallest; 5 MiB) or the store's part size when smaller, each an
-//! allocation of its own (`ObjectBuilder::append_in_parts`): three parts
-//! (~15 MiB) in all. A store that does not stream gets
+//! allocation of its own (`ObjectBuilder::append_in_parts`): two parts
+//! (~10 MiB) in all. A store that does not stream gets
 //! `max_object_bytes`, and its rewrites run one at a time. Each rewrite
 //! holds up to `READS_IN_FLIGHT` runs read ahead (the rewrites running
 //! together make that many ranged reads at once in all) and they share up
@@ -74,10 +74,11 @@ const READS_IN_FLIGHT: usize = 16;
 /// Parts of the new object one rewrite holds at most once it has sent
 /// them (queued for the store or being uploaded): reads wait beyond it, so
 /// a store slower than the reads bounds the rewrite's memory instead of
-/// letting the object pile up. Two, not one: the S3 store holds the first
-/// part until the second comes, to tell an object of one part (a single
-/// PutObject) from a multipart upload, so one would wait for itself.
-pub(crate) const PARTS_HELD: usize = 2;
+/// letting the object pile up. One: the part being uploaded while the next
+/// fills. The store must then not hold the first part back for the second
+/// (it would wait for the rewrite, and the rewrite for it): the rewrite
+/// tells it that several follow (`rewrite_part_count`).
+pub(crate) const PARTS_HELD: usize = 1;
 
 /// How long a rewrite waits for produce to drain the flush buffer below
 /// half, at most, between two runs: 10 ms at a time, then it goes on.
@@ -304,7 +305,11 @@ impl Log {
         // (nothing is left under the key, or GC's grace covers it).
         let (parts, received) = tokio::sync::mpsc::unbounded_channel();
         let (written, built) = tokio::join!(
-            inner.compaction_store().put_parts(&object_key, received),
+            inner.compaction_store().put_parts(
+                &object_key,
+                received,
+                rewrite_part_count(inner, &old)
+            ),
             stream_object(inner, reads, tp, &object_key, &old, &groups, limits, parts),
         );
         let outcome = match (built, written) {
@@ -594,13 +599,8 @@ async fn stream_object(
     limits: &CompactionLimits,
     parts: tokio::sync::mpsc::UnboundedSender<Option<Bytes>>,
 ) -> std::result::Result<(Vec<IndexEntry>, u64), Option<Error>> {
-    // Parts of S3's smallest size (or the store's, when smaller): a rewrite
-    // holds a few of them, and several rewrites run at once.
-    let part_size = inner
-        .compaction_store()
-        .part_size()
-        .map(|p| p.min(crate::MIN_PART_SIZE));
-    let total = old.iter().map(|e| e.length as usize).sum::<usize>();
+    let part_size = rewrite_part_size(inner);
+    let total = runs_bytes(old);
     let mut builder =
         ObjectBuilder::with_capacity(part_size.map_or(total, |p| total.min(p)), groups.len());
     // Each read is a task of its own, so that it finishes (and lets go of
@@ -687,6 +687,35 @@ async fn stream_object(
     send(last).await?;
     parts.send(None).map_err(|_| None)?;
     Ok((new, sent))
+}
+
+/// Parts of S3's smallest size (or the store's, when smaller): a rewrite
+/// holds two of them, and several rewrites run at once. `None`: the store
+/// takes whole objects.
+fn rewrite_part_size(inner: &super::Inner) -> Option<usize> {
+    inner
+        .compaction_store()
+        .part_size()
+        .map(|p| p.min(crate::MIN_PART_SIZE))
+}
+
+fn runs_bytes(old: &[IndexEntry]) -> usize {
+    old.iter().map(|e| e.length as usize).sum()
+}
+
+/// How many parts a rewrite of `old` sends: a part is cut once the header
+/// and the runs go past a part (`ObjectBuilder::append_in_parts`), and the
+/// footer comes after it in a part of its own. The store must know it
+/// before the first part: with `PARTS_HELD` at one, a store that held the
+/// first part for the second would wait for the rewrite, and the rewrite
+/// for it.
+fn rewrite_part_count(inner: &super::Inner, old: &[IndexEntry]) -> crate::PartCount {
+    match rewrite_part_size(inner) {
+        Some(part) if crate::object_format::HEADER_BYTES + runs_bytes(old) > part => {
+            crate::PartCount::Several
+        }
+        _ => crate::PartCount::Unknown,
+    }
 }
 
 /// A part of a new object, with the permit it holds while the store has it.

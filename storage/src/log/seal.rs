@@ -106,7 +106,13 @@ impl OpenFlush {
             let (parts, _) = self.stream.get_or_insert_with(|| {
                 let (parts, receiver) = mpsc::unbounded_channel();
                 let (store, key) = (inner.store.clone(), self.object_key.clone());
-                let write = tokio::spawn(async move { store.put_parts(&key, receiver).await });
+                // Parts are shipped whole and the footer comes after them,
+                // so a streamed flush always has two or more.
+                let write = tokio::spawn(async move {
+                    store
+                        .put_parts(&key, receiver, crate::PartCount::Several)
+                        .await
+                });
                 (parts, write)
             });
             // A closed channel means the write already failed; the flush

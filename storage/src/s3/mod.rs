@@ -41,7 +41,7 @@ use aws_sdk_s3::types::ChecksumAlgorithm;
 use bytes::Bytes;
 use tokio::sync::Semaphore;
 
-use crate::object_store::{ByteChunks, PartReceiver};
+use crate::object_store::{ByteChunks, PartCount, PartReceiver};
 use crate::{Error, ObjectStore, Result};
 
 pub use multipart::MIN_PART_SIZE;
@@ -417,16 +417,17 @@ impl ObjectStore for S3Store {
             let _ = parts.send(Some(part));
         }
         let _ = parts.send(None);
-        self.put_streamed(key, &full, receiver).await
+        self.put_streamed(key, &full, receiver, PartCount::Several)
+            .await
     }
 
     fn part_size(&self) -> Option<usize> {
         Some(self.part_size)
     }
 
-    async fn put_parts(&self, key: &str, parts: PartReceiver) -> Result<()> {
+    async fn put_parts(&self, key: &str, parts: PartReceiver, count: PartCount) -> Result<()> {
         let full = self.full_key(key)?;
-        self.put_streamed(key, &full, parts).await
+        self.put_streamed(key, &full, parts, count).await
     }
 
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use super::stats::S3Stats;
 use super::{Digest, DisablePayloadSigning, S3Store, s3_error, status};
-use crate::object_store::{PartReceiver, abandoned};
+use crate::object_store::{PartCount, PartReceiver, abandoned};
 use crate::{Error, Result};
 
 /// S3's smallest part (every part but the last must be at least this big).
@@ -103,33 +103,42 @@ async fn abort_upload(
 impl S3Store {
     /// Writes `key` (`full` with the prefix) from streamed parts: one part
     /// then `None` is a PutObject; more is a multipart upload, started when
-    /// the second part arrives, its parts uploaded (up to
-    /// `max_parts_in_flight` at once) while later ones are still coming.
+    /// the second part arrives (with `PartCount::Several`, at the first),
+    /// its parts uploaded (up to `max_parts_in_flight` at once) while later
+    /// ones are still coming.
     pub(super) async fn put_streamed(
         &self,
         key: &str,
         full: &str,
         mut parts: PartReceiver,
+        count: PartCount,
     ) -> Result<()> {
         let first = match parts.recv().await {
             Some(Some(part)) => part,
             Some(None) => return self.put_object(key, full, Bytes::new()).await,
             None => return Err(abandoned(key)),
         };
-        let second = match parts.recv().await {
-            Some(Some(part)) => part,
-            Some(None) => return self.put_object(key, full, first).await,
-            None => return Err(abandoned(key)),
+        let second = match count {
+            PartCount::Several => None,
+            PartCount::Unknown => match parts.recv().await {
+                Some(Some(part)) => Some(part),
+                Some(None) => return self.put_object(key, full, first).await,
+                None => return Err(abandoned(key)),
+            },
         };
         let upload = self.create_multipart(full).await?;
         let id = upload.upload_id.clone();
         // What was sent, to tell our own applied Complete apart; a digest,
         // not the parts, so that memory stays with the parts in flight.
-        let mut sent = Digest::of(&first).then(&second);
-        let mut part_count = 2;
+        let mut sent = Digest::of(&first);
+        let mut part_count = 1;
         let mut uploading = FuturesUnordered::new();
         uploading.push(self.upload_part(full, &id, 1, first));
-        uploading.push(self.upload_part(full, &id, 2, second));
+        if let Some(second) = second {
+            sent = sent.then(&second);
+            part_count = 2;
+            uploading.push(self.upload_part(full, &id, 2, second));
+        }
         let mut completed = Vec::new();
         let mut all_received = false;
         loop {

@@ -80,17 +80,25 @@ impl crate::ObjectStore for StreamingStore {
     fn part_size(&self) -> Option<usize> {
         Some(self.part_size)
     }
-    async fn put_parts(&self, key: &str, mut parts: PartReceiver) -> crate::Result<()> {
+    async fn put_parts(
+        &self,
+        key: &str,
+        mut parts: PartReceiver,
+        count: crate::PartCount,
+    ) -> crate::Result<()> {
         let n = self.writes.fetch_add(1, Ordering::SeqCst) + 1;
         let mut object = Vec::new();
         let mut index = 0;
         // Messages taken off the channel, not yet written. As the S3 store
-        // does, a rewrite's first part waits for the second (or the end),
-        // which tells one PutObject from a multipart upload. (A flush's
-        // parts go at once: the flush tests watch them leave one by one.)
+        // does, a first part whose writer did not say several follow waits
+        // for the second (or the end), which tells one PutObject from a
+        // multipart upload.
         let mut queued = std::collections::VecDeque::new();
         let compacted = crate::object_key::is_compacted_object_key(key);
-        while compacted && queued.len() < 2 && !matches!(queued.back(), Some(None)) {
+        while count == crate::PartCount::Unknown
+            && queued.len() < 2
+            && !matches!(queued.back(), Some(None))
+        {
             match parts.recv().await {
                 Some(message) => queued.push_back(message),
                 None => break,
