@@ -316,7 +316,9 @@ impl BlockCache {
                         .await,
                 );
             }
-            if pull.claim.blocks.is_empty() {
+            if pull.claim.blocks.is_empty() || pull.reading.error.is_some() {
+                // Nothing left ahead, or the stream failed: what is left of
+                // the claim goes back as the pull drops (`SpanClaim`).
                 self.park_rest(pull);
             } else {
                 self.read_ahead_after_answer(store.clone(), pull, verify.clone());
