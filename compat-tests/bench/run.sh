@@ -241,6 +241,27 @@ print(f'cpu_s_per_gb client={client / gb:.2f} broker={broker / gb:.2f} s3_server
     done
 fi
 
+# Waits until the broker's compactor has nothing left: neither the
+# rewritten bytes nor the reads and parts written have moved for 40 s
+# (rewrites of 64 MiB run together within the byte limit: a minute or more
+# may pass before the first lands); at most 15 minutes. SETTLED_AT is when
+# they last moved.
+wait_for_compactor() {
+    local last=-1 still=0 now
+    SETTLED_AT=$(date +%s.%N)
+    for _ in $(seq 450); do
+        sleep 2
+        now="$(metric lightstream_object_compaction_rewritten_bytes_total) $(s3_requests | { grep -oE '(get|upload_part)=[0-9]+' || true; } | tr '\n' ' ')"
+        if [[ "$now" == "$last" ]]; then
+            still=$((still + 1))
+            [[ $still -ge 20 ]] && break
+        else
+            still=0; last=$now; SETTLED_AT=$(date +%s.%N)
+            [[ -n "${BENCH_TRACE:-}" ]] && echo "trace t=$(date +%s) $now paced_s=$(metric lightstream_object_compaction_paced_seconds_total)"
+        fi
+    done
+}
+
 if section compaction || section compactor; then
     # Issue 14: a lagging consumer of data written by many small flushes,
     # before and after object compaction, and what compaction costs.
@@ -290,23 +311,8 @@ PY
     KEEP_DATA=1 LIGHTSTREAM_OBJECT_COMPACTION_INTERVAL_MS=100 LIGHTSTREAM_OBJECT_COMPACTION_MIN_AGE_MS=0 \
         LIGHTSTREAM_OBJECT_COMPACTION_MAX_REWRITES_PER_PASS=1000 start_broker
     C_CPU0=$(cpu_s "$BROKER_PID"); C_S3_CPU0=$(cpu_s "$S3_PID"); C_REQ0=$(s3_requests); C_T0=$(date +%s.%N)
-    # Done when neither the rewritten bytes nor the reads and parts written
-    # have moved for 40 s (eight rewrites of 64 MiB run together, within
-    # object_compaction_max_bytes_per_second: a minute or more before the
-    # first lands); at most 15 minutes.
-    last=-1; still=0; settled_at=$C_T0
-    for _ in $(seq 450); do
-        sleep 2
-        now="$(metric lightstream_object_compaction_rewritten_bytes_total) $(s3_requests | { grep -oE '(get|upload_part)=[0-9]+' || true; } | tr '\n' ' ')"
-        if [[ "$now" == "$last" ]]; then
-            still=$((still + 1))
-            [[ $still -ge 20 ]] && break
-        else
-            still=0; last=$now; settled_at=$(date +%s.%N)
-            [[ -n "${BENCH_TRACE:-}" ]] && echo "trace t=$(date +%s) $now paced_s=$(metric lightstream_object_compaction_paced_seconds_total)"
-        fi
-    done
-    C_T1=$settled_at
+    wait_for_compactor
+    C_T1=$SETTLED_AT
     echo "compactor: span_reads=$(metric lightstream_object_compaction_span_reads_total) (ranged GETs of several partitions' runs at once)" \
         "paced_s=$(metric lightstream_object_compaction_paced_seconds_total) (waits for request and byte slots, summed over requests)"
     python3 - "$(cpu_s "$BROKER_PID")" "$C_CPU0" "$(cpu_s "$S3_PID")" "$C_S3_CPU0" "$C_REQ0" "$(s3_requests)" \
@@ -400,7 +406,8 @@ if section compaction-steady; then
     # went into 64 MiB objects; in between when all was rewritten but
     # passes every 100 ms made small objects of it. The default rates
     # (about 50 s of produce each) are below and above a third of the
-    # default byte limit, what compaction keeps up with.
+    # default byte limit, what compaction keeps up with. Then a broker with
+    # no produce catches up (how long it takes), and the topic is read again.
     start_s3
     export LIGHTSTREAM_STORAGE_URL="s3://bench/steady" LIGHTSTREAM_S3_ENDPOINT="http://127.0.0.1:$S3_PORT" \
         LIGHTSTREAM_S3_PATH_STYLE=true LIGHTSTREAM_S3_ACCESS_KEY_ID=bench LIGHTSTREAM_S3_SECRET_ACCESS_KEY=bench-secret
@@ -420,13 +427,29 @@ if section compaction-steady; then
             "rewrites=$(metric lightstream_object_compaction_rewrites_total)" \
             "lost=$(metric lightstream_object_compaction_lost_total) failures=$(metric lightstream_object_compaction_failures_total)"
         stop_broker
-        echo "== compaction-steady: the whole topic read at once by a fresh broker, compaction off"
-        KEEP_DATA=1 LIGHTSTREAM_OBJECT_COMPACTION_INTERVAL_MS=0 start_broker
-        G0=$(s3_gets)
-        "$BIN/lightstream-load" --bootstrap "127.0.0.1:$PORT" --topic steady --records "$RECORDS" --size 1024 \
-            --partitions 16 --consumers 2 --no-produce | grep -E "consume"
-        python3 -c "print(f'rate_mb_s=$RATE lagging_read_gets_per_gb={($(s3_gets) - $G0) / ($RECORDS * 1024 / 1e9):.0f}')"
+        steady_read() {  # $1: when. The whole topic read at once by a fresh broker, compaction off.
+            echo "== compaction-steady: the whole topic read at once by a fresh broker, compaction off, $1"
+            KEEP_DATA=1 LIGHTSTREAM_OBJECT_COMPACTION_INTERVAL_MS=0 start_broker
+            local g0; g0=$(s3_gets)
+            "$BIN/lightstream-load" --bootstrap "127.0.0.1:$PORT" --topic steady --records "$RECORDS" --size 1024 \
+                --partitions 16 --consumers 2 --no-produce | grep -E "consume"
+            python3 -c "print(f'rate_mb_s=$RATE $1 lagging_read_gets_per_gb={($(s3_gets) - $g0) / ($RECORDS * 1024 / 1e9):.0f}')"
+            stop_broker
+        }
+        steady_read after_produce
+        # Catching up: the same compaction settings with no produce (a new
+        # broker, which walks every partition from its start once).
+        echo "== compaction-steady: catching up, compaction on with no produce, until the compactor has nothing left"
+        KEEP_DATA=1 LIGHTSTREAM_OBJECT_COMPACTION_INTERVAL_MS=100 LIGHTSTREAM_OBJECT_COMPACTION_MIN_AGE_MS=0 \
+            LIGHTSTREAM_OBJECT_COMPACTION_MAX_REWRITES_PER_PASS=1000 start_broker
+        T0=$(date +%s.%N)
+        wait_for_compactor
+        python3 -c "print(f'rate_mb_s=$RATE catch_up_s={$SETTLED_AT - $T0:.1f} (to the last rewrite seen, within 2 s)')"
+        echo "caught up: rewritten_mb=$(( $(metric lightstream_object_compaction_rewritten_bytes_total) / 1000000 ))" \
+            "rewrites=$(metric lightstream_object_compaction_rewrites_total)" \
+            "lost=$(metric lightstream_object_compaction_lost_total) failures=$(metric lightstream_object_compaction_failures_total)"
         stop_broker
+        steady_read caught_up
     done
     unset LIGHTSTREAM_STORAGE_URL LIGHTSTREAM_S3_ENDPOINT LIGHTSTREAM_S3_PATH_STYLE LIGHTSTREAM_S3_ACCESS_KEY_ID \
         LIGHTSTREAM_S3_SECRET_ACCESS_KEY
