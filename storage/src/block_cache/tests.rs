@@ -5,6 +5,30 @@ use async_trait::async_trait;
 use super::*;
 use crate::MemoryStore;
 
+/// A test's `ObjectStore` over its `inner` memory store: `put`, `get`,
+/// `delete` and `list` go straight to it; the invocation gives the reads
+/// (`get_range`, `get_range_stream`) the test watches or holds.
+macro_rules! memory_backed_store {
+    ($store:ty { $($read:item)* }) => {
+        #[async_trait]
+        impl ObjectStore for $store {
+            async fn put(&self, key: &str, bytes: Bytes) -> Result<()> {
+                self.inner.put(key, bytes).await
+            }
+            async fn get(&self, key: &str) -> Result<Bytes> {
+                self.inner.get(key).await
+            }
+            async fn delete(&self, key: &str) -> Result<()> {
+                self.inner.delete(key).await
+            }
+            async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+                self.inner.list(prefix).await
+            }
+            $($read)*
+        }
+    };
+}
+
 /// A memory store that counts ranged reads and can hold them at a gate.
 struct Counting {
     inner: MemoryStore,
@@ -12,24 +36,13 @@ struct Counting {
     gate: tokio::sync::Semaphore,
 }
 
-#[async_trait]
-impl ObjectStore for Counting {
-    async fn put(&self, key: &str, bytes: Bytes) -> Result<()> {
-        self.inner.put(key, bytes).await
-    }
-    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
-        self.reads.fetch_add(1, Ordering::SeqCst);
-        self.gate.acquire().await.expect("gate").forget();
-        self.inner.get_range(key, range).await
-    }
-    async fn get(&self, key: &str) -> Result<Bytes> {
-        self.inner.get(key).await
-    }
-    async fn delete(&self, key: &str) -> Result<()> {
-        self.inner.delete(key).await
-    }
-    async fn list(&self, prefix: &str) -> Result<Vec<String>> {
-        self.inner.list(prefix).await
+memory_backed_store! {
+    Counting {
+        async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            self.gate.acquire().await.expect("gate").forget();
+            self.inner.get_range(key, range).await
+        }
     }
 }
 
@@ -387,38 +400,27 @@ struct Chunked {
     broken_before: std::sync::Arc<AtomicUsize>,
 }
 
-#[async_trait]
-impl ObjectStore for Chunked {
-    async fn put(&self, key: &str, bytes: Bytes) -> Result<()> {
-        self.inner.put(key, bytes).await
-    }
-    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
-        self.inner.get_range(key, range).await
-    }
-    async fn get_range_stream(&self, key: &str, range: Range<u64>) -> Result<crate::ByteChunks> {
-        let bytes = self.inner.get_range(key, range).await?;
-        let generation = self.opened.fetch_add(1, Ordering::SeqCst);
-        let broken = self.broken_before.clone();
-        let chunks: Vec<Bytes> = bytes.chunks(3).map(Bytes::copy_from_slice).collect();
-        Ok(Box::pin(futures::StreamExt::map(
-            futures::stream::iter(chunks),
-            move |c| {
-                if generation < broken.load(Ordering::SeqCst) {
-                    Err(crate::Error::Unavailable("connection closed".into()))
-                } else {
-                    Ok(c)
-                }
-            },
-        )))
-    }
-    async fn get(&self, key: &str) -> Result<Bytes> {
-        self.inner.get(key).await
-    }
-    async fn delete(&self, key: &str) -> Result<()> {
-        self.inner.delete(key).await
-    }
-    async fn list(&self, prefix: &str) -> Result<Vec<String>> {
-        self.inner.list(prefix).await
+memory_backed_store! {
+    Chunked {
+        async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
+            self.inner.get_range(key, range).await
+        }
+        async fn get_range_stream(&self, key: &str, range: Range<u64>) -> Result<crate::ByteChunks> {
+            let bytes = self.inner.get_range(key, range).await?;
+            let generation = self.opened.fetch_add(1, Ordering::SeqCst);
+            let broken = self.broken_before.clone();
+            let chunks: Vec<Bytes> = bytes.chunks(3).map(Bytes::copy_from_slice).collect();
+            Ok(Box::pin(futures::StreamExt::map(
+                futures::stream::iter(chunks),
+                move |c| {
+                    if generation < broken.load(Ordering::SeqCst) {
+                        Err(crate::Error::Unavailable("connection closed".into()))
+                    } else {
+                        Ok(c)
+                    }
+                },
+            )))
+        }
     }
 }
 
@@ -478,38 +480,27 @@ struct Trickling {
     gate: Arc<tokio::sync::Semaphore>,
 }
 
-#[async_trait]
-impl ObjectStore for Trickling {
-    async fn put(&self, key: &str, bytes: Bytes) -> Result<()> {
-        self.inner.put(key, bytes).await
-    }
-    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
-        self.inner.get_range(key, range).await
-    }
-    async fn get_range_stream(&self, key: &str, range: Range<u64>) -> Result<crate::ByteChunks> {
-        self.opened.fetch_add(1, Ordering::SeqCst);
-        let bytes = self.inner.get_range(key, range).await?;
-        let chunks: Vec<Bytes> = bytes.chunks(4).map(Bytes::copy_from_slice).collect();
-        let gate = self.gate.clone();
-        Ok(Box::pin(futures::stream::unfold(
-            (chunks.into_iter(), gate, true),
-            |(mut chunks, gate, first)| async move {
-                let chunk = chunks.next()?;
-                if !first {
-                    gate.acquire().await.expect("gate").forget();
-                }
-                Some((Ok(chunk), (chunks, gate, false)))
-            },
-        )))
-    }
-    async fn get(&self, key: &str) -> Result<Bytes> {
-        self.inner.get(key).await
-    }
-    async fn delete(&self, key: &str) -> Result<()> {
-        self.inner.delete(key).await
-    }
-    async fn list(&self, prefix: &str) -> Result<Vec<String>> {
-        self.inner.list(prefix).await
+memory_backed_store! {
+    Trickling {
+        async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
+            self.inner.get_range(key, range).await
+        }
+        async fn get_range_stream(&self, key: &str, range: Range<u64>) -> Result<crate::ByteChunks> {
+            self.opened.fetch_add(1, Ordering::SeqCst);
+            let bytes = self.inner.get_range(key, range).await?;
+            let chunks: Vec<Bytes> = bytes.chunks(4).map(Bytes::copy_from_slice).collect();
+            let gate = self.gate.clone();
+            Ok(Box::pin(futures::stream::unfold(
+                (chunks.into_iter(), gate, true),
+                |(mut chunks, gate, first)| async move {
+                    let chunk = chunks.next()?;
+                    if !first {
+                        gate.acquire().await.expect("gate").forget();
+                    }
+                    Some((Ok(chunk), (chunks, gate, false)))
+                },
+            )))
+        }
     }
 }
 
