@@ -703,15 +703,20 @@ fn runs_bytes(old: &[IndexEntry]) -> usize {
     old.iter().map(|e| e.length as usize).sum()
 }
 
-/// How many parts a rewrite of `old` sends: a part is cut once the header
-/// and the runs go past a part (`ObjectBuilder::append_in_parts`), and the
-/// footer comes after it in a part of its own. The store must know it
-/// before the first part: with `PARTS_HELD` at one, a store that held the
-/// first part for the second would wait for the rewrite, and the rewrite
-/// for it.
+/// How many parts a rewrite of `old` sends. The store must know it before
+/// the first part: with `PARTS_HELD` at one, a store that held the first
+/// part for the second would wait for the rewrite, and the rewrite for it.
 fn rewrite_part_count(inner: &super::Inner, old: &[IndexEntry]) -> crate::PartCount {
-    match rewrite_part_size(inner) {
-        Some(part) if crate::object_format::HEADER_BYTES + runs_bytes(old) > part => {
+    part_count(rewrite_part_size(inner), runs_bytes(old))
+}
+
+/// The parts of an object of `runs_bytes` of runs streamed in parts of
+/// `part_size`: `ObjectBuilder::append_in_parts` cuts a part as soon as the
+/// header and the runs fill one (a run that ends exactly at a part's end
+/// included), and the footer comes after it in a part of its own.
+pub(crate) fn part_count(part_size: Option<usize>, runs_bytes: usize) -> crate::PartCount {
+    match part_size {
+        Some(part) if crate::object_format::HEADER_BYTES + runs_bytes >= part => {
             crate::PartCount::Several
         }
         _ => crate::PartCount::Unknown,

@@ -662,6 +662,42 @@ async fn a_rewrites_bytes_are_spaced_at_the_limit() {
 }
 
 #[test]
+fn a_rewrite_says_several_parts_exactly_when_the_builder_cuts_more_than_one() {
+    use crate::log::compaction::part_count;
+    use crate::object_format::{HEADER_BYTES, ObjectBuilder};
+    let part = 64;
+    // Around the boundary: runs that fill the first part to one byte short,
+    // exactly (the builder cuts it, then the footer is a second part), and
+    // one byte over; each object's runs appended in two pieces.
+    for runs in [
+        part - HEADER_BYTES - 1,
+        part - HEADER_BYTES,
+        part - HEADER_BYTES + 1,
+        3 * part,
+    ] {
+        let mut builder = ObjectBuilder::with_capacity(part, 1);
+        let bytes = vec![7u8; runs];
+        let (a, b) = bytes.split_at(runs / 2);
+        let mut parts = builder.append_in_parts(a, part).len();
+        parts += builder.append_in_parts(b, part).len();
+        let _last = builder.finish();
+        parts += 1;
+        let expected = if parts > 1 {
+            crate::PartCount::Several
+        } else {
+            crate::PartCount::Unknown
+        };
+        assert_eq!(
+            part_count(Some(part), runs),
+            expected,
+            "{runs} bytes of runs: {parts} parts"
+        );
+    }
+    // A store that takes whole objects streams nothing.
+    assert_eq!(part_count(None, 1 << 30), crate::PartCount::Unknown);
+}
+
+#[test]
 fn the_byte_allowance_is_what_produce_leaves_down_to_an_eighth() {
     use crate::log::compaction::byte_allowance;
     assert_eq!(byte_allowance(800, 0), 800);
